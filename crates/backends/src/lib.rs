@@ -1,0 +1,2 @@
+//! Userspace PV backends: console, block and net, and the xenbus backend state
+//! machine they share.

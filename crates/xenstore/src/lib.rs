@@ -1,0 +1,2 @@
+//! Xenstore: the wire codec, the store, the client used by all of rxen, and the
+//! server behind `rxenstored`.
