@@ -9,6 +9,9 @@ struct Cli {}
 
 fn main() {
     let _cli = Cli::parse();
-    eprintln!("rxconsoled {}: not implemented yet", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "rxconsoled {}: not implemented yet",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::exit(1);
 }

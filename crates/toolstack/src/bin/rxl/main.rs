@@ -1,0 +1,46 @@
+//! `rxl`: the rxen toolstack CLI, in the manner of xl.
+//!
+//! Each subcommand lives in its own module beside this file; `main` only parses the
+//! command line, sets up logging and dispatches.
+
+use clap::{Parser, Subcommand};
+
+/// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
+#[derive(Debug, Parser)]
+#[command(name = "rxl", version, about)]
+struct Cli {
+    /// More verbose logging (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Information about the hypervisor and host (like `xl info`).
+    Info,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Info => anyhow::bail!("rxl info: not implemented yet"),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RXL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
