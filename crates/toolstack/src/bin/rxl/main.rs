@@ -5,6 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod check_dtb;
+mod create;
+
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
 #[derive(Debug, Parser)]
 #[command(name = "rxl", version, about)]
@@ -20,6 +23,10 @@ struct Cli {
 enum Command {
     /// Information about the hypervisor and host (like `xl info`).
     Info,
+    /// Create a domain from a config file (like `xl create`); `--dry-run` plans it without Xen.
+    Create(create::CreateArgs),
+    /// Check a guest DTB against the ARM VM System Specification for a Xen guest.
+    CheckDtb(check_dtb::CheckDtbArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Info => anyhow::bail!("rxl info: not implemented yet"),
+        Command::Create(args) => create::run(args),
+        Command::CheckDtb(args) => check_dtb::run(args),
     }
 }
 
