@@ -578,6 +578,47 @@ mod tests {
         assert_eq!(r[0].start, GUEST_RAM1_BASE);
     }
 
+    /// Observed with Debian's xl 4.17.7 on Xen 4.17 arm64 (QEMU TCG, one ad-hoc run):
+    /// a 128 MiB, 2-vCPU GICv3 guest with Debian's 6.1 arm64 Image (32956352 bytes,
+    /// image_size 0x2010000) and a 986720-byte initrd; libxenguest logged
+    /// "populated 0x40/0x40 entries with shift 9", "placing boot modules at
+    /// 0x47f0e000", "ramdisk: 0x47f0e000 -> 0x47fff000", "devicetree: 0x47fff000 ->
+    /// 0x48000000" for its 1591-byte DTB (one page, as ours).
+    #[test]
+    fn matches_what_libxenguest_did_for_a_real_guest() {
+        let k = KernelImage::synthetic_arm64(0, 32_956_352, 0x201_0000);
+        let l = plan(128 * MIB, &k, Some(986_720), 1591).expect("ok");
+        assert_eq!(
+            populate_plan(l.banks[0]),
+            vec![ExtentRun {
+                base_pfn: 0x40000,
+                shift: PFN_2M_SHIFT,
+                count: 0x40
+            }]
+        );
+        assert_eq!(
+            l.kernel,
+            Range {
+                start: 0x4000_0000,
+                end: 0x41f6_dfc0
+            }
+        );
+        assert_eq!(
+            l.initrd,
+            Some(Range {
+                start: 0x47f0_e000,
+                end: 0x47ff_f000
+            })
+        );
+        assert_eq!(
+            l.dtb,
+            Range {
+                start: 0x47ff_f000,
+                end: 0x4800_0000
+            }
+        );
+    }
+
     #[test]
     fn magic_pages_at_0x39000() {
         let m = magic_pages();
