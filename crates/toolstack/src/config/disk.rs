@@ -370,6 +370,93 @@ fn vdev_and_devtype(b: &mut Builder, token: &str) -> Result<bool, TokenError> {
     Ok(true)
 }
 
+/// Linux major for xvd (docs/misc/vbd-interface.txt).
+pub const XVD_MAJOR: u32 = 202;
+/// IDE majors: hda/hdb on 3, hdc/hdd on 22.
+pub const IDE0_MAJOR: u32 = 3;
+pub const IDE1_MAJOR: u32 = 22;
+/// SCSI disk major.
+pub const SCSI_DISK0_MAJOR: u32 = 8;
+/// Flag of the extended xvd numbering for disks past 15 or partitions past 15.
+pub const VBD_EXTENDED: u32 = 1 << 28;
+/// Largest disk index in the extended scheme.
+pub const VBD_EXTENDED_MAX_DISK: u32 = (1 << 20) - 1;
+
+/// `<prefix><letters>[<partition>]`: letters in bijective base 26 (a = 0, z = 25,
+/// aa = 26), partition without leading zeroes (libxl device_virtdisk_matches).
+fn virtdisk(vdev: &str, prefix: &str, max_disk: u32, max_part: u32) -> Option<(u32, u32)> {
+    let rest = vdev.strip_prefix(prefix)?;
+    let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+    if letters == 0 {
+        return None;
+    }
+    let mut disk: u64 = 0;
+    for c in rest[..letters].bytes() {
+        disk = disk * 26 + u64::from(c - b'a') + 1;
+        if disk - 1 > u64::from(max_disk) {
+            return None;
+        }
+    }
+    let disk = u32::try_from(disk - 1).ok()?;
+    let part = &rest[letters..];
+    if part.is_empty() {
+        return Some((disk, 0));
+    }
+    if part.starts_with('0') || !part.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let p: u32 = part.parse().ok()?;
+    (p <= max_part).then_some((disk, p))
+}
+
+fn xvd_number(disk: u32, part: u32) -> u32 {
+    if disk <= 15 && part <= 15 {
+        (XVD_MAJOR << 8) | (disk << 4) | part
+    } else {
+        VBD_EXTENDED | (disk << 8) | part
+    }
+}
+
+/// The xenstore device id of a vdev, as libxl__device_disk_dev_number computes it:
+/// `xvdX[N]`, `dNpM` (extended scheme when needed), `hd[a-d][N]`, `sd[a-p][N]`,
+/// or a plain number. None: not a vdev Xen knows.
+pub fn vdev_devid(vdev: &str) -> Option<u32> {
+    if let Some(rest) = vdev.strip_prefix('d') {
+        if let Some((d, p)) = rest.split_once('p') {
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+            if digits(d) && digits(p) {
+                let (disk, part): (u32, u32) = (d.parse().ok()?, p.parse().ok()?);
+                return (disk <= VBD_EXTENDED_MAX_DISK && part < 256)
+                    .then(|| xvd_number(disk, part));
+            }
+        }
+    }
+    if let Some((disk, part)) = virtdisk(vdev, "xvd", VBD_EXTENDED_MAX_DISK, 255) {
+        return Some(xvd_number(disk, part));
+    }
+    if !vdev.is_empty() && vdev.bytes().all(|c| c.is_ascii_digit()) {
+        return vdev
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| i32::try_from(n).is_ok());
+    }
+    if let Some((disk, part)) = virtdisk(vdev, "hd", 3, 63) {
+        let major = if disk < 2 { IDE0_MAJOR } else { IDE1_MAJOR };
+        return Some((major << 8) | ((disk & 1) << 6) | part);
+    }
+    if let Some((disk, part)) = virtdisk(vdev, "sd", 15, 15) {
+        return Some((SCSI_DISK0_MAJOR << 8) | (disk << 4) | part);
+    }
+    None
+}
+
+impl DiskSpec {
+    /// The device id under which the disk appears in xenstore (None: invalid vdev).
+    pub fn devid(&self) -> Option<u32> {
+        vdev_devid(&self.vdev)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +542,37 @@ mod tests {
         assert!(e.message.contains("no target"), "{e}");
         let e = parse_disk_spec("/a.img").unwrap_err();
         assert!(e.message.contains("no vdev"), "{e}");
+    }
+
+    #[test]
+    fn vdevs_number_like_libxl() {
+        let cases = [
+            ("xvda", Some(51712)),
+            ("xvdb", Some(51728)),
+            ("xvda1", Some(51713)),
+            ("xvdp15", Some((202 << 8) | (15 << 4) | 15)),
+            ("xvdq", Some((1 << 28) | (16 << 8))),
+            ("xvda16", Some((1 << 28) | 16)),
+            ("xvdaa", Some((1 << 28) | (26 << 8))),
+            ("d0p0", Some(51712)),
+            ("d17p3", Some((1 << 28) | (17 << 8) | 3)),
+            ("hda", Some(3 << 8)),
+            ("hdb1", Some((3 << 8) | (1 << 6) | 1)),
+            ("hdc", Some(22 << 8)),
+            ("sdb2", Some((8 << 8) | (1 << 4) | 2)),
+            ("51712", Some(51712)),
+            ("xvda0", None),
+            ("xvda01", None),
+            ("xvd", None),
+            ("hde", None),
+            ("sdq", None),
+            ("xvda256", None),
+            ("vda", None),
+            ("d0p256", None),
+        ];
+        for (vdev, want) in cases {
+            assert_eq!(vdev_devid(vdev), want, "{vdev}");
+        }
     }
 
     #[test]

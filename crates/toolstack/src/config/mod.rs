@@ -695,12 +695,27 @@ impl DomainConfig {
         if self.kernel.is_none() {
             p.push(self.problem("kernel", "no kernel given (kernel = \"/path/to/Image\")"));
         }
-        let mut vdevs: Vec<&str> = Vec::new();
+        let mut devids: Vec<(u32, &str)> = Vec::new();
         for d in &self.disks {
-            if vdevs.contains(&d.vdev.as_str()) {
-                p.push(self.problem("disk", format!("vdev {} is used twice", d.vdev)));
+            let Some(id) = d.devid() else {
+                p.push(self.problem(
+                    "disk",
+                    format!(
+                        "vdev {} is not a valid virtual disk name (xvda, xvdb1, hdc, sda, d0p1)",
+                        d.vdev
+                    ),
+                ));
+                continue;
+            };
+            if let Some((_, other)) = devids.iter().find(|(i, _)| *i == id) {
+                let why = if *other == d.vdev {
+                    format!("vdev {} is used twice", d.vdev)
+                } else {
+                    format!("vdev {} is the same device as {other}", d.vdev)
+                };
+                p.push(self.problem("disk", why));
             }
-            vdevs.push(&d.vdev);
+            devids.push((id, &d.vdev));
         }
         let mut macs: Vec<Mac> = Vec::new();
         for v in &self.vifs {

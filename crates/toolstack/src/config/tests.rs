@@ -212,6 +212,25 @@ fn validation_finds_every_problem() {
 }
 
 #[test]
+fn disks_need_valid_distinct_vdevs() {
+    let c = from_text(
+        "name='g'\nkernel='/k'\ndisk=['/a,,xvda', '/b,,d0p0', '/c,,vda']\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("typed");
+    let e = c.validate(None).unwrap_err().to_string();
+    assert!(
+        e.contains("g.cfg:3: `disk`: vdev d0p0 is the same device as xvda"),
+        "{e}"
+    );
+    assert!(
+        e.contains("vdev vda is not a valid virtual disk name"),
+        "{e}"
+    );
+}
+
+#[test]
 fn gicv2_limit_applies_to_the_host_gic_for_default() {
     let c = from_text("name='g'\nkernel='/k'\nvcpus=12\n", "g.cfg", &[]).expect("ok");
     assert!(c.validate(Some(GicVersion::V3)).is_ok());
