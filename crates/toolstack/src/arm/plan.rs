@@ -112,3 +112,131 @@ pub fn plan_domain(
         dtb,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_text;
+    use crate::dtb::{self, Node, Property};
+
+    /// Renders a node the way `dtc -O dts` prints it, one line per property or
+    /// node boundary (blank lines left out), skipping the properties named in `skip`.
+    fn render(n: &Node, depth: usize, skip: &[&str], out: &mut Vec<String>) {
+        let ind = "\t".repeat(depth);
+        let name = if n.name.is_empty() { "/" } else { &n.name };
+        out.push(format!("{ind}{name} {{"));
+        for p in n
+            .properties
+            .iter()
+            .filter(|p| !skip.contains(&p.name.as_str()))
+        {
+            out.push(format!("{ind}\t{}", render_prop(p)));
+        }
+        for c in &n.children {
+            render(c, depth + 1, skip, out);
+        }
+        out.push(format!("{ind}}};"));
+    }
+
+    /// dtc's heuristics: empty, a printable string list, u32 cells, else bytes.
+    fn render_prop(p: &Property) -> String {
+        let v = &p.value;
+        if v.is_empty() {
+            return format!("{};", p.name);
+        }
+        let printable = v.last() == Some(&0)
+            && v[0] != 0
+            && !v.windows(2).any(|w| w == [0, 0])
+            && v.iter().all(|&c| c == 0 || (0x20..0x7f).contains(&c));
+        if printable {
+            let s: Vec<String> = p.strings();
+            return format!("{} = \"{}\";", p.name, s.join("\\0"));
+        }
+        if let Some(cells) = p.cells() {
+            let c: Vec<String> = cells.iter().map(|c| format!("{c:#04x}")).collect();
+            return format!("{} = <{}>;", p.name, c.join(" "));
+        }
+        let b: Vec<String> = v.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{} = [{}];", p.name, b.join(" "))
+    }
+
+    /// The fixture's lines, without comments, the dts header and blank lines.
+    fn fixture_lines(dts: &str) -> Vec<String> {
+        dts.lines()
+            .filter(|l| !l.starts_with("//") && !l.trim().is_empty() && l.trim() != "/dts-v1/;")
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Our DTB for the config of a real xl run equals what libxl wrote there,
+    /// property for property, except the rng-seed (random; consumed by the guest).
+    #[test]
+    fn same_dtb_as_libxl_for_the_same_guest() {
+        let cfg = from_text(
+            "name='guest'\nkernel='/guest/Image'\nramdisk='/guest/guest.cpio.gz'\nmemory=128\nvcpus=2\ngic_version='v3'\nextra='console=hvc0 rdinit=/init'\n",
+            "guest.cfg",
+            &[],
+        )
+        .expect("config");
+        let kernel = KernelImage {
+            format: crate::arm::loader::KernelFormat::Arm64Image {
+                text_offset: 0,
+                image_size: 0x201_0000,
+                flags: 0b1010,
+            },
+            file_size: 32_956_352,
+        };
+        let host = HostParams {
+            native_gic: Gic::V3,
+            xen_version: (4, 17),
+            gpaddr_bits: 40,
+            clock_frequency: 0,
+        };
+        let plan =
+            plan_domain(&cfg, kernel, Some(986_720), host, [0; RNG_SEED_SIZE]).expect("plan");
+        let tree = dtb::parse(&plan.dtb).expect("parse").root;
+        let mut ours = Vec::new();
+        render(&tree, 0, &["rng-seed"], &mut ours);
+        let libxl = fixture_lines(include_str!("testdata/libxl-4.17.7-gicv3-2vcpu-128m.dts"));
+        assert_eq!(ours, libxl);
+        assert_eq!(
+            plan.layout.dtb.start, 0x47ff_f000,
+            "libxenguest: devicetree at 0x47fff000"
+        );
+        assert_eq!(plan.nr_spis, 0);
+    }
+
+    #[test]
+    fn vuart_asks_for_one_spi_and_default_gic_follows_the_host() {
+        let cfg =
+            from_text("name='g'\nkernel='/k'\nvuart='sbsa_uart'\n", "g.cfg", &[]).expect("config");
+        let kernel = KernelImage {
+            format: crate::arm::loader::KernelFormat::Arm64Image {
+                text_offset: 0,
+                image_size: 0,
+                flags: 0,
+            },
+            file_size: 1 << 20,
+        };
+        let host = HostParams {
+            native_gic: Gic::V2,
+            xen_version: (4, 19),
+            gpaddr_bits: 40,
+            clock_frequency: 0,
+        };
+        let plan = plan_domain(&cfg, kernel, None, host, [1; RNG_SEED_SIZE]).expect("plan");
+        assert_eq!(plan.nr_spis, 1);
+        assert_eq!(plan.gic, Gic::V2);
+        let tree = dtb::parse(&plan.dtb).expect("parse").root;
+        assert!(tree.child("sbsa-pl011").is_some());
+        assert!(tree
+            .child("hypervisor")
+            .expect("hyp")
+            .is_compatible("xen,xen-4.19"));
+        assert!(tree
+            .child("chosen")
+            .expect("chosen")
+            .property("linux,initrd-start")
+            .is_none());
+    }
+}
