@@ -168,16 +168,9 @@ mod tests {
             .collect()
     }
 
-    /// Our DTB for the config of a real xl run equals what libxl wrote there,
-    /// property for property, except the rng-seed (random; consumed by the guest).
-    #[test]
-    fn same_dtb_as_libxl_for_the_same_guest() {
-        let cfg = from_text(
-            "name='guest'\nkernel='/guest/Image'\nramdisk='/guest/guest.cpio.gz'\nmemory=128\nvcpus=2\ngic_version='v3'\nextra='console=hvc0 rdinit=/init'\n",
-            "guest.cfg",
-            &[],
-        )
-        .expect("config");
+    /// Our DTB for the config of a real xl run, rendered like dtc, line by line.
+    fn ours_for(cfg_text: &str, initrd_size: u64) -> (Vec<String>, DomainPlan) {
+        let cfg = from_text(cfg_text, "guest.cfg", &[]).expect("config");
         let kernel = KernelImage {
             format: crate::arm::loader::KernelFormat::Arm64Image {
                 text_offset: 0,
@@ -193,17 +186,51 @@ mod tests {
             clock_frequency: 0,
         };
         let plan =
-            plan_domain(&cfg, kernel, Some(986_720), host, [0; RNG_SEED_SIZE]).expect("plan");
+            plan_domain(&cfg, kernel, Some(initrd_size), host, [0; RNG_SEED_SIZE]).expect("plan");
         let tree = dtb::parse(&plan.dtb).expect("parse").root;
         let mut ours = Vec::new();
         render(&tree, 0, &["rng-seed"], &mut ours);
-        let libxl = fixture_lines(include_str!("testdata/libxl-4.17.7-gicv3-2vcpu-128m.dts"));
-        assert_eq!(ours, libxl);
+        (ours, plan)
+    }
+
+    /// Our DTB equals what libxl wrote for the same guest on real Xen, property for
+    /// property, except the rng-seed (random, and consumed by the guest).
+    #[test]
+    fn same_dtb_as_libxl_gicv3_2_vcpus() {
+        let (ours, plan) = ours_for(
+            "name='guest'\nkernel='/guest/Image'\nramdisk='/guest/guest.cpio.gz'\nmemory=128\nvcpus=2\ngic_version='v3'\nextra='console=hvc0 rdinit=/init'\n",
+            986_720,
+        );
+        assert_eq!(
+            ours,
+            fixture_lines(include_str!("testdata/libxl-4.17.7-gicv3-2vcpu-128m.dts"))
+        );
         assert_eq!(
             plan.layout.dtb.start, 0x47ff_f000,
             "libxenguest: devicetree at 0x47fff000"
         );
         assert_eq!(plan.nr_spis, 0);
+    }
+
+    #[test]
+    fn same_dtb_as_libxl_gicv2_4_vcpus_vuart() {
+        let (ours, plan) = ours_for(
+            "name='guest'\nkernel='/guest/Image'\nramdisk='/guest/guest.cpio.gz'\nmemory=256\nvcpus=4\ngic_version='v2'\nvuart='sbsa_uart'\nextra='console=hvc0 rdinit=/init'\n",
+            2_266_756,
+        );
+        assert_eq!(
+            ours,
+            fixture_lines(include_str!(
+                "testdata/libxl-4.17.7-gicv2-4vcpu-256m-vuart.dts"
+            ))
+        );
+        // libxenguest: "ramdisk: 0x48000000 -> 0x4822a000", "devicetree: 0x4822a000".
+        assert_eq!(
+            plan.layout.initrd.map(|r| (r.start, r.end)),
+            Some((0x4800_0000, 0x4822_a000))
+        );
+        assert_eq!(plan.layout.dtb.start, 0x4822_a000);
+        assert_eq!(plan.nr_spis, 1);
     }
 
     #[test]
