@@ -170,7 +170,7 @@ mod tests {
 
     /// Our DTB for the config of a real xl run, rendered like dtc, line by line.
     fn ours_for(cfg_text: &str, initrd_size: u64) -> (Vec<String>, DomainPlan) {
-        let cfg = from_text(cfg_text, "guest.cfg", &[]).expect("config");
+        // Debian's 6.1.0-56-arm64 Image, as its header says.
         let kernel = KernelImage {
             format: crate::arm::loader::KernelFormat::Arm64Image {
                 text_offset: 0,
@@ -179,6 +179,15 @@ mod tests {
             },
             file_size: 32_956_352,
         };
+        ours_for_kernel(cfg_text, kernel, initrd_size)
+    }
+
+    fn ours_for_kernel(
+        cfg_text: &str,
+        kernel: KernelImage,
+        initrd_size: u64,
+    ) -> (Vec<String>, DomainPlan) {
+        let cfg = from_text(cfg_text, "guest.cfg", &[]).expect("config");
         let host = HostParams {
             native_gic: Gic::V3,
             xen_version: (4, 17),
@@ -231,6 +240,41 @@ mod tests {
         );
         assert_eq!(plan.layout.dtb.start, 0x4822_a000);
         assert_eq!(plan.nr_spis, 1);
+    }
+
+    #[test]
+    fn same_dtb_as_libxl_arm32_zimage() {
+        // Debian's 6.1.0-50-armmp-lpae zImage: start 0, end = its size.
+        let kernel = KernelImage {
+            format: crate::arm::loader::KernelFormat::Arm32Zimage {
+                start: 0,
+                end: 5_526_016,
+            },
+            file_size: 5_526_016,
+        };
+        let (ours, plan) = ours_for_kernel(
+            "name='guest'\nkernel='/guest/zImage'\nramdisk='/guest/guest.cpio.gz'\nmemory=1024\nvcpus=2\ngic_version='v2'\nextra='console=hvc0 rdinit=/init'\n",
+            kernel,
+            2_266_760,
+        );
+        assert_eq!(
+            ours,
+            fixture_lines(include_str!(
+                "testdata/libxl-4.17.7-arm32-gicv2-2vcpu-1g.dts"
+            ))
+        );
+        // libxenguest: "xen-3.0-armv7l: 0x40008000 -> 0x4054d200", modules at 0x48000000,
+        // "devicetree: 0x4822a000".
+        assert_eq!(
+            (plan.layout.kernel.start, plan.layout.kernel.end),
+            (0x4000_8000, 0x4054_d200)
+        );
+        assert_eq!(plan.layout.initrd.map(|r| r.start), Some(0x4800_0000));
+        assert_eq!(plan.layout.dtb.start, 0x4822_a000);
+        assert_eq!(
+            plan.layout.boot_cpu_state().regs,
+            vec![0, 0xffff_ffff, 0x4822_a000]
+        );
     }
 
     #[test]
