@@ -163,6 +163,10 @@ fn config_errors_and_missing_builder_are_reported() {
     assert!(!o.status.success());
     assert!(text(&o).1.contains("gzip-compressed"), "{}", text(&o).1);
 
+    // Without --dry-run the kernel is still probed first.
+    let o = rxl(&["create", cfg.to_str().expect("utf8")]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("gzip-compressed"), "{}", text(&o).1);
     let cfg = guest(&d, "");
     let o = rxl(&["create", cfg.to_str().expect("utf8")]);
     assert!(!o.status.success());

@@ -71,9 +71,6 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
     for w in cfg.validate(host_gic_cfg)? {
         eprintln!("{w}");
     }
-    if !args.dry_run {
-        bail!("domain builder needs the xen crate; not implemented yet (try --dry-run to see the layout and DTB rxl would build)");
-    }
     let kernel_path = cfg.kernel.as_ref().context("no kernel in the config")?;
     let (kernel, _bytes) = KernelImage::load(kernel_path)
         .with_context(|| format!("kernel {}", kernel_path.display()))?;
@@ -85,6 +82,9 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
                 .len(),
         ),
     };
+    if !args.dry_run {
+        bail!("domain builder needs the xen crate; not implemented yet (try --dry-run to see the layout and DTB rxl would build)");
+    }
     let host = HostParams {
         native_gic: host_gic,
         xen_version: DRY_RUN_XEN_VERSION,
