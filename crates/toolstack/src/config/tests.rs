@@ -370,3 +370,67 @@ fn mutated_configs_never_panic() {
         "ok/err = {outcomes:?}"
     );
 }
+
+/// Disk and vif specs built from random pieces of their syntax (and bytes outside
+/// it) never panic, and an accepted disk always has a vdev.
+#[test]
+fn random_disk_and_vif_specs_never_panic() {
+    const PIECES: &[&str] = &[
+        "phy:",
+        "file:",
+        "tap:",
+        "aio:",
+        "raw:",
+        "nbd:",
+        "foo:",
+        "/dev/sdb",
+        "/a,b",
+        "xvda",
+        "xvdb1",
+        "hdc",
+        "d0p1",
+        ":cdrom",
+        "cdrom",
+        "format=",
+        "raw",
+        "qcow2",
+        "vdev=",
+        "access=",
+        "rw",
+        "ro",
+        "w",
+        "target=",
+        "devtype=",
+        "backendtype=",
+        "phy",
+        "script=",
+        "discard",
+        "mac=",
+        "00:16:3e:00:00:01",
+        "bridge=",
+        "rate=",
+        "10Mb/s",
+        "@20ms",
+        "ip=",
+        "type=",
+        "vif",
+        ",",
+        ", ",
+        " ",
+        "=",
+        "é",
+        "\u{0}",
+    ];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..20_000 {
+        let n = 1 + rng.below(8);
+        let spec: String = (0..n).map(|_| PIECES[rng.below(PIECES.len())]).collect();
+        if let Ok(d) = parse_disk_spec(&spec) {
+            assert!(!d.vdev.is_empty(), "{spec}");
+            let _ = d.devid();
+        }
+        if let Ok(mut v) = parse_vif_spec(&spec) {
+            assert!(!v.mac_or_generate([1, 2, 3]).is_multicast(), "{spec}");
+        }
+    }
+}
