@@ -5,6 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod info;
+mod list;
+
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
 #[derive(Debug, Parser)]
 #[command(name = "rxl", version, about)]
@@ -20,13 +23,19 @@ struct Cli {
 enum Command {
     /// Information about the hypervisor and host (like `xl info`).
     Info,
+    /// List domains (like `xl list`).
+    List {
+        /// Domains to list, by id or name (all when none is given).
+        domains: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::Info => anyhow::bail!("rxl info: not implemented yet"),
+        Command::Info => info::run(),
+        Command::List { domains } => list::run(&domains),
     }
 }
 
