@@ -135,6 +135,110 @@ fn grant_checks() -> Res<String> {
     ))
 }
 
+/// Creates an empty domain, exercises the domctls, memory, HVM params, event
+/// channels, foreign and resource mappings on it, then destroys it.
+#[cfg(not(target_arch = "aarch64"))]
+fn domctl_checks() -> Res<String> {
+    Err("the domain checks use the arm64 vCPU context; run on an arm64 dom0".into())
+}
+
+/// Creates an empty domain, exercises the domctls, memory, HVM params, event
+/// channels, foreign and resource mappings on it, then destroys it.
+#[cfg(target_arch = "aarch64")]
+fn domctl_checks() -> Res<String> {
+    use xen::abi::arch::arm;
+    use xen::abi::domctl::{cdf, grant_version};
+    use xen::abi::hvm::HVM_PARAM_STORE_EVTCHN;
+    use xen::abi::memory::{XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED};
+    use xen::ctrl::CreateDomain;
+    /// GUEST_RAM0_BASE >> PAGE_SHIFT (arch-arm.h).
+    const RAM0_PFN: u64 = 0x40000;
+    let ctl = XenCtrl::open()?;
+    let config = CreateDomain {
+        handle: *b"rxen-selftest-01",
+        flags: cdf::HVM | cdf::HAP,
+        max_vcpus: 1,
+        max_evtchn_port: 1023,
+        max_grant_frames: 64,
+        max_maptrack_frames: 1024,
+        grant_opts: grant_version(1),
+        arch: xen::abi::arch::ArchDomainConfig::default(),
+        ..Default::default()
+    };
+    let d = ctl.create_domain(&config)?;
+    let result = (|| -> Res<String> {
+        let info = ctl.domain_info(d)?;
+        if info.handle != config.handle {
+            return Err(format!("handle not stored: {:?}", info.handle).into());
+        }
+        ctl.set_max_mem(d, 16 * 1024)?;
+        ctl.set_max_vcpus(d, 1)?;
+        ctl.set_address_size(d, 64)?;
+        let gfns: Vec<u64> = (RAM0_PFN..RAM0_PFN + 4).collect();
+        let populated = ctl.populate_physmap(d, 0, &gfns)?;
+        let after = ctl.domain_info(d)?;
+        let port = ctl.evtchn_alloc_unbound(d, 0)?;
+        ctl.hvm_param_set(d, HVM_PARAM_STORE_EVTCHN, port.into())?;
+        let param = ctl.hvm_param_get(d, HVM_PARAM_STORE_EVTCHN)?;
+        // Foreign mapping of the populated frames, and the per-frame errors of
+        // a frame that is not populated.
+        let mem = ctl.privcmd().map_foreign(d, &gfns, true)?;
+        mem.write_u32(4096 * 3 + 12, 0x5eed)?;
+        let again = ctl.privcmd().map_foreign(d, &gfns[3..], false)?;
+        let seen = again.read_u32(12)?;
+        let (_bad, errs) = ctl
+            .privcmd()
+            .map_foreign_batch(d, &[RAM0_PFN, 0x10], false)?;
+        let bad_refused = ctl.privcmd().map_foreign(d, &[0x10], false).is_err();
+        // The domain's grant table through acquire_resource.
+        let gt = ctl.privcmd().map_resource(
+            d,
+            XENMEM_RESOURCE_GRANT_TABLE.into(),
+            XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+            0,
+            1,
+            true,
+        )?;
+        gt.write::<xen::abi::grant_table::GrantEntryV1>(
+            8,
+            xen::abi::grant_table::GrantEntryV1 {
+                flags: xen::abi::grant_table::GTF_PERMIT_ACCESS,
+                domid: 0,
+                frame: (RAM0_PFN + 1) as u32,
+            },
+        )?;
+        let gnt = ctl.gnttab_query_size(d)?;
+        let mut ctx = arm::VcpuGuestContext::default();
+        ctx.user_regs.pc64 = 0x4008_0000;
+        ctx.user_regs.x[0] = 0x4800_0000;
+        ctx.user_regs.cpsr = arm::PSR_GUEST64_INIT;
+        ctx.sctlr = 0x00c5_0078;
+        ctx.flags = arm::VGCF_ONLINE;
+        ctl.set_vcpu_context(d, 0, &ctx)?;
+        let back = ctl.get_vcpu_context(d, 0)?;
+        if back.user_regs.pc64 != ctx.user_regs.pc64 || back.user_regs.x[0] != ctx.user_regs.x[0] {
+            return Err(format!(
+                "vcpu context did not round-trip: pc={:#x}",
+                back.user_regs.pc64
+            )
+            .into());
+        }
+        ctl.pause_domain(d)?;
+        let paused = ctl.domain_info(d)?.paused();
+        Ok(format!(
+            "created domain {d} (flags {:#x}, handle ok), max_mem/max_vcpus/address_size ok, populated {populated} extents (tot_pages {} -> {}), evtchn {port} stored/read via HVM param = {param}, foreign map write/read = {seen:#x}, batch errors {errs:?} (single bad frame refused: {bad_refused}), grant table mapped via acquire_resource, gnttab size {gnt:?}, vcpu context pc={:#x} cpsr={:#x} round-trips, paused={paused}",
+            info.flags, info.tot_pages, after.tot_pages, back.user_regs.pc64, back.user_regs.cpsr
+        ))
+    })();
+    ctl.destroy_domain(d)?;
+    let gone = match ctl.domain_info(d) {
+        Err(xen::CtrlError::NoSuchDomain(_)) => "gone".to_string(),
+        Ok(i) => format!("dying={}", i.dying()),
+        Err(e) => format!("info error {e}"),
+    };
+    Ok(format!("{}; destroyed ({gone})", result?))
+}
+
 fn xenbus_backend_checks() -> Res<String> {
     let xb = XenbusBackend::open()?;
     let port = xb.evtchn()?;
@@ -142,11 +246,12 @@ fn xenbus_backend_checks() -> Res<String> {
 }
 
 fn main() {
-    let checks: [(&str, Check); 4] = [
+    let checks: [(&str, Check); 5] = [
         ("privcmd", privcmd_checks),
         ("evtchn", evtchn_checks),
         ("grants", grant_checks),
         ("xenbus_backend", xenbus_backend_checks),
+        ("domctl", domctl_checks),
     ];
     let mut failed = 0;
     for (name, f) in checks {

@@ -194,6 +194,8 @@ pub struct CreateDomain {
     /// The domain id to use, or 0 to let Xen choose.
     pub domid: DomId,
     pub ssidref: u32,
+    /// The domain handle (UUID).
+    pub handle: [u8; 16],
     /// `XEN_DOMCTL_CDF_*`.
     pub flags: u32,
     pub iommu_opts: u32,
@@ -237,6 +239,7 @@ pub fn encode_createdomain(
     if version >= domctl::XEN_DOMCTL_INTERFACE_VERSION_4_19 {
         Ok(CreateDomainPayload::V17(XenDomctlCreateDomainV17 {
             ssidref: c.ssidref,
+            handle: c.handle,
             flags: c.flags,
             iommu_opts: c.iommu_opts,
             max_vcpus: c.max_vcpus,
@@ -259,6 +262,7 @@ pub fn encode_createdomain(
         }
         Ok(CreateDomainPayload::V15(XenDomctlCreateDomainV15 {
             ssidref: c.ssidref,
+            handle: c.handle,
             flags: c.flags,
             iommu_opts: c.iommu_opts,
             max_vcpus: c.max_vcpus,

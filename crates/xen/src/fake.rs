@@ -138,6 +138,7 @@ impl DomainControl for FakeXen {
                 domid,
                 flags: crate::abi::domctl::dominf::PAUSED,
                 max_vcpu_id: c.max_vcpus.saturating_sub(1),
+                handle: c.handle,
                 ..Default::default()
             },
         );

@@ -73,6 +73,8 @@ pub mod scheduler {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XenDomctlCreateDomainV15<A = ArchDomainConfig> {
     pub ssidref: u32,
+    /// `xen_domain_handle_t`: the domain's UUID.
+    pub handle: [u8; 16],
     pub flags: u32,
     pub iommu_opts: u32,
     pub max_vcpus: u32,
@@ -90,6 +92,8 @@ pub struct XenDomctlCreateDomainV15<A = ArchDomainConfig> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XenDomctlCreateDomainV17<A = ArchDomainConfig> {
     pub ssidref: u32,
+    /// `xen_domain_handle_t`: the domain's UUID.
+    pub handle: [u8; 16],
     pub flags: u32,
     pub iommu_opts: u32,
     pub max_vcpus: u32,
