@@ -16,9 +16,13 @@ use crate::abi::domctl::{
 use crate::abi::event_channel::{EvtchnAllocUnbound, EVTCHNOP_ALLOC_UNBOUND};
 use crate::abi::grant_table::{GnttabQuerySize, GNTST_OKAY, GNTTABOP_QUERY_SIZE};
 use crate::abi::hvm::{XenHvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM};
-use crate::abi::memory::{XenMemoryReservation, XENMEM_POPULATE_PHYSMAP};
+use crate::abi::memory::{
+    XenMemoryReservation, XENMEM_GET_SHARING_FREED_PAGES, XENMEM_GET_SHARING_SHARED_PAGES,
+    XENMEM_POPULATE_PHYSMAP,
+};
 use crate::abi::sysctl::{
-    XenSysctl, XenSysctlGetDomainInfoList, XenSysctlPhysinfo, XenSysctlSchedId,
+    XenSysctl, XenSysctlCpupoolOp, XenSysctlGetDomainInfoList, XenSysctlPhysinfo, XenSysctlSchedId,
+    XenctlBitmap, XEN_SYSCTL_CPUPOOL_OP, XEN_SYSCTL_CPUPOOL_OP_FREEINFO,
     XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_INTERFACE_VERSION_4_17, XEN_SYSCTL_PHYSINFO,
     XEN_SYSCTL_SCHED_ID,
 };
@@ -78,6 +82,8 @@ pub struct XenVersion {
     pub compile_by: String,
     pub compile_domain: String,
     pub compile_date: String,
+    /// `XENVER_build_id` as lowercase hex; empty when Xen has none or refuses.
+    pub build_id: String,
 }
 
 /// Host information (`XEN_SYSCTL_physinfo`).
@@ -99,6 +105,10 @@ pub struct PhysInfo {
     pub outstanding_pages: u64,
     pub max_mfn: u64,
     pub hw_cap: [u32; 8],
+    /// `XENMEM_get_sharing_freed_pages`, when Xen answered.
+    pub sharing_freed_pages: Option<u64>,
+    /// `XENMEM_get_sharing_shared_pages`, when Xen answered.
+    pub sharing_used_frames: Option<u64>,
 }
 
 impl From<XenSysctlPhysinfo> for PhysInfo {
@@ -119,6 +129,8 @@ impl From<XenSysctlPhysinfo> for PhysInfo {
             outstanding_pages: p.outstanding_pages,
             max_mfn: p.max_mfn,
             hw_cap: p.hw_cap,
+            sharing_freed_pages: None,
+            sharing_used_frames: None,
         }
     }
 }
@@ -308,6 +320,8 @@ pub trait DomainControl {
     fn physinfo(&self) -> Result<PhysInfo, CtrlError>;
     /// The scheduler id of the default cpupool (`XEN_SCHEDULER_*`).
     fn sched_id(&self) -> Result<u32, CtrlError>;
+    /// The CPUs that belong to no cpupool.
+    fn free_cpus(&self) -> Result<Vec<u32>, CtrlError>;
     /// One domain's state.
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError>;
     /// Up to `max` domains with ids from `first` on, in id order.
@@ -430,6 +444,27 @@ impl XenCtrl {
         Ok(c_string(&bytes))
     }
 
+    /// `XENVER_build_id` as hex, or empty when Xen has none (ENODATA), refuses
+    /// (EPERM) or returns nothing, as libxl does.
+    fn build_id(&self) -> Result<String, CtrlError> {
+        let page = crate::abi::xen::XEN_PAGE_SIZE;
+        let buf = self.privcmd.alloc_buffer(page)?;
+        let len_field = std::mem::size_of::<u32>();
+        buf.write::<u32>(0, (page - len_field) as u32)?;
+        let n = match self.call_with_buf(
+            hypercall::XEN_VERSION,
+            [XENVER_BUILD_ID, buf.addr() as u64, 0, 0, 0],
+            &buf,
+        ) {
+            Ok(n) => (n.max(0) as usize).min(page - len_field),
+            Err(e) if matches!(e.errno(), Some(libc::EPERM) | Some(libc::ENODATA)) => 0,
+            Err(e) => return Err(e),
+        };
+        let mut bytes = vec![0u8; n];
+        buf.read_bytes(len_field, &mut bytes)?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     fn domctl<P: Pod>(
         &self,
         command: u32,
@@ -496,6 +531,7 @@ impl DomainControl for XenCtrl {
             XENVER_PLATFORM_PARAMETERS,
             XenPlatformParameters::default(),
         )?;
+        let build_id = self.build_id()?;
         let (_, ci) = self.op_with(
             hypercall::XEN_VERSION,
             XENVER_COMPILE_INFO,
@@ -514,13 +550,53 @@ impl DomainControl for XenCtrl {
             compile_by: c_string(&ci.compile_by),
             compile_domain: c_string(&ci.compile_domain),
             compile_date: c_string(&ci.compile_date),
+            build_id,
         })
     }
 
     fn physinfo(&self) -> Result<PhysInfo, CtrlError> {
-        Ok(self
+        let mut p: PhysInfo = self
             .sysctl(XEN_SYSCTL_PHYSINFO, XenSysctlPhysinfo::default())?
-            .into())
+            .into();
+        let count = |cmd: u64| {
+            // SAFETY: these memory_op sub-commands take no argument pointer.
+            match unsafe {
+                self.privcmd
+                    .hypercall(hypercall::MEMORY_OP, [cmd, 0, 0, 0, 0])
+            } {
+                Ok(n) => Some(n as u64),
+                Err(e) => {
+                    tracing::debug!("memory_op {cmd}: {e}");
+                    None
+                }
+            }
+        };
+        p.sharing_freed_pages = count(XENMEM_GET_SHARING_FREED_PAGES);
+        p.sharing_used_frames = count(XENMEM_GET_SHARING_SHARED_PAGES);
+        Ok(p)
+    }
+
+    fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {
+        let p = self.sysctl(XEN_SYSCTL_PHYSINFO, XenSysctlPhysinfo::default())?;
+        let nr_cpus = p.max_cpu_id as usize + 1;
+        let map_bytes = nr_cpus.div_ceil(8);
+        let map = self.privcmd.alloc_buffer(map_bytes)?;
+        let op = XenSysctlCpupoolOp {
+            op: XEN_SYSCTL_CPUPOOL_OP_FREEINFO,
+            cpumap: XenctlBitmap {
+                bitmap: map.addr() as u64,
+                nr_bits: (map_bytes * 8) as u32,
+                _pad: 0,
+            },
+            ..Default::default()
+        };
+        // `map` stays alive across the call.
+        self.sysctl(XEN_SYSCTL_CPUPOOL_OP, op)?;
+        let mut bits = vec![0u8; map_bytes];
+        map.read_bytes(0, &mut bits)?;
+        Ok((0..nr_cpus as u32)
+            .filter(|&c| bits[c as usize / 8] & (1 << (c % 8)) != 0)
+            .collect())
     }
 
     fn sched_id(&self) -> Result<u32, CtrlError> {

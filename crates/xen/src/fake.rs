@@ -109,6 +109,9 @@ impl DomainControl for FakeXen {
     fn sched_id(&self) -> Result<u32, CtrlError> {
         Ok(self.sched_id)
     }
+    fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {
+        Ok(Vec::new())
+    }
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError> {
         self.with_domain(domid, |d| *d)
     }

@@ -5,6 +5,10 @@ use super::xen::DomId;
 
 /// `XENMEM_populate_physmap`.
 pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
+/// `XENMEM_get_sharing_freed_pages`: returns the count, no argument.
+pub const XENMEM_GET_SHARING_FREED_PAGES: u64 = 18;
+/// `XENMEM_get_sharing_shared_pages`: returns the count, no argument.
+pub const XENMEM_GET_SHARING_SHARED_PAGES: u64 = 19;
 /// `XENMEM_acquire_resource`.
 pub const XENMEM_ACQUIRE_RESOURCE: u64 = 28;
 

@@ -17,6 +17,11 @@ pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
 /// `XEN_SYSCTL_getdomaininfolist`.
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
 
+/// `XEN_SYSCTL_cpupool_op`.
+pub const XEN_SYSCTL_CPUPOOL_OP: u32 = 18;
+/// `XEN_SYSCTL_CPUPOOL_OP_FREEINFO`: the CPUs in no cpupool.
+pub const XEN_SYSCTL_CPUPOOL_OP_FREEINFO: u32 = 7;
+
 /// `XEN_SYSCTL_PHYSCAP_*` bits of [`XenSysctlPhysinfo::capabilities`].
 pub mod physcap {
     pub const HVM: u32 = 1 << 0;
@@ -73,6 +78,28 @@ pub struct XenSysctlGetDomainInfoList {
     pub _pad1: u32,
 }
 
+/// `struct xenctl_bitmap` (xen.h): a `XEN_GUEST_HANDLE_64(uint8)` and a bit count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenctlBitmap {
+    pub bitmap: u64,
+    pub nr_bits: u32,
+    pub _pad: u32,
+}
+
+/// `struct xen_sysctl_cpupool_op`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenSysctlCpupoolOp {
+    pub op: u32,
+    pub cpupool_id: u32,
+    pub sched_id: u32,
+    pub domid: u32,
+    pub cpu: u32,
+    pub n_dom: u32,
+    pub cpumap: XenctlBitmap,
+}
+
 /// Size of the payload union of `struct xen_sysctl` (`uint8_t pad[128]`).
 pub const XEN_SYSCTL_PAYLOAD_SIZE: usize = 128;
 
@@ -90,6 +117,8 @@ unsafe_impl_pod!(
     XenSysctlPhysinfo,
     XenSysctlSchedId,
     XenSysctlGetDomainInfoList,
+    XenctlBitmap,
+    XenSysctlCpupoolOp,
     XenSysctl
 );
 

@@ -22,6 +22,10 @@ pub const XENVER_PAGESIZE: u64 = 7;
 /// `XENVER_commandline`: fills a `xen_commandline_t` (1024 bytes).
 pub const XENVER_COMMANDLINE: u64 = 9;
 
+/// `XENVER_build_id`: fills a `struct xen_build_id` (a `u32` length, then that
+/// many bytes); returns the number of bytes written.
+pub const XENVER_BUILD_ID: u64 = 10;
+
 /// `XEN_EXTRAVERSION_LEN`.
 pub const XEN_EXTRAVERSION_LEN: usize = 16;
 /// `XEN_CAPABILITIES_INFO_LEN`.

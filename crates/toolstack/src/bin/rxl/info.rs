@@ -41,6 +41,8 @@ pub struct Info {
     pub phys: PhysInfo,
     pub version: XenVersion,
     pub scheduler: Option<String>,
+    /// How many CPUs are in no cpupool, when Xen answered.
+    pub free_cpus: Option<usize>,
 }
 
 /// Gathers the information from the hypervisor.
@@ -54,11 +56,19 @@ pub fn gather(ctl: &dyn DomainControl) -> anyhow::Result<Info> {
             None
         }
     };
+    let free_cpus = match ctl.free_cpus() {
+        Ok(cpus) => Some(cpus.len()),
+        Err(e) => {
+            tracing::warn!("cpupool free CPUs: {e}");
+            None
+        }
+    };
     Ok(Info {
         node: NodeInfo::current(),
         phys,
         version,
         scheduler,
+        free_cpus,
     })
 }
 
@@ -124,7 +134,16 @@ pub fn render(info: &Info) -> String {
             "free_memory",
             p.free_pages.saturating_sub(p.outstanding_pages) / per_mib,
         );
+        if let Some(pages) = p.sharing_freed_pages {
+            line(&mut o, "sharing_freed_memory", pages / per_mib);
+        }
+        if let Some(frames) = p.sharing_used_frames {
+            line(&mut o, "sharing_used_memory", frames / per_mib);
+        }
         line(&mut o, "outstanding_claims", p.outstanding_pages / per_mib);
+    }
+    if let Some(n) = info.free_cpus {
+        line(&mut o, "free_cpus", n);
     }
     line(&mut o, "xen_major", v.major);
     line(&mut o, "xen_minor", v.minor);
@@ -150,6 +169,7 @@ pub fn render(info: &Info) -> String {
     line(&mut o, "cc_compile_by", &v.compile_by);
     line(&mut o, "cc_compile_domain", &v.compile_domain);
     line(&mut o, "cc_compile_date", &v.compile_date);
+    line(&mut o, "build_id", &v.build_id);
     line(&mut o, "xend_config_format", 4);
     o
 }
@@ -173,6 +193,9 @@ mod tests {
         x.physinfo.cpu_khz = 62_500;
         x.physinfo.capabilities = physcap::HVM | physcap::HAP | physcap::GNTTAB_V1;
         x.physinfo.outstanding_pages = 256;
+        x.physinfo.sharing_freed_pages = Some(0);
+        x.physinfo.sharing_used_frames = Some(512);
+        x.version.build_id = "7a23ea1e".into();
         let mut info = gather(&x).expect("gather");
         info.node = NodeInfo {
             host: "(none)".into(),
@@ -212,6 +235,10 @@ mod tests {
         assert!(out.contains("free_memory            : 99\n"));
         assert!(out.contains("virt_caps              : hvm hap gnttab-v1\n"));
         assert!(out.contains("xen_scheduler          : credit2\n"));
+        assert!(out.contains("sharing_freed_memory   : 0\n"));
+        assert!(out.contains("sharing_used_memory    : 2\n"));
+        assert!(out.contains("free_cpus              : 0\n"));
+        assert!(out.contains("build_id               : 7a23ea1e\n"));
         assert!(out.contains("platform_params        : virt_start=0x200000\n"));
         assert!(out.contains("hw_caps                : 00000000:00000000:00000000:00000000:00000000:00000000:00000000:00000000\n"));
     }
