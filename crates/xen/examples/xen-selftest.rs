@@ -130,8 +130,35 @@ fn grant_checks() -> Res<String> {
     if n != 5 || m != 5 {
         return Err(format!("ring moved {n} requests, {m} responses").into());
     }
+    // Grant copy, both ways, without a mapping (page 1: page 0 holds the ring).
+    let mut out = [0u8; 4];
+    dev.copy_from_grant(0, refs[1], 16, &mut out)?;
+    let copied = u32::from_ne_bytes(out);
+    dev.copy_to_grant(0, refs[1], 100, &0x1357_9bdfu32.to_ne_bytes())?;
+    let copied_back = share.read_u32(4096 + 100)?;
+    if copied != 0x0bad_cafe || copied_back != 0x1357_9bdf {
+        return Err(format!("grant copy: {copied:#x} {copied_back:#x}").into());
+    }
+    // Unmap notification: the kernel clears a byte of the share when the
+    // gntdev mapping goes.
+    share.write::<u8>(4096 + 200, 0xaa)?;
+    // (Clearing needs a writable mapping: the kernel refuses it on a read-only one.)
+    let notify_map = dev.map_grant_refs(0, &refs[1..], true)?;
+    dev.set_unmap_notify(
+        &notify_map,
+        200,
+        xen::abi::linux::UNMAP_NOTIFY_CLEAR_BYTE,
+        0,
+    )?;
+    let before = share.read::<u8>(4096 + 200)?;
+    drop(notify_map);
+    let cleared = share.read::<u8>(4096 + 200)?;
+    if before != 0xaa || cleared != 0 {
+        return Err(format!("unmap notify: byte {before:#x} -> {cleared:#x}").into());
+    }
     Ok(format!(
-        "grefs={refs:?} write via gntalloc seen via gntdev={seen:#x}, reverse={seen_back:#x}, single-map read={one:#x}; ring: 5 requests/responses over the granted page (notify={notify})"
+        "grant copy from/to gref {} ok ({copied:#x}, {copied_back:#x}); unmap-notify cleared byte; grefs={refs:?} write via gntalloc seen via gntdev={seen:#x}, reverse={seen_back:#x}, single-map read={one:#x}; ring: 5 requests/responses over the granted page (notify={notify})",
+        refs[1]
     ))
 }
 

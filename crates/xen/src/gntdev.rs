@@ -38,6 +38,8 @@ pub enum GntdevError {
     },
     #[error("setting the unmap notification failed")]
     UnmapNotify(#[source] io::Error),
+    #[error("clearing a byte on unmap needs a writable mapping")]
+    ReadOnly,
     #[error("offset {offset} is outside the mapping")]
     BadOffset { offset: usize },
     #[error("grant copy ioctl failed")]
@@ -64,6 +66,7 @@ pub struct GrantMapping {
     mem: MappedMemory,
     index: u64,
     count: u32,
+    writable: bool,
     file: Arc<File>,
 }
 
@@ -211,6 +214,7 @@ impl Gntdev {
             mem: unsafe { MappedMemory::from_raw_mmap(ptr, len) },
             index,
             count,
+            writable,
             file: Arc::clone(&self.file),
         })
     }
@@ -226,6 +230,10 @@ impl Gntdev {
     ) -> Result<(), GntdevError> {
         if offset >= mapping.mem.len() {
             return Err(GntdevError::BadOffset { offset });
+        }
+        // The kernel refuses (EINVAL) to clear a byte of a read-only mapping.
+        if action & UNMAP_NOTIFY_CLEAR_BYTE != 0 && !mapping.writable {
+            return Err(GntdevError::ReadOnly);
         }
         let mut n = IoctlUnmapNotify {
             index: mapping.index + offset as u64,
@@ -278,6 +286,61 @@ impl Gntdev {
         }
         Ok(())
     }
+}
+
+impl Gntdev {
+    /// Copies `dst.len()` bytes at `offset` of grant `gref` of `domid` into
+    /// `dst`, without mapping it.
+    pub fn copy_from_grant(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let len = copy_len(offset, dst.len())?;
+        let mut seg = [GrantCopySegment {
+            source: GntdevCopyPtr::foreign(gref, offset, domid),
+            dest: GntdevCopyPtr::virt(dst.as_mut_ptr() as usize),
+            len,
+            flags: GNTCOPY_SOURCE_GREF,
+            ..Default::default()
+        }];
+        // SAFETY: the only local side is `dst`, exclusively borrowed for the call
+        // and `len` bytes long.
+        unsafe { self.grant_copy(&mut seg) }
+    }
+
+    /// Copies `src` to `offset` of grant `gref` of `domid`, without mapping it.
+    pub fn copy_to_grant(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError> {
+        let len = copy_len(offset, src.len())?;
+        let mut seg = [GrantCopySegment {
+            source: GntdevCopyPtr::virt(src.as_ptr() as usize),
+            dest: GntdevCopyPtr::foreign(gref, offset, domid),
+            len,
+            flags: GNTCOPY_DEST_GREF,
+            ..Default::default()
+        }];
+        // SAFETY: the only local side is `src`, borrowed for the call (the kernel
+        // only reads it) and `len` bytes long.
+        unsafe { self.grant_copy(&mut seg) }
+    }
+}
+
+/// A grant copy stays within one page.
+fn copy_len(offset: u16, len: usize) -> Result<u16, GntdevError> {
+    if usize::from(offset) + len > XEN_PAGE_SIZE {
+        return Err(GntdevError::BadOffset {
+            offset: usize::from(offset) + len,
+        });
+    }
+    Ok(len as u16)
 }
 
 impl GrantMapper for Gntdev {
