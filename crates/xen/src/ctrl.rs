@@ -7,7 +7,6 @@
 //! live in buffers from `/dev/xen/hypercall`.
 
 use crate::abi::arch::ArchDomainConfig;
-#[cfg(target_arch = "aarch64")]
 use crate::abi::domctl::XenDomctlVcpuContext;
 use crate::abi::domctl::{
     self, cmd, dominf, XenDomctl, XenDomctlAddressSize, XenDomctlCreateDomainV15,
@@ -50,6 +49,9 @@ pub enum CtrlError {
     /// A hypercall returned a status that says it failed.
     #[error("{op} failed with status {status}")]
     Status { op: &'static str, status: i64 },
+    /// The operation needs an arm64 build of rxen (the vCPU context layout).
+    #[error("{0} needs an arm64 build")]
+    NeedsArm64(&'static str),
     /// A request was out of range.
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
@@ -349,8 +351,7 @@ pub trait DomainControl {
     fn evtchn_alloc_unbound(&self, domid: DomId, remote: DomId) -> Result<EvtchnPort, CtrlError>;
     /// `(nr_frames, max_nr_frames)` of a domain's grant table.
     fn gnttab_query_size(&self, domid: DomId) -> Result<(u32, u32), CtrlError>;
-    /// Sets vCPU `vcpu`'s context (arm64 layout).
-    #[cfg(target_arch = "aarch64")]
+    /// Sets vCPU `vcpu`'s context (arm64 layout: rxen builds ARM guests).
     fn set_vcpu_context(
         &self,
         domid: DomId,
@@ -358,7 +359,6 @@ pub trait DomainControl {
         ctx: &crate::abi::arch::arm::VcpuGuestContext,
     ) -> Result<(), CtrlError>;
     /// Reads vCPU `vcpu`'s context (arm64 layout).
-    #[cfg(target_arch = "aarch64")]
     fn get_vcpu_context(
         &self,
         domid: DomId,
@@ -470,16 +470,6 @@ impl XenCtrl {
         command: u32,
         domid: DomId,
         payload: P,
-    ) -> Result<(XenDomctl, P), CtrlError> {
-        self.domctl_buf(command, domid, payload, None)
-    }
-
-    fn domctl_buf<P: Pod>(
-        &self,
-        command: u32,
-        domid: DomId,
-        payload: P,
-        _keep_alive: Option<&MappedMemory>,
     ) -> Result<(XenDomctl, P), CtrlError> {
         let buf = self
             .privcmd
@@ -758,13 +748,13 @@ impl DomainControl for XenCtrl {
         Ok((q.nr_frames, q.max_nr_frames))
     }
 
-    #[cfg(target_arch = "aarch64")]
     fn set_vcpu_context(
         &self,
         domid: DomId,
         vcpu: u32,
         ctx: &crate::abi::arch::arm::VcpuGuestContext,
     ) -> Result<(), CtrlError> {
+        require_arm64()?;
         let cbuf = self.privcmd.alloc_buffer(std::mem::size_of_val(ctx))?;
         cbuf.write(0, *ctx)?;
         let p = XenDomctlVcpuContext {
@@ -772,16 +762,16 @@ impl DomainControl for XenCtrl {
             _pad: 0,
             ctxt: cbuf.addr() as u64,
         };
-        self.domctl_buf(cmd::SETVCPUCONTEXT, domid, p, Some(&cbuf))
-            .map(|_| ())
+        // `cbuf` stays alive across the call.
+        self.domctl(cmd::SETVCPUCONTEXT, domid, p).map(|_| ())
     }
 
-    #[cfg(target_arch = "aarch64")]
     fn get_vcpu_context(
         &self,
         domid: DomId,
         vcpu: u32,
     ) -> Result<crate::abi::arch::arm::VcpuGuestContext, CtrlError> {
+        require_arm64()?;
         let cbuf = self
             .privcmd
             .alloc_buffer(std::mem::size_of::<crate::abi::arch::arm::VcpuGuestContext>())?;
@@ -790,8 +780,18 @@ impl DomainControl for XenCtrl {
             _pad: 0,
             ctxt: cbuf.addr() as u64,
         };
-        self.domctl_buf(cmd::GETVCPUCONTEXT, domid, p, Some(&cbuf))?;
+        // `cbuf` stays alive across the call.
+        self.domctl(cmd::GETVCPUCONTEXT, domid, p)?;
         Ok(cbuf.read(0)?)
+    }
+}
+
+/// The vCPU context domctls use the arm64 layout: refuse them elsewhere.
+fn require_arm64() -> Result<(), CtrlError> {
+    if cfg!(target_arch = "aarch64") {
+        Ok(())
+    } else {
+        Err(CtrlError::NeedsArm64("the vCPU context domctl"))
     }
 }
 

@@ -34,6 +34,7 @@ struct FakeXenState {
     hvm_params: HashMap<(DomId, u32), u64>,
     next_port: EvtchnPort,
     populated: HashMap<DomId, Vec<XenPfn>>,
+    vcpus: HashMap<(DomId, u32), crate::abi::arch::arm::VcpuGuestContext>,
 }
 
 impl FakeXen {
@@ -220,22 +221,30 @@ impl DomainControl for FakeXen {
     fn gnttab_query_size(&self, domid: DomId) -> Result<(u32, u32), CtrlError> {
         self.with_domain(domid, |_| (1, 64))
     }
-    #[cfg(target_arch = "aarch64")]
     fn set_vcpu_context(
         &self,
         domid: DomId,
-        _vcpu: u32,
-        _ctx: &crate::abi::arch::arm::VcpuGuestContext,
+        vcpu: u32,
+        ctx: &crate::abi::arch::arm::VcpuGuestContext,
     ) -> Result<(), CtrlError> {
-        self.with_domain(domid, |_| ())
+        let max = self.with_domain(domid, |d| d.max_vcpu_id)?;
+        if vcpu > max {
+            return Err(errno(libc::EINVAL));
+        }
+        lock(&self.state).vcpus.insert((domid, vcpu), *ctx);
+        Ok(())
     }
-    #[cfg(target_arch = "aarch64")]
     fn get_vcpu_context(
         &self,
         domid: DomId,
-        _vcpu: u32,
+        vcpu: u32,
     ) -> Result<crate::abi::arch::arm::VcpuGuestContext, CtrlError> {
-        self.with_domain(domid, |_| Default::default())
+        self.with_domain(domid, |_| ())?;
+        Ok(lock(&self.state)
+            .vcpus
+            .get(&(domid, vcpu))
+            .copied()
+            .unwrap_or_default())
     }
 }
 
@@ -567,6 +576,28 @@ mod tests {
         assert_eq!(ids, vec![0, 1]);
         x.destroy_domain(d).expect("destroy");
         assert!(matches!(x.domain_info(d), Err(CtrlError::NoSuchDomain(1))));
+    }
+
+    #[test]
+    fn fake_xen_keeps_vcpu_contexts() {
+        let x = FakeXen::new();
+        let d = x
+            .create_domain(&CreateDomain {
+                max_vcpus: 2,
+                ..Default::default()
+            })
+            .expect("create");
+        let mut ctx = crate::abi::arch::arm::VcpuGuestContext::default();
+        ctx.user_regs.pc64 = 0x4008_0000;
+        x.set_vcpu_context(d, 1, &ctx).expect("set");
+        assert_eq!(
+            x.get_vcpu_context(d, 1).expect("get").user_regs.pc64,
+            0x4008_0000
+        );
+        assert!(
+            x.set_vcpu_context(d, 2, &ctx).is_err(),
+            "vcpu beyond max_vcpus"
+        );
     }
 
     #[test]
