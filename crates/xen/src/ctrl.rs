@@ -314,7 +314,7 @@ pub fn scheduler_name(id: u32) -> Option<&'static str> {
 }
 
 /// Domain control and host queries. Implemented by [`XenCtrl`] over privcmd and
-/// by [`crate::fake::FakeXen`] for unit tests.
+/// by `fake::FakeXen` (feature `fake`) for unit tests.
 pub trait DomainControl {
     /// Version and build information of the hypervisor.
     fn xen_version(&self) -> Result<XenVersion, CtrlError>;

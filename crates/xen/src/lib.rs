@@ -7,6 +7,22 @@
 //! ([`ring`]). A trait per facility ([`traits`], [`ctrl::DomainControl`]) lets
 //! callers be unit-tested with the fakes in `fake` (feature `fake`). All of
 //! rxen's `unsafe` code lives in this crate.
+//!
+//! Where to start:
+//! - host and domains: [`XenCtrl::open`] then the [`DomainControl`] methods
+//!   (`xen_version`, `physinfo`, `domain_info(_list)`, `create_domain`,
+//!   `pause/unpause/destroy_domain`, `set_max_mem`, `populate_physmap`,
+//!   `hvm_param_get/set`, `evtchn_alloc_unbound`, `set/get_vcpu_context`, ...);
+//!   foreign frames through [`XenCtrl::privcmd`] ([`Privcmd::map_foreign`],
+//!   [`Privcmd::map_resource`]).
+//! - event channels: [`Evtchn`] (non-blocking, `AsRawFd` for mio) or any
+//!   [`EventChannels`].
+//! - grants: [`Gntdev::map_grant_refs`] (or any [`GrantMapper`]) in a backend,
+//!   [`Gntalloc::share`] to offer pages; both give [`MappedMemory`].
+//! - rings: [`FrontRing`]/[`BackRing`] over a [`MappedMemory`]; a
+//!   [`RingError::Overflow`] means a hostile or broken peer: disconnect it.
+//! - dom0 xenstored: [`XenbusBackend::evtchn`] and
+//!   [`XenbusBackend::map_interface`].
 
 pub mod abi;
 pub mod ctrl;

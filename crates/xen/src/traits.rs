@@ -1,5 +1,5 @@
 //! One trait per hypervisor facility, implemented by the real devices and by the
-//! fakes in [`crate::fake`], so that xenstored and the backends can be tested
+//! fakes in `fake` (feature `fake`), so that xenstored and the backends can be tested
 //! without Xen. Domain control is [`crate::ctrl::DomainControl`].
 
 use crate::abi::xen::{DomId, EvtchnPort, GrantRef, XenPfn};
