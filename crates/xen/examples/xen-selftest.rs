@@ -269,7 +269,15 @@ fn domctl_checks() -> Res<String> {
 fn xenbus_backend_checks() -> Res<String> {
     let xb = XenbusBackend::open()?;
     let port = xb.evtchn()?;
-    Ok(format!("dom0 xenstore event channel = {port}"))
+    // dom0's xenstore ring page (xs_wire.h: req/rsp rings of 1024 bytes, then
+    // req_cons, req_prod, rsp_cons, rsp_prod at 2048..2064).
+    let ring = xb.map_interface()?;
+    let idx: Vec<u32> = (0..4)
+        .map(|i| ring.read_u32(2048 + 4 * i))
+        .collect::<Result<_, _>>()?;
+    Ok(format!(
+        "dom0 xenstore event channel = {port}; ring page mapped, req_cons/req_prod/rsp_cons/rsp_prod = {idx:?}"
+    ))
 }
 
 fn main() {
