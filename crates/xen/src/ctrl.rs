@@ -244,8 +244,7 @@ pub fn sysctl_interface_version(major: u32, minor: u32) -> Option<u32> {
     }
 }
 
-/// Encodes a [`CreateDomain`] as the payload of the given domctl version.
-/// Returns the bytes to place in the domctl union.
+/// Encodes a [`CreateDomain`] in the layout of the given domctl version.
 pub fn encode_createdomain(
     version: u32,
     c: &CreateDomain,
@@ -471,6 +470,9 @@ impl XenCtrl {
         domid: DomId,
         payload: P,
     ) -> Result<(XenDomctl, P), CtrlError> {
+        if std::mem::size_of::<P>() > domctl::XEN_DOMCTL_PAYLOAD_SIZE {
+            return Err(CtrlError::Invalid("domctl payload larger than the union"));
+        }
         let buf = self
             .privcmd
             .alloc_buffer(std::mem::size_of::<XenDomctl>())?;
@@ -485,6 +487,9 @@ impl XenCtrl {
     }
 
     fn sysctl<P: Pod>(&self, command: u32, payload: P) -> Result<P, CtrlError> {
+        if std::mem::size_of::<P>() > crate::abi::sysctl::XEN_SYSCTL_PAYLOAD_SIZE {
+            return Err(CtrlError::Invalid("sysctl payload larger than the union"));
+        }
         let buf = self
             .privcmd
             .alloc_buffer(std::mem::size_of::<XenSysctl>())?;
