@@ -6,6 +6,12 @@
 #   tests/setup-host.sh --check    # report what is missing, install nothing (exit 1 if any)
 set -euo pipefail
 
+# The rustup toolchain when there is one, as tests/run-all.sh chooses.
+RUSTUP_BIN=${HOME:-/root}/.cargo/bin
+if [ -x "$RUSTUP_BIN/cargo" ]; then
+  case ":$PATH:" in *":$RUSTUP_BIN:"*) ;; *) export PATH="$RUSTUP_BIN:$PATH" ;; esac
+fi
+
 check_only=0
 [ "${1:-}" = --check ] && check_only=1
 

@@ -12,6 +12,7 @@ GUEST_KERNEL=${GUEST_KERNEL:-$TESTBED/guest/Image}
 GUEST_RAMDISK=${GUEST_RAMDISK:-$TESTBED/guest/guest.cpio.gz}
 MODULE_DIR=${MODULE_DIR:-/lib/modules/testbed}
 XEN_CONSOLE_LOG_DIR=/var/log/xen/console
+XEN_CFG_DIR=${XEN_CFG_DIR:-/etc/xen}
 XENSTORED_SOCKET=/var/run/xenstored/socket
 
 # ---------------------------------------------------------------- reporting
@@ -121,7 +122,7 @@ start_xenconsoled() {
 }
 
 # ---------------------------------------------------------------- guests
-# guest_cfg NAME [GUEST_SCRIPT] [KEY=VALUE...] -- write /etc/xen/NAME.cfg for a guest
+# guest_cfg NAME [GUEST_SCRIPT] [KEY=VALUE...] -- write $XEN_CFG_DIR/NAME.cfg for a guest
 # running the test bed's kernel and guest initramfs, which runs
 # /guest.d/GUEST_SCRIPT.sh (default: default) and powers off; print the file's path.
 # KEY=VALUE pairs set memory=, vcpus= or extra_args= (appended to the kernel command
@@ -140,8 +141,8 @@ guest_cfg() {
       *) fail "guest_cfg: '$_kv' is not KEY=VALUE" ;;
     esac
   done
-  mkdir -p /etc/xen
-  cat > "/etc/xen/$_name.cfg" <<CFG
+  mkdir -p "$XEN_CFG_DIR"
+  cat > "$XEN_CFG_DIR/$_name.cfg" <<CFG
 name = "$_name"
 kernel = "$GUEST_KERNEL"
 ramdisk = "$GUEST_RAMDISK"
@@ -153,7 +154,7 @@ on_reboot = "destroy"
 on_crash = "destroy"
 $_more
 CFG
-  echo "/etc/xen/$_name.cfg"
+  echo "$XEN_CFG_DIR/$_name.cfg"
 }
 
 # guest_console_log NAME -- the file where xenconsoled logs guest NAME's console.
