@@ -134,7 +134,10 @@ for my $name (@names) {
     if (@reasons) {
         $nfail++;
         print "\n##### FAIL $name: $reasons[0]\n";
-        print "#####   also: $_\n" for @reasons[1 .. $#reasons];
+        my @also = @reasons[1 .. $#reasons];
+        my $more = @also > 5 ? @also - 5 : 0;
+        print "#####   also: $_\n" for @also[0 .. ($more ? 4 : $#also)];
+        print "#####   and $more more reasons\n" if $more;
         if (defined $from) {
             my $n = $to - $from + 1;
             my $start = $n > $section_lines ? $to - $section_lines + 1 : $from;
