@@ -51,9 +51,15 @@ step() {
   [ "$rc" = 0 ] && res=PASS || res=FAIL
   echo "======== $name: $res (exit status $rc, ${secs}s)"
   ROWS+=("$(printf '%-9s %-5s %6ss  %s' "$name" "$res" "$secs" "$sum")")
+  # The test bed's failing scenarios, from its summary table, under the step's row.
+  if [ "$rc" != 0 ] && [ -n "$detail_re" ]; then
+    while IFS= read -r line; do ROWS+=("            $line"); done \
+      < <(grep -E "$detail_re" "$LOGS/$name.log" | sed 's/^[[:space:]]*//' | cut -c1-110)
+  fi
   [ "$rc" = 0 ] || failed=$((failed + 1))
 }
 failed=0
+detail_re=""
 
 summary_re='^$^'
 step fmt cargo fmt --all --check
@@ -69,6 +75,7 @@ fi
 summary_re='^[0-9]+ passed, [0-9]+ failed$'
 step selftest tests/testbed/selftest.sh
 if [ "$testbed" = 1 ]; then
+  detail_re='^  [^ |]+ +FAIL '
   step testbed tests/testbed/run.sh --keep-going all
   if [ "$gic2" = 1 ]; then
     step gic2 tests/testbed/run.sh --no-build --gic 2 baseline

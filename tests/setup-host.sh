@@ -28,6 +28,8 @@ HOST_PKGS=(
   perl                     /usr/bin/perl
   file                     /usr/bin/file
   coreutils                /usr/bin/timeout
+  util-linux               /usr/bin/flock
+  xz-utils                 /usr/bin/xz
   gcc-aarch64-linux-gnu    /usr/bin/aarch64-linux-gnu-gcc
   binutils-aarch64-linux-gnu /usr/bin/aarch64-linux-gnu-strip
   libc6-dev-arm64-cross    /usr/aarch64-linux-gnu/lib/libc.a

@@ -90,6 +90,9 @@ done
 DEBS=$CACHE/debs
 ROOTFS=$CACHE/root            # every package unpacked (dpkg-deb -x) on top of each other
 mkdir -p "$DEBS" "$LOGDIR"
+# Several checkouts may share the cache: one run at a time prepares it.
+exec 9> "$CACHE/.lock"
+flock 9
 apt_ok=1
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   apt_ok=0
@@ -168,6 +171,8 @@ if [ ! -s "$BASE" ]; then
   mkcpio "$D" > "$BASE.tmp"
   rm -f "$CACHE"/dom0-base-*.cpio; mv "$BASE.tmp" "$BASE"; rm -rf "$D"
 fi
+
+flock -u 9
 
 # ---------------------------------------------------------------- 3. rxen for aarch64
 BINDIR=$TARGET_DIR/$TARGET/release
