@@ -119,7 +119,13 @@ for p in $PKGS; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   stamp "downloading ${#need[@]} Debian arm64 packages into $DEBS"
-  (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >/dev/null) || die "apt-get download failed (run tests/setup-host.sh first?)"
+  dl() { (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >/dev/null); }
+  if ! dl; then
+    # Stale package lists name versions the mirror no longer has: refresh once.
+    [ "$(id -u)" = 0 ] || die "apt-get download failed; as root, run apt-get update (or tests/setup-host.sh)"
+    stamp "apt-get download failed; apt-get update and retry"
+    apt-get update -qq && dl || die "apt-get download ${need[*]} failed even after apt-get update (a newer kernel may be listed now: run again)"
+  fi
 fi
 debs_id=$(cd "$DEBS" && for p in $PKGS; do ls ${p}_*.deb | sort -V | tail -n 1; done | sort | md5sum | cut -c1-12)
 if [ "$(cat "$ROOTFS/.debs-id" 2>/dev/null)" != "$debs_id" ]; then
