@@ -6,6 +6,7 @@
 # Steps (all run, even after one fails; the exit status is non-zero if any failed):
 #   fmt       cargo fmt --all --check
 #   clippy    cargo clippy --workspace --all-targets -- -D warnings
+#   shell     shellcheck -S warning on the scripts under tests/ and .ci/
 #   unit      cargo nextest run --workspace (cargo test --workspace without nextest)
 #   selftest  tests/testbed/selftest.sh (the test bed's own parser and runner)
 #   testbed   tests/testbed/run.sh --keep-going all (real Xen, GICv3)
@@ -13,7 +14,7 @@
 # Needs the host set up by tests/setup-host.sh. Step logs go to tests/testbed/out/run-all/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 2
 # The rustup toolchain when there is one (the project's default for host builds),
 # else Debian's cargo. tests/setup-host.sh makes the same choice.
 RUSTUP_BIN=${HOME:-/root}/.cargo/bin
@@ -65,6 +66,8 @@ summary_re='^$^'
 step fmt cargo fmt --all --check
 summary_re='^error|^warning: .* generated'
 step clippy cargo clippy --workspace --all-targets -- -D warnings
+summary_re='^shellcheck: clean|^In .* line [0-9]+:'
+step shell tests/lint-shell.sh
 if cargo nextest --version >/dev/null 2>&1; then
   summary_re='^ *Summary \[|error: |no tests to run'
   step unit cargo nextest run --workspace --no-fail-fast --no-tests=warn

@@ -38,6 +38,7 @@ HOST_PKGS=(
   xenstore-utils           /usr/bin/xenstore-ls
   libxen-dev               /usr/include/xenctrl.h
   gcc                      /usr/bin/gcc
+  shellcheck               /usr/bin/shellcheck
   ca-certificates          /etc/ssl/certs/ca-certificates.crt
 )
 
