@@ -20,6 +20,7 @@
 #                    the first failing scenario, and `all` at the first failing boot)
 #   --no-build       do not run cargo; use the rxen binaries built last time
 #   -v, --verbose    print the whole serial log live (default: markers and results only)
+#   --list           list the scenarios and the boots of `all`, then exit
 #   -h, --help
 #
 # Environment: RXEN_TESTBED_CACHE (default /var/cache/rxen-testbed): downloaded and
@@ -59,6 +60,10 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     -v|--verbose) VERBOSE=1; shift ;;
     -h|--help) usage 0 ;;
+    --list)
+      echo "scenarios:"; for f in "$HERE"/scenarios/*.sh; do n=$(basename "$f" .sh); printf '  %-20s %s\n' "$n" "$(sed -n '1s/^# *//p' "$f")"; done
+      echo "boots of 'all' (scenarios/all.list):"; grep -v '^ *\(#\|$\)' "$HERE/scenarios/all.list" | sed 's/^/  /'
+      exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage 2 ;;
     *) args+=("$1"); shift ;;
   esac
