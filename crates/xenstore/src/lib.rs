@@ -1,2 +1,3 @@
 //! Xenstore: the wire codec, the store, the client used by all of rxen, and the
 //! server behind `rxenstored`.
+pub mod wire;
