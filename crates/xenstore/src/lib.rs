@@ -1,3 +1,4 @@
 //! Xenstore: the wire codec, the store, the client used by all of rxen, and the
 //! server behind `rxenstored`.
+pub mod client;
 pub mod wire;
