@@ -2,3 +2,5 @@
 //! server behind `rxenstored`.
 pub mod client;
 pub mod wire;
+pub mod process;
+pub mod store;
