@@ -3,6 +3,7 @@
 //! real daemons is tested in tests/client.rs.
 
 use super::*;
+use crate::wire::Reassembler;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::thread;
@@ -391,4 +392,28 @@ fn unwatch_drops_queued_events_of_that_watch() {
     assert!(under("/a", "/a"));
     assert!(!under("/ab", "/a"));
     assert!(under("/x", "/"));
+}
+
+#[test]
+fn replies_longer_than_4096_are_accepted_from_the_daemon() {
+    // oxenstored answers a big DIRECTORY in one reply over its socket.
+    let names: Vec<String> = (0..2000).map(|i| format!("child{i:04}")).collect();
+    let all = wire::join_args(&names);
+    assert!(all.len() > XENSTORE_PAYLOAD_MAX);
+    let (mut c, _h) = fake_server(move |m| vec![Message::reply(&m.header, all.clone())]);
+    assert_eq!(c.directory("/big").expect("directory"), names);
+}
+
+#[test]
+fn absurd_reply_lengths_are_refused() {
+    let (ours, mut theirs) = UnixStream::pair().expect("pair");
+    let mut c = Client::from_stream(ours).expect("client");
+    let h = wire::Header {
+        msg_type: MsgType::Read as u32,
+        req_id: 1,
+        tx_id: 0,
+        len: u32::MAX,
+    };
+    theirs.write_all(&h.encode()).expect("send");
+    assert!(matches!(c.read("/x"), Err(ClientError::Wire(_))));
 }
