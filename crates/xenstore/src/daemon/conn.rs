@@ -109,8 +109,6 @@ pub(super) struct Connection {
     /// Readiness seen but not yet consumed (edge-triggered polling).
     pub(super) readable: bool,
     pub(super) writable: bool,
-    /// Registered a watch at some point: may receive events from others' requests.
-    pub(super) watcher: bool,
     /// Waiting in the work list already.
     pub(super) queued: bool,
 }
@@ -127,7 +125,6 @@ impl Connection {
             outpos: 0,
             readable: true,
             writable: true,
-            watcher: false,
             queued: false,
         }
     }

@@ -2,9 +2,10 @@
 //! socket, the client connections and a signalfd, feeding requests to the
 //! [`crate::process::Server`] core and writing its replies and watch events back.
 //!
-//! Costs: a connection is only looked at when epoll reports it (edge-triggered),
-//! when it sent a request, or when it holds watches and somebody changed the store;
-//! idle connections cost nothing per loop iteration.
+//! Costs: a connection is only looked at when epoll reports it (edge-triggered)
+//! or when the core reports new output for it ([`Server::take_woken`]: a reply,
+//! or a watch event somebody's change caused); idle connections cost nothing per
+//! loop iteration.
 //!
 //! Bounds: a connection's encoded output is capped near [`conn::OUT_BUF_LIMIT`]
 //! bytes; beyond that messages wait in the core's queue, which is itself bounded
@@ -29,7 +30,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::process::{Action, Config, ConnId, ConnKind, Server};
-use crate::wire::{Message, MsgType};
+use crate::wire::Message;
 
 use conn::{Connection, ReadEnd, RequestSink, READ_CHUNK};
 pub use conn::{SocketTransport, Transport};
@@ -174,8 +175,6 @@ pub struct Daemon {
     slots: Vec<Option<Connection>>,
     free: Vec<usize>,
     by_id: HashMap<ConnId, usize>,
-    /// Slots of connections that ever registered a watch.
-    watchers: Vec<usize>,
     /// Slots to service in this iteration.
     work: Vec<usize>,
     scratch: Vec<u8>,
@@ -214,7 +213,6 @@ impl Daemon {
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
-            watchers: Vec::new(),
             work: Vec::new(),
             scratch: vec![0; READ_CHUNK],
             accept_blocked: false,
@@ -349,12 +347,11 @@ impl Daemon {
         }
         self.server.disconnect(c.id);
         self.by_id.remove(&c.id);
-        if c.watcher {
-            self.watchers.retain(|s| *s != slot);
-        }
         self.free.push(slot);
         drop(c);
         self.handle_actions();
+        // A disconnect can fire watches (@releaseDomain for a domain's connection).
+        self.schedule_woken(None);
         if self.accept_blocked {
             self.accept_all();
         }
@@ -391,14 +388,9 @@ impl Daemon {
                 trace: &mut self.trace,
                 id,
                 handled: 0,
-                watched: false,
             };
             let end = c.read_requests(&mut self.scratch, &mut sink);
-            let (handled, watched) = (sink.handled, sink.watched);
-            if watched && !c.watcher {
-                c.watcher = true;
-                self.watchers.push(slot);
-            }
+            let handled = sink.handled;
             match end {
                 Ok(ReadEnd::Drained) => c.readable = false,
                 Ok(ReadEnd::Paused) => {}
@@ -420,20 +412,21 @@ impl Daemon {
         }
     }
 
-    /// After requests: carry out the core's actions and schedule connections that
-    /// may have got watch events.
+    /// After requests: carry out the core's actions and schedule the connections
+    /// that got output (replies, or watch events caused by these requests).
     fn after_requests(&mut self, handled: usize, from: usize) {
         if handled == 0 {
             return;
         }
         self.handle_actions();
-        for i in 0..self.watchers.len() {
-            let slot = self.watchers[i];
-            if slot == from {
-                continue;
-            }
-            if let Some(Some(c)) = self.slots.get(slot) {
-                if self.server.queued(c.id) > 0 {
+        self.schedule_woken(Some(from));
+    }
+
+    /// Schedules every connection the core gave output since the last call.
+    fn schedule_woken(&mut self, except: Option<usize>) {
+        for id in self.server.take_woken() {
+            if let Some(&slot) = self.by_id.get(&id) {
+                if Some(slot) != except {
                     self.schedule(slot);
                 }
             }
@@ -538,7 +531,6 @@ struct CoreSink<'a> {
     trace: &'a mut Trace,
     id: ConnId,
     handled: usize,
-    watched: bool,
 }
 
 impl RequestSink for CoreSink<'_> {
@@ -548,9 +540,6 @@ impl RequestSink for CoreSink<'_> {
 
     fn handle(&mut self, msg: Message) {
         self.trace.io(self.id, false, &msg);
-        if msg.header.msg_type == MsgType::Watch as u32 {
-            self.watched = true;
-        }
         self.server.handle(self.id, msg);
         self.handled += 1;
     }
