@@ -1,0 +1,135 @@
+use super::*;
+use crate::arm::loader::{KernelFormat, KernelImage};
+use crate::arm::plan::{plan_domain, HostParams};
+use crate::arm::Gic;
+use crate::config::from_text;
+
+fn built(cfg: &DomainConfig, vuart: bool) -> BuiltDomain {
+    let kernel = KernelImage {
+        format: KernelFormat::Arm64Image {
+            text_offset: 0,
+            image_size: 1 << 20,
+            flags: 0b1010,
+        },
+        file_size: 1 << 20,
+    };
+    let host = HostParams {
+        native_gic: Gic::V3,
+        xen_version: (4, 17),
+        gpaddr_bits: 40,
+        clock_frequency: 0,
+    };
+    BuiltDomain {
+        domid: 7,
+        plan: plan_domain(cfg, kernel, None, host, [0; 128]).expect("plan"),
+        store_port: 1,
+        console_port: 2,
+        store_gfn: 0x39001,
+        console_gfn: 0x39000,
+        vuart: vuart.then_some((0x39003, 3)),
+    }
+}
+
+fn tree(text: &str, vuart: bool) -> Vec<XsNode> {
+    let cfg = from_text(text, "g.cfg", &[]).expect("config");
+    let b = built(&cfg, vuart);
+    domain_tree(&TreeInput {
+        cfg: &cfg,
+        built: &b,
+        start_time: "1700000000.25".into(),
+    })
+}
+
+fn node<'a>(t: &'a [XsNode], path: &str) -> &'a XsNode {
+    t.iter()
+        .find(|n| n.path == path)
+        .unwrap_or_else(|| panic!("no node {path}"))
+}
+
+fn perms(n: &XsNode) -> String {
+    n.perms
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn home_and_vm_nodes_are_dom0s_and_readable_by_the_guest() {
+    let t = tree(
+        "name='web'\nuuid='01234567-89ab-cdef-0123-456789abcdef'\nkernel='/k'\nmemory=256\nmaxmem=512\nvcpus=2\nmaxvcpus=3\n",
+        false,
+    );
+    let vm = "/vm/01234567-89ab-cdef-0123-456789abcdef";
+    assert_eq!(perms(node(&t, "/local/domain/7")), "n0,r7");
+    assert_eq!(node(&t, "/local/domain/7/vm").value, vm);
+    assert_eq!(node(&t, "/local/domain/7/name").value, "web");
+    assert_eq!(node(&t, "/local/domain/7/domid").value, "7");
+    assert_eq!(node(&t, &format!("{vm}/name")).value, "web");
+    assert_eq!(
+        node(&t, &format!("{vm}/uuid")).value,
+        "01234567-89ab-cdef-0123-456789abcdef"
+    );
+    assert_eq!(node(&t, &format!("{vm}/start_time")).value, "1700000000.25");
+    assert_eq!(perms(node(&t, "/libxl/7")), "n0");
+    assert_eq!(
+        node(&t, "/local/domain/7/memory/static-max").value,
+        "524288"
+    );
+    assert_eq!(node(&t, "/local/domain/7/memory/target").value, "262144");
+    assert_eq!(
+        node(&t, "/local/domain/7/cpu/1/availability").value,
+        "online"
+    );
+    assert_eq!(
+        node(&t, "/local/domain/7/cpu/2/availability").value,
+        "offline"
+    );
+    assert!(!t.iter().any(|n| n.path == "/local/domain/7/cpu/3"));
+}
+
+#[test]
+fn the_guest_owns_control_shutdown_and_its_scratch_dirs() {
+    let t = tree("name='g'\nkernel='/k'\n", false);
+    for p in ["control/shutdown", "data", "drivers", "feature", "attr", "error"] {
+        assert_eq!(
+            perms(node(&t, &format!("/local/domain/7/{p}"))),
+            "n7",
+            "{p}"
+        );
+    }
+    assert_eq!(perms(node(&t, "/local/domain/7/control")), "n0,r7");
+    assert_eq!(
+        node(&t, "/local/domain/7/control/platform-feature-xs_reset_watches").value,
+        "1"
+    );
+}
+
+#[test]
+fn store_and_console_name_the_rings_and_ports() {
+    let t = tree("name='g'\nkernel='/k'\n", true);
+    assert_eq!(node(&t, "/local/domain/7/store/port").value, "1");
+    assert_eq!(
+        node(&t, "/local/domain/7/store/ring-ref").value,
+        0x39001.to_string()
+    );
+    assert_eq!(node(&t, "/local/domain/7/console/port").value, "2");
+    assert_eq!(
+        node(&t, "/local/domain/7/console/ring-ref").value,
+        0x39000.to_string()
+    );
+    assert_eq!(
+        node(&t, "/local/domain/7/console/type").value,
+        "xenconsoled"
+    );
+    assert_eq!(node(&t, "/local/domain/7/vuart/0/port").value, "3");
+    // Parents come before children, each path once.
+    let mut seen = std::collections::HashSet::new();
+    for n in &t {
+        assert!(seen.insert(n.path.clone()), "{} twice", n.path);
+        let parent = &n.path[..n.path.rfind('/').expect("slash")];
+        if n.path.starts_with("/local/domain/7/") {
+            assert!(seen.contains(parent), "{} before {parent}", n.path);
+        }
+    }
+}
