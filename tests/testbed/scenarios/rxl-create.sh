@@ -74,10 +74,13 @@ od -An -v -tx4 /tmp/$name.dtb | tr -s ' ' '\n' | grep . > /tmp/ours.words
 expect_eq "DTB size in words (guest vs rxl)" "$(wc -l < /tmp/guest.words)" "$(wc -l < /tmp/ours.words)"
 # Linux replaces /chosen/rng-seed (3 header words + 32 value words) with FDT_NOP
 # tokens (0x00000004, read little-endian as 04000000); nothing else may differ.
-verdict=$(awk 'NR == FNR { g[FNR] = $1; next }
-  g[FNR] != $1 { n++; if (g[FNR] != "04000000") bad++ }
+# (Compared as strings: awk would read words like 564e4558 as numbers.)
+verdict=$(awk 'NR == FNR { g[FNR] = $1 ""; next }
+  g[FNR] != $1 "" { n++; if (g[FNR] != "04000000") bad++ }
   END { printf "differ=%d non-nop=%d", n, bad + 0 }' /tmp/guest.words /tmp/ours.words)
 log "guest DTB vs rxl's: $verdict"
+awk 'NR == FNR { g[FNR] = $1 ""; next } g[FNR] != $1 "" && g[FNR] != "04000000" { printf "dtb-diff| word %d: guest %s rxl %s\n", FNR - 1, g[FNR], $1 }' \
+  /tmp/guest.words /tmp/ours.words
 expect_eq "the guest's DTB is rxl's but for the NOP'd rng-seed" "$verdict" "differ=35 non-nop=0"
 
 # ---------------------------------------------------------------- create -p, destroy

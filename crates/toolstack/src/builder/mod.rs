@@ -455,7 +455,9 @@ fn copy_in<M: GuestMemory>(
         let first = (addr >> PAGE_SHIFT) + i as u64 * COPY_CHUNK_PAGES;
         let pages = chunk.len().div_ceil(XEN_PAGE_SIZE) as u64;
         let gfns: Vec<XenPfn> = (first..first + pages).collect();
-        let m = mem.map_foreign(domid, &gfns, true).map_err(map_step(step))?;
+        let m = mem
+            .map_foreign(domid, &gfns, true)
+            .map_err(map_step(step))?;
         m.write_bytes(0, chunk).map_err(mem_step(step))?;
     }
     Ok(())

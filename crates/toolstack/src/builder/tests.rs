@@ -299,10 +299,7 @@ fn every_failing_step_destroys_the_domain_and_names_the_step() {
         let err = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect_err(op);
         assert!(err.to_string().contains(step), "{op}: {err}");
         assert!(
-            matches!(
-                ctl.inner.domain_info(1),
-                Err(CtrlError::NoSuchDomain(1))
-            ),
+            matches!(ctl.inner.domain_info(1), Err(CtrlError::NoSuchDomain(1))),
             "{op}: domain left behind"
         );
     }

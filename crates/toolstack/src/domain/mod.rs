@@ -125,11 +125,7 @@ pub fn domain_tree(t: &TreeInput<'_>) -> Vec<XsNode> {
     }
     tr.add(format!("{dom}/memory"), "", &ro);
     let max_kib = cfg.maxmem_mib.max(cfg.memory_mib) * 1024;
-    tr.add(
-        format!("{dom}/memory/static-max"),
-        max_kib.to_string(),
-        &ro,
-    );
+    tr.add(format!("{dom}/memory/static-max"), max_kib.to_string(), &ro);
     tr.add(
         format!("{dom}/memory/target"),
         (cfg.memory_mib * 1024).to_string(),
@@ -198,7 +194,11 @@ fn console_nodes(tr: &mut Tree, domid: u32, dom: &str, b: &BuiltDomain) {
         tr.add(fe.clone(), "", &ro);
         tr.add(format!("{fe}/backend"), be.clone(), &ro);
         if kind == "console" {
-            tr.add(format!("{fe}/backend-id"), backend_dom.to_string(), &guest_owned);
+            tr.add(
+                format!("{fe}/backend-id"),
+                backend_dom.to_string(),
+                &guest_owned,
+            );
             tr.add(format!("{fe}/output"), CONSOLE_OUTPUT_PTY, &ro);
         }
         tr.add(format!("{fe}/limit"), XENCONSOLE_LIMIT.to_string(), &ro);
@@ -316,11 +316,7 @@ pub fn name_of(xs: &mut Client, domid: u32) -> Option<String> {
 
 /// The domain id of `name_or_id` among `domids`: a number is taken as an id when
 /// such a domain exists, else names are compared (libxl_name_to_domid).
-pub fn resolve(
-    xs: &mut Client,
-    domids: &[u32],
-    name_or_id: &str,
-) -> Result<u32, DomainError> {
+pub fn resolve(xs: &mut Client, domids: &[u32], name_or_id: &str) -> Result<u32, DomainError> {
     if let Ok(id) = name_or_id.parse::<u32>() {
         if domids.contains(&id) {
             return Ok(id);

@@ -91,7 +91,14 @@ fn home_and_vm_nodes_are_dom0s_and_readable_by_the_guest() {
 #[test]
 fn the_guest_owns_control_shutdown_and_its_scratch_dirs() {
     let t = tree("name='g'\nkernel='/k'\n", false);
-    for p in ["control/shutdown", "data", "drivers", "feature", "attr", "error"] {
+    for p in [
+        "control/shutdown",
+        "data",
+        "drivers",
+        "feature",
+        "attr",
+        "error",
+    ] {
         assert_eq!(
             perms(node(&t, &format!("/local/domain/7/{p}"))),
             "n7",
@@ -100,7 +107,11 @@ fn the_guest_owns_control_shutdown_and_its_scratch_dirs() {
     }
     assert_eq!(perms(node(&t, "/local/domain/7/control")), "n0,r7");
     assert_eq!(
-        node(&t, "/local/domain/7/control/platform-feature-xs_reset_watches").value,
+        node(
+            &t,
+            "/local/domain/7/control/platform-feature-xs_reset_watches"
+        )
+        .value,
         "1"
     );
 }

@@ -57,15 +57,13 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
 /// the terminal, logging to /var/log/xen/rxl-NAME.log when that directory exists.
 fn spawn_monitor(src: &ConfigSource, domid: u32, name: &str) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding rxl's own path")?;
-    let log = std::fs::create_dir_all(MONITOR_LOG_DIR)
-        .ok()
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(format!("{MONITOR_LOG_DIR}/rxl-{name}.log"))
-                .ok()
-        });
+    let log = std::fs::create_dir_all(MONITOR_LOG_DIR).ok().and_then(|_| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{MONITOR_LOG_DIR}/rxl-{name}.log"))
+            .ok()
+    });
     let stderr = match log {
         Some(f) => Stdio::from(f),
         None => Stdio::null(),

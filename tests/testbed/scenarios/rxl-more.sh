@@ -1,0 +1,35 @@
+# rxl-more: (1) vuart = "sbsa_uart": the guest sees ttyAMA0 (Xen's vpl011, wired by
+# rxl's vuart_op and xenstore nodes), and its DTB passes check-dtb; (2) a guest with
+# more than 3 GiB: RAM in both banks, all of it visible in the guest. Needs a machine
+# with enough RAM (all.list runs it with @mem=5120).
+# timeout: 300
+
+start_debian_xenstored
+start_xenconsoled
+
+name=rxlvu
+cfg=$(guest_cfg "$name" rxl-fdt vcpus=1 memory=128 extra_args=quiet 'vuart="sbsa_uart"')
+run rxl create --dtb-out /tmp/$name.dtb "$cfg"
+run rxl check-dtb /tmp/$name.dtb
+xenstore-ls -fp "/local/domain/$(rxl domid $name)/vuart" | sed 's/^/vuart-xs| /'
+wait_domain_gone "$name" 150
+log=$(guest_console_log "$name")
+wait_for 10 "xenconsoled's log $log" grep -q RXEN-GUEST-END "$log"
+grep -v '^FDTW ' "$log" | tr -d '\r' | sed "s/^/$name| /"
+check "the guest sees the vpl011 as ttyAMA0" grep -q 'RXEN-GUEST-TTYS .*ttyAMA0' "$log"
+
+name=rxlbig
+mem=3328
+cfg=$(guest_cfg "$name" default vcpus=2 memory=$mem)
+run rxl create -p "$cfg"
+xl list | sed 's/^/xl-list| /'
+rxl list | sed 's/^/rxl-list| /'
+run rxl unpause "$name"
+wait_domain_gone "$name" 200
+log=$(guest_console_log "$name")
+wait_for 10 "xenconsoled's log $log" grep -q RXEN-GUEST-END "$log"
+show_file "$name" "$log"
+kb=$(tr -d '\r' < "$log" | sed -n 's/.*memtotal_kb=\([0-9]*\).*/\1/p')
+log "guest MemTotal ${kb} kB of ${mem} MiB"
+# More than bank 0's 3 GiB is visible, so bank 1 is in use.
+check "guest sees more than 3 GiB (${kb} kB)" [ "${kb:-0}" -gt 3145728 ]
