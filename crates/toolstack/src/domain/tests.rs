@@ -144,3 +144,68 @@ fn store_and_console_name_the_rings_and_ports() {
         }
     }
 }
+
+/// `path = "value"   (perms)` lines of a `xenstore-ls -fp` dump.
+fn parse_dump(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (path, rest) = l.split_once(" = \"").expect("path = value");
+            let (value, perms) = rest.rsplit_once("\"   (").expect("value and perms");
+            (
+                path.to_string(),
+                value.to_string(),
+                perms.trim_end_matches(')').to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Our tree for the guest of the xl dump equals it node for node: paths, values and
+/// permissions (except the nodes xenconsoled writes, `tty`, and the roots that
+/// `xenstore-ls -f` does not print).
+#[test]
+fn same_tree_as_xl_for_the_same_guest() {
+    let cfg = from_text(
+        "name='xlref'\nuuid='77773c39-9611-447b-bbe3-1182cc0be665'\nkernel='/k'\nmemory=128\nvcpus=2\nvuart='sbsa_uart'\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("config");
+    let mut b = built(&cfg, true);
+    b.domid = 1;
+    b.store_gfn = 233_473;
+    b.console_gfn = 233_472;
+    b.vuart = Some((233_475, 3));
+    let ours: Vec<(String, String, String)> = domain_tree(&TreeInput {
+        cfg: &cfg,
+        built: &b,
+        start_time: "1795753876.29".into(),
+    })
+    .iter()
+    .map(|n| (n.path.clone(), n.value.clone(), perms(n)))
+    .collect();
+    let xl: Vec<(String, String, String)> =
+        parse_dump(include_str!("testdata/xl-4.17-guest-vuart.txt"))
+            .into_iter()
+            .filter(|(p, _, _)| !p.ends_with("/tty"))
+            .collect();
+    let roots = [
+        "/local/domain/1",
+        "/vm/77773c39-9611-447b-bbe3-1182cc0be665",
+        "/libxl/1",
+    ];
+    for n in &xl {
+        assert!(ours.contains(n), "xl wrote {n:?}, we do not");
+    }
+    for n in &ours {
+        assert!(
+            xl.contains(n) || roots.contains(&n.0.as_str()),
+            "we write {n:?}, xl does not"
+        );
+    }
+    for r in roots {
+        let n = ours.iter().find(|n| n.0 == r).expect("root");
+        assert_eq!(n.2, if r == "/libxl/1" { "n0" } else { "n0,r1" }, "{r}");
+    }
+}
