@@ -118,6 +118,8 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     req: &CreateRequest<'_>,
 ) -> Result<BuiltDomain, LifecycleError> {
     let cfg = req.cfg;
+    let t0 = Instant::now();
+    let step = |what: &str| tracing::info!(ms = t0.elapsed().as_millis() as u64, "{what}");
     let ids = domids(ctl)?;
     if domain::resolve(xs, &ids, &cfg.name).is_ok() && cfg.name.parse::<u32>().is_err() {
         return Err(LifecycleError::NameInUse(cfg.name.clone()));
@@ -135,6 +137,7 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             source,
         })?),
     };
+    step("config checked, kernel and initrd read");
     let input = BuildInput {
         cfg,
         kernel,
@@ -144,6 +147,7 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         xen_version: req.xen_version,
     };
     let built = builder::build(ctl, mem, &input)?;
+    step("domain built");
     let domid = u32::from(built.domid);
     let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
         let nodes = domain::domain_tree(&TreeInput {
@@ -152,17 +156,20 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             start_time: start_time(),
         });
         domain::write_tree(xs, domid, &nodes)?;
+        step("xenstore tree written");
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {
                 step: "introducing the domain to xenstored",
                 source,
             })?;
+        step("introduced to xenstored");
         if !req.paused {
             ctl.unpause_domain(built.domid)
                 .map_err(|source| LifecycleError::Xen {
                     step: "unpausing the domain",
                     source,
                 })?;
+            step("unpaused");
         }
         Ok(())
     };

@@ -27,7 +27,7 @@ list_row() { "$1" list | awk -v n="$2" '$1 == n { print $1, $2, $3, $4 }'; }
 name=rxl1
 cfg=$(guest_cfg "$name" default vcpus=1 memory=128)
 t0=$(uptime_cs)
-run rxl create "$cfg"
+run rxl -v create "$cfg"
 t1=$(uptime_cs)
 log "rxl create took $(( (t1 - t0) * 10 )) ms"
 id=$(rxl domid "$name") || fail "rxl domid $name"

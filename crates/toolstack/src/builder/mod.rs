@@ -264,6 +264,8 @@ fn build_created<C: DomainControl, M: GuestMemory>(
     arch: &xen::abi::arch::ArchDomainConfig,
 ) -> Result<BuiltDomain, BuildError> {
     let cfg = input.cfg;
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| tracing::info!(domid, ms = t0.elapsed().as_millis() as u64, "{what}");
     let (gic, clock_frequency) = arch_result(arch, cfg.gic_version)?;
     let info = ctl.domain_info(domid).map_err(xen_step("getdomaininfo"))?;
     let gpaddr_bits = match info.gpaddr_bits {
@@ -307,9 +309,11 @@ fn build_created<C: DomainControl, M: GuestMemory>(
     let arch_kind = plan.layout.arch;
     ctl.set_address_size(domid, arch_kind.address_size())
         .map_err(xen_step("set_address_size"))?;
+    step("planned; vCPUs, maxmem, event channels and address size set");
     for run in &plan.populate {
         populate(ctl, domid, *run)?;
     }
+    step("RAM populated");
     copy_in(
         mem,
         domid,
@@ -333,6 +337,7 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         &plan.dtb,
         "copying the device tree into guest memory",
     )?;
+    step("kernel, initrd and DTB copied in");
     let magic = plan.layout.magic;
     let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
     let n = ctl
@@ -372,6 +377,7 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         }
         None => None,
     };
+    step("magic pages, HVM params, grant table and vuart set");
     let ctx = boot_context(&plan);
     ctl.set_vcpu_context(domid, 0, &ctx)
         .map_err(xen_step("setvcpucontext for vCPU 0"))?;

@@ -47,7 +47,9 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
         overrides: args.overrides.clone(),
     };
     let src = lifecycle::restart_source(&src, cfg);
-    if let Err(e) = spawn_monitor(&src, u32::from(domid), &cfg.name) {
+    let spawned = spawn_monitor(&src, u32::from(domid), &cfg.name);
+    tracing::info!(domid, "monitor spawned");
+    if let Err(e) = spawned {
         eprintln!("warning: could not start the domain's monitor ({e:#}); on_poweroff/on_reboot/on_crash will not be carried out");
     }
     Ok(())
