@@ -13,7 +13,11 @@ first_line() {
   _log=$(guest_console_log "$2")
   rm -f "$_log"
   _t0=$(uptime_cs)
-  "$1" create "$_cfg" >/dev/null 2>&1 || fail "$1 create $2"
+  if [ "$1" = rxl ]; then
+    RXL_LOG=info rxl create "$_cfg" >/dev/null 2>/tmp/rxl-steps.log || fail "rxl create $2"
+  else
+    xl create "$_cfg" >/dev/null 2>&1 || fail "xl create $2"
+  fi
   _t1=$(uptime_cs)
   _end=$((_t0 + 6000))
   while [ ! -s "$_log" ]; do
@@ -29,6 +33,7 @@ for round in 1 2; do
   for tool in xl rxl; do
     first_line "$tool" "t-$tool-$round"
     echo "TIMING round=$round tool=$tool create_returned_ms=$RETURNED_MS first_console_line_ms=$FIRST_LINE_MS"
+    [ "$tool" = xl ] || sed 's/\x1b\[[0-9;]*m//g; s/^/rxl-steps| /' /tmp/rxl-steps.log
   done
 done
 pass "timed xl create and rxl create"

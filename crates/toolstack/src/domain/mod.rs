@@ -243,7 +243,10 @@ fn console_nodes(tr: &mut Tree, domid: u32, dom: &str, b: &BuiltDomain) {
 /// Writes the nodes (value, then permissions) in one transaction, after removing
 /// whatever an earlier domain with the same id left at the three roots.
 pub fn write_tree(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), DomainError> {
-    xs.transaction(|tx| {
+    let mut attempts = 0u32;
+    let t0 = std::time::Instant::now();
+    let r = xs.transaction(|tx| {
+        attempts += 1;
         for root in [dom_path(domid), libxl_path(domid)] {
             match tx.rm(&root) {
                 Err(e) if !e.is_enoent() => return Err(e),
@@ -255,8 +258,14 @@ pub fn write_tree(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), D
             tx.set_perms(&n.path, &n.perms)?;
         }
         Ok(())
-    })
-    .map_err(xs_step("writing the domain's xenstore tree"))
+    });
+    tracing::info!(
+        attempts,
+        nodes = nodes.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "xenstore transaction"
+    );
+    r.map_err(xs_step("writing the domain's xenstore tree"))
 }
 
 /// Removes a domain's nodes: its home, /vm/<uuid>, /libxl/N and the console
