@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use xen::abi::xen::DomId;
 use xen::{CtrlError, DomainControl};
-use xenstore::client::Client;
 
 use crate::builder::GuestMemory;
 use crate::config::{DomainConfig, ShutdownAction};
@@ -78,8 +77,8 @@ pub fn run<C: DomainControl, M: GuestMemory>(
 ) -> Result<(), LifecycleError> {
     let xs_err = |step| move |source| LifecycleError::Xenstore { step, source };
     let mut cfg = src.load()?;
-    let mut xs = Client::open().map_err(xs_err("connecting to xenstored"))?;
-    let mut events = Client::open().map_err(xs_err("connecting to xenstored"))?;
+    let mut xs = domain::connect().map_err(xs_err("connecting to xenstored"))?;
+    let mut events = domain::connect().map_err(xs_err("connecting to xenstored"))?;
     events
         .watch(RELEASE_DOMAIN, WATCH_TOKEN)
         .map_err(xs_err("watching @releaseDomain"))?;

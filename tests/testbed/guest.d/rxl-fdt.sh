@@ -8,5 +8,7 @@ if grep -q GICv3 /proc/interrupts; then gic=GICv3; elif grep -q GIC- /proc/inter
 echo "=== RXEN-GUEST-HELLO uname=$(uname -srm) cpus=$cpus memtotal_kb=$mem_kb ==="
 echo "=== RXEN-GUEST-CPUS online=$(cat /sys/devices/system/cpu/online) gic=$gic ==="
 od -An -v -tx4 /sys/firmware/fdt | sed 's/^ */FDTW /'
-echo "=== RXEN-GUEST-TTYS $(ls /sys/class/tty | grep -E "^(ttyAMA|hvc)[0-9]" | tr "\n" " ")==="
+ttys=""
+for t in /sys/class/tty/ttyAMA[0-9]* /sys/class/tty/hvc[0-9]*; do [ -e "$t" ] && ttys="$ttys${t##*/} "; done
+echo "=== RXEN-GUEST-TTYS $ttys==="
 echo "=== RXEN-GUEST-FDT-END bytes=$(wc -c < /sys/firmware/fdt) ==="

@@ -36,6 +36,26 @@ pub enum DomainError {
     Ambiguous(String),
 }
 
+/// xenstored's sockets where Debian and upstream put them (`/run/xenstored` and
+/// `XEN_RUN_STORED` = `/var/run/xenstored`, not always the same directory).
+pub const XENSTORED_SOCKETS: [&str; 2] = ["/run/xenstored/socket", "/var/run/xenstored/socket"];
+
+/// Connects to xenstored: `$XENSTORED_PATH`/`$XENSTORED_RUNDIR` when set, else its
+/// unix socket in either run directory, else the kernel's xenbus device (much
+/// slower: every request makes a round trip through the dom0 kernel and Xen).
+pub fn connect() -> Result<Client, ClientError> {
+    let env_set = std::env::var_os(xenstore::client::ENV_XENSTORED_PATH).is_some()
+        || std::env::var_os(xenstore::client::ENV_XENSTORED_RUNDIR).is_some();
+    if !env_set {
+        for s in XENSTORED_SOCKETS {
+            if let Ok(c) = Client::connect_socket(std::path::Path::new(s)) {
+                return Ok(c);
+            }
+        }
+    }
+    Client::open()
+}
+
 fn xs_step(step: &'static str) -> impl FnOnce(ClientError) -> DomainError {
     move |source| DomainError::Xenstore { step, source }
 }
@@ -255,7 +275,9 @@ pub fn write_tree(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), D
         }
         for n in nodes {
             tx.write(&n.path, n.value.as_bytes())?;
-            tx.set_perms(&n.path, &n.perms)?;
+            if needs_set_perms(nodes, n) {
+                tx.set_perms(&n.path, &n.perms)?;
+            }
         }
         Ok(())
     });
@@ -266,6 +288,19 @@ pub fn write_tree(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), D
         "xenstore transaction"
     );
     r.map_err(xs_step("writing the domain's xenstore tree"))
+}
+
+/// Whether a node's permissions must be set explicitly: xenstored gives a node that
+/// dom0 creates its parent's permissions, so only nodes whose parent is not in the
+/// tree, or whose permissions differ from the parent's, need SET_PERMS.
+fn needs_set_perms(nodes: &[XsNode], n: &XsNode) -> bool {
+    let Some((parent, _)) = n.path.rsplit_once('/') else {
+        return true;
+    };
+    match nodes.iter().find(|p| p.path == parent) {
+        Some(p) => p.perms != n.perms,
+        None => true,
+    }
 }
 
 /// Removes a domain's nodes: its home, /vm/<uuid>, /libxl/N and the console

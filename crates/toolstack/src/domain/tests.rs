@@ -209,3 +209,26 @@ fn same_tree_as_xl_for_the_same_guest() {
         assert_eq!(n.2, if r == "/libxl/1" { "n0" } else { "n0,r1" }, "{r}");
     }
 }
+
+#[test]
+fn only_nodes_that_differ_from_their_parent_get_set_perms() {
+    let t = tree("name='g'\nkernel='/k'\n", true);
+    let explicit: Vec<&str> = t
+        .iter()
+        .filter(|n| needs_set_perms(&t, n))
+        .map(|n| n.path.as_str())
+        .collect();
+    // Roots and the guest-owned nodes are set; plain children inherit.
+    assert!(explicit.contains(&"/local/domain/7"));
+    assert!(explicit.contains(&"/local/domain/7/control/shutdown"));
+    assert!(explicit.contains(&"/local/domain/7/console/backend-id"));
+    assert!(explicit.contains(&"/local/domain/0/backend"));
+    assert!(!explicit.contains(&"/local/domain/7/name"));
+    assert!(!explicit.contains(&"/local/domain/7/store/port"));
+    assert!(
+        explicit.len() < t.len() / 2,
+        "{} of {}",
+        explicit.len(),
+        t.len()
+    );
+}

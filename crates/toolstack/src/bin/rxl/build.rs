@@ -8,7 +8,6 @@ use anyhow::Context;
 use toolstack::config::DomainConfig;
 use toolstack::lifecycle::{self, ConfigSource, CreateRequest};
 use xen::XenCtrl;
-use xenstore::client::Client;
 
 use crate::create::CreateArgs;
 
@@ -23,7 +22,7 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
         );
     }
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
-    let mut xs = Client::open().context("connecting to xenstored")?;
+    let mut xs = toolstack::domain::connect().context("connecting to xenstored")?;
     let ver = ctl.version_numbers();
     let built = lifecycle::create(
         &ctl,

@@ -17,7 +17,7 @@ const DEFAULT_WAIT_SECS: u64 = 120;
 
 fn open() -> anyhow::Result<(XenCtrl, Client)> {
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
-    let xs = Client::open().context("connecting to xenstored")?;
+    let xs = toolstack::domain::connect().context("connecting to xenstored")?;
     Ok((ctl, xs))
 }
 
