@@ -4,7 +4,7 @@
 # (the serial log). When rxen's domain builder and backends land, this scenario becomes
 # "rxl create -c a guest with console, disk and network": change create_guest (and the
 # daemons in start_toolstack) and add the disk/network checks at the end.
-# timeout: 150
+# timeout: 200
 
 name=main-guest
 
