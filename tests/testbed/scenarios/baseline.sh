@@ -15,7 +15,7 @@ domain_exists "$name" && pass "domain $name created (domid $(xl domid "$name"))"
 xl list
 
 # The guest powers itself off after printing its markers; on_poweroff=destroy.
-wait_domain_gone "$name" 90
+wait_domain_gone "$name" 150
 pass "domain $name is gone after its poweroff"
 xl list
 

@@ -15,7 +15,7 @@ start_toolstack() {
 
 # create_guest CFG -- create the guest and show its console until it powers off.
 create_guest() {
-  timeout 120 xl create -c "$1"
+  timeout 150 xl create -c "$1"
 }
 
 start_toolstack
