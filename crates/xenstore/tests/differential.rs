@@ -21,9 +21,6 @@
 //!   and when that `errno` is 0 it sends no reply and dies on
 //!   `assert(conn->in == NULL)` in `consider_message`. rxenstored answers EINVAL;
 //!   tests/bad_input.rs checks that.
-//! - IS_DOMAIN_INTRODUCED of dom0 is left out: the C peer introduces dom0 at
-//!   start-up through its (faked) /proc/xen/xsd_kva ring, which rxenstored does
-//!   not serve yet (guest and dom0 rings come with the `xen` crate issue).
 //! - CONTROL replies other than errors are not compared byte for byte (help text
 //!   and quota listings are implementation-specific), only their type.
 //!
@@ -270,7 +267,8 @@ fn gen_step(r: &mut Rng, started: &mut [usize; CONNS]) -> Step {
         ),
         84..=85 => (
             MsgType::IsDomainIntroduced,
-            r.pick(&[&b"3\0"[..], b"4\0", b"9\0", b"32752\0"]).to_vec(),
+            r.pick(&[&b"3\0"[..], b"4\0", b"0\0", b"\0", b"9\0", b"32752\0"])
+                .to_vec(),
         ),
         86..=87 => (
             MsgType::GetDomainPath,
@@ -552,10 +550,10 @@ fn corpus_covers_every_message_type() {
     assert!(steps.iter().any(|s| matches!(s.tx, TxRef::Ordinal(_))));
 }
 
-fn compare(seed: u64, steps: usize) {
-    let Some(c) = peer(PeerKind::C) else {
-        return;
-    };
+/// Runs one seed against both daemons; returns a report of the mismatches
+/// (empty when the transcripts agree). `None` when the peer is unavailable.
+fn compare(seed: u64, steps: usize) -> Option<String> {
+    let c = peer(PeerKind::C)?;
     let rx = rxenstored(&[]);
     let corpus = corpus(seed, steps);
     let want = run(&c, &corpus);
@@ -577,9 +575,11 @@ fn compare(seed: u64, steps: usize) {
         let _ = std::fs::write(format!("{dir}/diff-{seed:x}-c.txt"), want.join("\n"));
         let _ = std::fs::write(format!("{dir}/diff-{seed:x}-rx.txt"), got.join("\n"));
     }
-    assert!(
-        mismatches.is_empty(),
-        "seed {seed:#x}: {} of {} steps differ; first ones:\n{}",
+    if mismatches.is_empty() {
+        return Some(String::new());
+    }
+    Some(format!(
+        "seed {seed:#x}: {} of {} steps differ; first ones:\n{}\n",
         mismatches.len(),
         corpus.len(),
         mismatches
@@ -588,8 +588,7 @@ fn compare(seed: u64, steps: usize) {
             .cloned()
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    assert_eq!(want.len(), corpus.len(), "C xenstored stopped early");
+    ))
 }
 
 fn steps() -> usize {
@@ -605,9 +604,17 @@ fn same_replies_as_c_xenstored() {
         Ok(s) => vec![s.parse().expect("XS_DIFF_SEED is a number")],
         Err(_) => DEFAULT_SEEDS.to_vec(),
     };
+    let mut report = String::new();
     for seed in seeds {
-        compare(seed, steps());
+        match compare(seed, steps()) {
+            Some(r) => report.push_str(&r),
+            None => return, // peer unavailable (and not in CI): skipped loudly
+        }
     }
+    assert!(
+        report.is_empty(),
+        "rxenstored differs from C xenstored:\n{report}"
+    );
 }
 
 /// Header sanity: our sync marker cannot collide with generated request ids.
