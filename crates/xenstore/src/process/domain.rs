@@ -33,14 +33,18 @@ pub trait DomainHooks: fmt::Debug {
     fn introduce(&mut self, domid: u32, gfn: u64, port: u32) -> Result<(), XsError>;
 }
 
-/// Hooks for running without Xen: every domain exists and runs, introductions
-/// succeed (what the differential peer's fake hypervisor does too).
+/// First domain id that is not a real domain (xen.h `DOMID_FIRST_RESERVED`).
+pub const DOMID_FIRST_RESERVED: u32 = 0x7FF0;
+
+/// Hooks for running without Xen: every domain id below
+/// [`DOMID_FIRST_RESERVED`] exists and runs, introductions succeed (what the
+/// differential peer's fake hypervisor does too).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoHypervisor;
 
 impl DomainHooks for NoHypervisor {
-    fn domain_state(&mut self, _domid: u32) -> Option<DomainState> {
-        Some(DomainState::default())
+    fn domain_state(&mut self, domid: u32) -> Option<DomainState> {
+        (domid < DOMID_FIRST_RESERVED).then(DomainState::default)
     }
 
     fn introduce(&mut self, _domid: u32, _gfn: u64, _port: u32) -> Result<(), XsError> {
@@ -225,6 +229,20 @@ impl Server {
 
     pub(super) fn do_release(&mut self, _cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
         let (_domid, conn) = self.onearg_domain(payload)?;
+        // C frees the connection with talloc_free(), which only drops one
+        // reference while SET_TARGET references to it remain.
+        let referrer = self
+            .conns
+            .iter()
+            .find_map(|(id, c)| c.ref_handles.contains(&conn).then_some(*id));
+        if let Some(r) = referrer {
+            if let Some(c) = self.conns.get_mut(&r) {
+                if let Some(pos) = c.ref_handles.iter().position(|t| *t == conn) {
+                    c.ref_handles.remove(pos);
+                }
+            }
+            return super::ok();
+        }
         self.disconnect(conn);
         super::ok()
     }
@@ -245,9 +263,10 @@ impl Server {
         let domid = c_atoi(args[0]) as u32;
         let tdomid = c_atoi(args[1]) as u32;
         let conn = self.connected_domain(domid)?;
-        self.connected_domain(tdomid)?;
+        let tconn = self.connected_domain(tdomid)?;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.target = Some(tdomid);
+            c.ref_handles.push(tconn);
         }
         super::ok()
     }

@@ -28,7 +28,7 @@ mod requests;
 mod transaction;
 mod watch;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ use crate::store::{path, Node, Perm, Quotas, Store, PERM_NONE};
 use crate::wire::{Header, Message, MsgType, XsError, XENSTORE_PAYLOAD_MAX};
 
 use domain::Domain;
-pub use domain::{DomainHooks, DomainState, NoHypervisor};
+pub use domain::{DomainHooks, DomainState, NoHypervisor, DOMID_FIRST_RESERVED, DOMID_SELF};
 use transaction::Transaction;
 use watch::Watch;
 
@@ -151,6 +151,9 @@ struct Conn {
     dropped_events: u64,
     /// Listed in `Server::woken` since the last `take_woken`.
     woken: bool,
+    /// Connections this one holds a SET_TARGET reference to (C
+    /// `talloc_reference`): each keeps the target alive through one RELEASE.
+    ref_handles: Vec<ConnId>,
 }
 
 /// Per-request context: the caller's identity and its transaction, if any.
@@ -208,6 +211,9 @@ pub struct Server {
     actions: Vec<Action>,
     logging: bool,
     woken: Vec<ConnId>,
+    /// Connections that registered a watch (cleaned lazily when firing), so
+    /// that idle connections cost nothing per event.
+    watchers: BTreeSet<ConnId>,
 }
 
 impl fmt::Debug for Server {
@@ -244,8 +250,13 @@ impl Server {
             actions: Vec::new(),
             logging: false,
             woken: Vec::new(),
+            watchers: BTreeSet::new(),
         };
-        s.domains.insert(master, Domain::new(master, 0));
+        // C dom0_init(): the master domain is introduced at start; its ring
+        // connection comes from the I/O layer (`connect(ConnKind::Domain)`).
+        let mut dom0 = Domain::new(master, 0);
+        dom0.introduced = true;
+        s.domains.insert(master, dom0);
         // C setup_structure(): the nodes are written in this order, each taking
         // the next generation.
         let perms = vec![Perm::new(master, PERM_NONE)];
@@ -309,6 +320,7 @@ impl Server {
                 out: VecDeque::new(),
                 dropped_events: 0,
                 woken: false,
+                ref_handles: Vec::new(),
             },
         );
         if let ConnKind::Domain { domid } = kind {

@@ -188,7 +188,15 @@ impl Server {
             return Err(XsError::Enoent);
         }
         if args[0].first() == Some(&b'@') {
-            self.set_perms_special(cx, args[0], perms)?;
+            // C returns a stale errno for an unknown special name; in practice
+            // ENOENT (see the comment on set_perms_special).
+            self.set_perms_special(cx, args[0], perms).map_err(|e| {
+                if e == XsError::Einval {
+                    XsError::Enoent
+                } else {
+                    e
+                }
+            })?;
             return super::ok();
         }
         let name = self.canonical(cx, Some(args[0]))?;

@@ -441,7 +441,7 @@ fn special_watches() {
     );
     // Special permissions can grant guests the events.
     assert_eq!(h.set_perms(c, "@releaseDomain", &["n0", "r7"]), ok());
-    assert_eq!(h.set_perms(c, "@other", &["n0"]), Err("EINVAL"));
+    assert_eq!(h.set_perms(c, "@other", &["n0"]), Err("ENOENT"));
     let d7 = h.dom(c, 7);
     h.watch(d7, "@releaseDomain", "g7").expect("watch");
     assert_eq!(h.take_events(d7).len(), 1);
@@ -452,6 +452,36 @@ fn special_watches() {
         vec![("@releaseDomain".into(), "g7".into())]
     );
     h.check();
+}
+
+#[test]
+fn set_perms_with_nonexistent_domains() {
+    let mut h = H::new();
+    let c = h.sock();
+    h.write(c, "/p", "v").expect("w");
+    // Owner that is no domain: ENOENT, checked before the path.
+    assert_eq!(h.set_perms(c, "/p", &["r32752"]), Err("ENOENT"));
+    assert_eq!(h.set_perms(c, "/p", &["b-1", "n5"]), Err("ENOENT"));
+    assert_eq!(h.set_perms(c, "/bad//p", &["n99999999999"]), Err("ENOENT"));
+    // Other entries naming no domain are kept but ignored.
+    assert_eq!(h.set_perms(c, "/p", &["n0", "r32752"]), ok());
+    assert_eq!(h.one(c, MsgType::GetPerms, "/p"), v("n0\0r32752\0"));
+}
+
+#[test]
+fn release_after_set_target_drops_one_reference() {
+    let mut h = H::new();
+    let c = h.sock();
+    let _d5 = h.dom(c, 5);
+    let _d6 = h.dom(c, 6);
+    h.call(c, MsgType::SetTarget, 0, &join_args(&["5", "6"]))
+        .expect("target");
+    // The first RELEASE of 6 only drops 5's reference (C talloc_free semantics).
+    assert_eq!(h.one(c, MsgType::Release, "6"), ok());
+    assert_eq!(h.one(c, MsgType::IsDomainIntroduced, "6"), v("T\0"));
+    assert_eq!(h.one(c, MsgType::Release, "6"), ok());
+    assert_eq!(h.one(c, MsgType::IsDomainIntroduced, "6"), v("F\0"));
+    assert_eq!(h.one(c, MsgType::Release, "6"), Err("ENOENT"));
 }
 
 #[test]

@@ -163,10 +163,11 @@ impl Server {
     where
         F: Fn(&Server, &Cx) -> bool,
     {
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.watchers.iter().copied().collect();
         for id in ids {
             let events: Vec<(Vec<u8>, Vec<u8>)> = {
-                let Some(c) = self.conns.get(&id) else {
+                let Some(c) = self.conns.get(&id).filter(|c| !c.watches.is_empty()) else {
+                    self.watchers.remove(&id);
                     continue;
                 };
                 c.watches
@@ -238,6 +239,7 @@ impl Server {
         let mem = watch.memory();
         let first = (watch.report_path(&watch.node).to_vec(), watch.token.clone());
         c.watches.push(watch);
+        self.watchers.insert(conn);
         if cx.has_domain {
             if let Some(d) = self.domains.get_mut(&cx.id) {
                 d.nbwatch += 1;
