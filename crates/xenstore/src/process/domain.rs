@@ -5,6 +5,7 @@
 //! [`Action`]s.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::{Action, ConnId, ConnKind, Cx, Reply, Server};
 use crate::store::perms::c_atoi;
@@ -344,7 +345,7 @@ impl Server {
             let mut cx = Cx::internal();
             if self.config.keep_orphans {
                 if let Some(node) = self.store.get(&name) {
-                    let mut n = (**node).clone();
+                    let mut n = Arc::unwrap_or_clone(node);
                     n.perms[0].id = self.config.priv_domid;
                     let _ = self.entry_add(&mut cx, domid, -1);
                     let _ = self.entry_add(&mut cx, self.config.priv_domid, 1);

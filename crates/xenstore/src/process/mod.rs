@@ -30,7 +30,6 @@ mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 use crate::store::{path, Node, Perm, Quotas, Store, PERM_NONE};
 use crate::wire::{Header, Message, MsgType, XsError, XENSTORE_PAYLOAD_MAX};
@@ -271,7 +270,7 @@ impl Server {
             }
             s.generation += 1;
             node.generation = s.generation;
-            s.store.insert(name, Arc::new(node));
+            s.store.insert(name, &node);
         }
         if let Some(d) = s.domains.get_mut(&master) {
             d.nbentry += 3;

@@ -99,9 +99,7 @@ impl Server {
             Some(p) => p,
             None => match self.store.get(name) {
                 Some(n) => {
-                    let mut copy = (**n).clone();
-                    self.adjust_perms(&mut copy);
-                    own = copy.perms;
+                    own = self.adjusted(n).perms.clone();
                     &own
                 }
                 None => return false,
@@ -115,9 +113,7 @@ impl Server {
             Some(p) => p,
             None => match self.store.get(path::parent(name)) {
                 Some(n) => {
-                    let mut copy = (**n).clone();
-                    self.adjust_perms(&mut copy);
-                    own_parent = copy.perms;
+                    own_parent = self.adjusted(n).perms.clone();
                     &own_parent
                 }
                 None => return false,
