@@ -594,41 +594,116 @@ impl Server {
     }
 }
 
-/// Runs a fresh server over arbitrary bytes: the first byte of each chunk picks
-/// one of a few connections (socket, dom0, an unprivileged domain), the rest is
-/// parsed as a stream of messages. For fuzz targets; must never panic.
-pub fn fuzz_requests(data: &[u8]) {
+/// The first tokens of [`FUZZ_TOKENS`] are paths.
+const FUZZ_PATHS: usize = 5;
+
+/// Tokens the structured fuzz mode builds payloads from.
+const FUZZ_TOKENS: [&[u8]; 24] = [
+    b"/",
+    b"a",
+    b"b",
+    b"/a",
+    b"/a/b",
+    b"\0",
+    b"\0",
+    b"\0",
+    b"local/domain/7/x",
+    b"x",
+    b"//",
+    b"@releaseDomain",
+    b"@introduceDomain",
+    b"T",
+    b"F",
+    b"r7",
+    b"n0",
+    b"b7",
+    b"w0",
+    b"7",
+    b"0",
+    b"help",
+    b"quota",
+    b"-",
+];
+
+/// Runs a fresh server over arbitrary bytes and checks the store's consistency
+/// at the end; a panic is a bug. Returns the number of nodes left in the store
+/// (a coverage hint). For fuzz targets and randomized tests.
+///
+/// The first byte of each step picks a connection (socket, socket, or
+/// unprivileged domain 7) and a mode: raw bytes fed through a [`Reassembler`], or
+/// a structured request (type, transaction id, payload of dictionary tokens).
+///
+/// [`Reassembler`]: crate::wire::Reassembler
+pub fn fuzz_requests(data: &[u8]) -> usize {
     let mut server = Server::new(Config::default());
-    let conns = [
-        server.connect(ConnKind::Socket),
-        server.connect(ConnKind::Socket),
-        server.connect(ConnKind::Domain { domid: 7 }),
-    ];
+    let admin = server.connect(ConnKind::Socket);
+    let other = server.connect(ConnKind::Socket);
+    server.handle(
+        admin,
+        Message::new(
+            MsgType::Introduce,
+            0,
+            0,
+            crate::wire::join_args(&["7", "1", "1"]),
+        ),
+    );
+    let guest = server
+        .take_actions()
+        .iter()
+        .find_map(|a| match a {
+            Action::Introduced { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap_or(other);
+    let conns = [admin, other, guest];
     let mut reassemblers: Vec<crate::wire::Reassembler> = conns
         .iter()
         .map(|_| crate::wire::Reassembler::new())
         .collect();
-    let mut rest = data;
-    while let Some((sel, tail)) = rest.split_first() {
-        let idx = usize::from(*sel) % conns.len();
-        let take = tail.len().min(usize::from(sel / 3) * 8 + 16);
-        let (chunk, after) = tail.split_at(take);
-        rest = after;
-        let mut msgs = Vec::new();
-        if reassemblers[idx].feed(chunk, &mut msgs).is_err() {
-            reassemblers[idx] = crate::wire::Reassembler::new();
-        }
-        for m in msgs {
-            server.handle(conns[idx], m);
+    let mut bytes = data.iter().copied();
+    while let Some(sel) = bytes.next() {
+        let idx = usize::from(sel & 0x3) % conns.len();
+        if sel & 0x80 != 0 {
+            let n = usize::from(sel & 0x7c) + 4;
+            let chunk: Vec<u8> = bytes.by_ref().take(n).collect();
+            let mut msgs = Vec::new();
+            if reassemblers[idx].feed(&chunk, &mut msgs).is_err() {
+                reassemblers[idx] = crate::wire::Reassembler::new();
+            }
+            for m in msgs {
+                server.handle(conns[idx], m);
+            }
+        } else {
+            let t = u32::from(bytes.next().unwrap_or(0) % 28);
+            let txb = bytes.next().unwrap_or(0);
+            let tx = if txb < 0xc0 { 0 } else { u32::from(txb % 4) };
+            let ntok = usize::from(bytes.next().unwrap_or(0) % 8);
+            // Mostly a path first, so that requests get past validation.
+            let first = FUZZ_TOKENS[usize::from(bytes.next().unwrap_or(0)) % FUZZ_PATHS];
+            let mut payload = first.to_vec();
+            payload.push(0);
+            for _ in 0..ntok {
+                let tok = FUZZ_TOKENS[usize::from(bytes.next().unwrap_or(0)) % FUZZ_TOKENS.len()];
+                payload.extend_from_slice(tok);
+            }
+            let header = Header {
+                msg_type: t,
+                req_id: 1,
+                tx_id: tx,
+                len: payload.len() as u32,
+            };
+            server.handle(conns[idx], Message { header, payload });
         }
         for c in conns {
             while server.queued(c) > 64 {
                 let _ = server.pop_output(c);
             }
         }
+        let _ = server.take_actions();
     }
     let problems = server.store.check();
     assert!(problems.is_empty(), "store inconsistent: {problems:?}");
+    server.store.len()
 }
 
 #[cfg(test)]
