@@ -206,7 +206,7 @@ impl Server {
     }
 
     /// Drops a connection's watches, transactions and queued output.
-    fn reset_conn(&mut self, conn: ConnId) {
+    pub(super) fn reset_conn(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -153,6 +153,8 @@ struct Conn {
     /// Connections this one holds a SET_TARGET reference to (C
     /// `talloc_reference`): each keeps the target alive through one RELEASE.
     ref_handles: Vec<ConnId>,
+    /// Ignored after a protocol violation: no requests are processed.
+    ignored: bool,
 }
 
 /// Per-request context: the caller's identity and its transaction, if any.
@@ -320,6 +322,7 @@ impl Server {
                 dropped_events: 0,
                 woken: false,
                 ref_handles: Vec::new(),
+                ignored: false,
             },
         );
         if let ConnKind::Domain { domid } = kind {
@@ -353,9 +356,36 @@ impl Server {
                 .get(&domid)
                 .is_some_and(|d| d.conn == Some(conn))
             {
-                self.destroy_domain(domid);
+                if domid == self.config.master_domid {
+                    // C never destroys the master domain (RELEASE 0 is EINVAL):
+                    // its nodes stay, only the ring connection goes.
+                    if let Some(d) = self.domains.get_mut(&domid) {
+                        d.conn = None;
+                        d.nboutstanding = 0;
+                    }
+                } else {
+                    self.destroy_domain(domid);
+                }
                 self.actions.push(Action::Released { domid, conn });
             }
+        }
+    }
+
+    /// C `ignore_connection`, for a peer that broke the protocol (bad ring
+    /// indices, oversized message): a socket connection is dropped
+    /// ([`Server::disconnect`]); a domain's connection loses its watches,
+    /// transactions and queued output and gets no more requests processed, but the
+    /// domain stays introduced until it is released or dies.
+    pub fn ignore_connection(&mut self, conn: ConnId) {
+        match self.conns.get(&conn).map(|c| c.kind) {
+            Some(ConnKind::Domain { .. }) => {
+                self.reset_conn(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.ignored = true;
+                }
+            }
+            Some(ConnKind::Socket) => self.disconnect(conn),
+            None => {}
         }
     }
 
@@ -417,7 +447,7 @@ impl Server {
         let Some(c) = self.conns.get(&conn) else {
             return false;
         };
-        if c.out.len() >= self.config.max_queued {
+        if c.ignored || c.out.len() >= self.config.max_queued {
             return false;
         }
         if let ConnKind::Domain { domid } = c.kind {
@@ -505,6 +535,9 @@ impl Server {
     /// Handles one request from `conn`, queueing its reply and any watch events.
     /// Never panics, whatever the message holds.
     pub fn handle(&mut self, conn: ConnId, msg: Message) {
+        if self.conns.get(&conn).is_none_or(|c| c.ignored) {
+            return;
+        }
         let Some(mut cx) = self.cx_for(conn) else {
             return;
         };

@@ -485,6 +485,34 @@ fn release_after_set_target_drops_one_reference() {
 }
 
 #[test]
+fn ignored_and_dropped_domain_connections() {
+    let mut h = H::new();
+    let c = h.sock();
+    let d = h.dom(c, 3);
+    h.write(c, "/local/domain/3/x", "1").expect("w");
+    h.set_perms(c, "/local/domain/3/x", &["n3"]).expect("sp");
+    h.watch(d, "x", "t").expect("watch");
+    h.take_events(d);
+    h.s.ignore_connection(d);
+    assert!(!h.s.can_read(d));
+    h.s.handle(d, Message::new(MsgType::Read, 1, 0, b"x\0".to_vec()));
+    assert_eq!(h.s.queued(d), 0);
+    // Still introduced, nodes kept.
+    assert_eq!(h.one(c, MsgType::IsDomainIntroduced, "3"), v("T\0"));
+    assert_eq!(h.read(c, "/local/domain/3/x"), v("1"));
+    // Losing dom0's ring never removes dom0's nodes.
+    let dom0 = h.s.connect(ConnKind::Domain { domid: 0 });
+    h.s.disconnect(dom0);
+    assert_eq!(h.one(c, MsgType::Directory, "/tool"), v("xenstored\0"));
+    assert_eq!(h.one(c, MsgType::IsDomainIntroduced, "0"), v("T\0"));
+    // A guest connection that goes away takes the domain with it.
+    h.s.disconnect(d);
+    assert_eq!(h.read(c, "/local/domain/3/x"), Err("ENOENT"));
+    assert_eq!(h.one(c, MsgType::IsDomainIntroduced, "3"), v("F\0"));
+    h.check();
+}
+
+#[test]
 fn domain_paths() {
     let mut h = H::new();
     let c = h.sock();
