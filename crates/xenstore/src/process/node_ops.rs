@@ -48,9 +48,10 @@ impl Server {
     }
 
     pub(super) fn adjusted(&self, node: Arc<Node>) -> Arc<Node> {
-        let stale = node.perms[1..]
-            .iter()
-            .any(|p| p.bits & PERM_IGNORE == 0 && !self.domain_older_than(p.id, node.generation));
+        let stale =
+            node.perms.get(1..).unwrap_or(&[]).iter().any(|p| {
+                p.bits & PERM_IGNORE == 0 && !self.domain_older_than(p.id, node.generation)
+            });
         if !stale {
             return node;
         }
