@@ -20,6 +20,18 @@
 //! copy of every node it read or wrote; reads of other nodes see the current
 //! store and are recorded with their generation. At commit any recorded node
 //! whose generation changed gives `EAGAIN`. Replies therefore match C's.
+//!
+//! Known differences from C xenstored 4.17:
+//! - A request whose path argument is missing or not NUL-terminated gets
+//!   `EINVAL`; C answers with whatever `errno` the previous request left.
+//! - Memory accounting (CONTROL `quota <domid>`, the hard memory quota) counts
+//!   node records and watches only, not queued messages or transaction copies,
+//!   and an over-quota node write answers `ENOMEM`.
+//! - Watch events are dropped when the receiver's queue is full
+//!   ([`Config::max_queued`]) instead of C's per-domain memory limit and 20 s
+//!   event timeout.
+//! - No live update (CONTROL `live-update` answers `ENOSYS` except `-a`);
+//!   CONTROL `memreport <file>` logs the report instead of writing the file.
 
 mod control;
 mod domain;
