@@ -188,15 +188,9 @@ impl Server {
             return Err(XsError::Enoent);
         }
         if args[0].first() == Some(&b'@') {
-            // C returns a stale errno for an unknown special name; in practice
-            // ENOENT (see the comment on set_perms_special).
-            self.set_perms_special(cx, args[0], perms).map_err(|e| {
-                if e == XsError::Einval {
-                    XsError::Enoent
-                } else {
-                    e
-                }
-            })?;
+            // For an unknown special name C returns a stale errno (seen: ENOENT,
+            // EINVAL, or no reply at all); EINVAL is what its code means.
+            self.set_perms_special(cx, args[0], perms)?;
             return super::ok();
         }
         let name = self.canonical(cx, Some(args[0]))?;
