@@ -610,6 +610,57 @@ fn transaction_conflicts() {
 }
 
 #[test]
+fn transaction_rm_events_and_recreate() {
+    let mut h = H::new();
+    let c = h.sock();
+    let w = h.sock();
+    h.write(c, "/t/a/b", "1").expect("w");
+    h.watch(w, "/t/a/b", "deep").expect("watch");
+    h.watch(w, "/t", "top").expect("watch");
+    h.take_events(w);
+    let tx = h.start(c);
+    assert_eq!(h.call(c, MsgType::Rm, tx, b"/t/a\0"), ok());
+    assert_eq!(h.call(c, MsgType::Read, tx, b"/t/a/b\0"), Err("ENOENT"));
+    // Recreate inside the same transaction.
+    assert_eq!(h.twrite(c, tx, "/t/a/c", "2"), ok());
+    assert_eq!(h.call(c, MsgType::Directory, tx, b"/t/a\0"), v("c\0"));
+    assert_eq!(h.read(w, "/t/a/b"), v("1"));
+    assert!(h.take_events(w).is_empty());
+    assert_eq!(h.end(c, tx, true), ok());
+    let ev = h.take_events(w);
+    assert!(ev.contains(&("/t/a/b".into(), "deep".into())), "{ev:?}");
+    assert!(ev.contains(&("/t/a".into(), "top".into())), "{ev:?}");
+    assert!(ev.contains(&("/t/a/c".into(), "top".into())), "{ev:?}");
+    assert_eq!(h.one(c, MsgType::Directory, "/t/a"), v("c\0"));
+    assert_eq!(h.read(c, "/t/a/b"), Err("ENOENT"));
+    h.check();
+}
+
+#[test]
+fn guest_node_quota_checked_at_commit() {
+    let mut config = Config::default();
+    config.quotas.nodes = 3;
+    let mut h = H::with(config);
+    let c = h.sock();
+    let d = h.dom(c, 4);
+    h.write(c, "/local/domain/4", "").expect("w");
+    h.set_perms(c, "/local/domain/4", &["n4"]).expect("sp");
+    let tx = h.start(d);
+    // Inside the transaction the global count (1) is below the quota...
+    for i in 0..3 {
+        assert_eq!(h.twrite(d, tx, &format!("k{i}"), "v"), ok());
+    }
+    // ...but the commit would take the domain to 4 nodes.
+    assert_eq!(h.end(d, tx, true), Err("ENOSPC"));
+    assert_eq!(h.read(c, "/local/domain/4/k0"), Err("ENOENT"));
+    let tx = h.start(d);
+    assert_eq!(h.twrite(d, tx, "k0", "v"), ok());
+    assert_eq!(h.end(d, tx, true), ok());
+    assert_eq!(h.read(c, "/local/domain/4/k0"), v("v"));
+    h.check();
+}
+
+#[test]
 fn transaction_limit_for_guests() {
     let mut h = H::new();
     let c = h.sock();
