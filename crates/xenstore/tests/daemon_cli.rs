@@ -155,3 +155,21 @@ fn quota_options_reach_the_core() {
     }
     assert_eq!(c.read("/tool/xenstored").expect("read"), b"");
 }
+
+#[test]
+fn client_open_path_tells_sockets_from_other_files() {
+    let d = rxenstored(&[]);
+    let mut c = Client::open_path(&d.socket).expect("a socket path connects");
+    assert_eq!(c.get_domain_path(3).expect("request"), "/local/domain/3");
+    let not_a_daemon = d.dir.path().join("plain-file");
+    std::fs::write(&not_a_daemon, b"").expect("create");
+    let mut f = Client::open_path(&not_a_daemon).expect("a plain file opens like a device");
+    // ...but nothing answers on it.
+    f.set_timeout(Some(Duration::from_millis(200)));
+    assert!(f.get_domain_path(0).is_err());
+    let missing = d.dir.path().join("missing");
+    assert!(matches!(
+        Client::open_path(&missing),
+        Err(xenstore::client::ClientError::Connect { .. })
+    ));
+}
