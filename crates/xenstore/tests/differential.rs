@@ -20,7 +20,8 @@
 //!   left behind (`onearg()` returns NULL, the handler returns the stale `errno`),
 //!   and when that `errno` is 0 it sends no reply and dies on
 //!   `assert(conn->in == NULL)` in `consider_message`. rxenstored answers EINVAL;
-//!   tests/bad_input.rs checks that.
+//!   tests/bad_input.rs checks that. Likewise SET_PERMS on an `@` name other
+//!   than `@introduceDomain`/`@releaseDomain` (C: stale errno; rx: EINVAL).
 //! - CONTROL replies other than errors are not compared byte for byte (help text
 //!   and quota listings are implementation-specific), only their type.
 //!
@@ -224,7 +225,15 @@ fn gen_step(r: &mut Rng, started: &mut [usize; CONNS]) -> Step {
         }),
         48..=51 => (MsgType::GetPerms, nul(gen_path(r))),
         52..=56 => (MsgType::SetPerms, {
-            let mut parts = vec![gen_path(r)];
+            let mut path = gen_path(r);
+            if path.first() == Some(&b'@')
+                && path != b"@introduceDomain"
+                && path != b"@releaseDomain"
+            {
+                // C answers a stale errno here (see the module doc).
+                path = b"/d/a".to_vec();
+            }
+            let mut parts = vec![path];
             for _ in 0..r.below(4) {
                 parts.push(gen_perm(r));
             }

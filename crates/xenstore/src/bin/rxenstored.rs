@@ -148,13 +148,16 @@ fn server_config(cli: &Cli) -> Result<Config> {
     if cli.max_queued == 0 {
         bail!("--max-queued must be at least 1");
     }
-    Ok(Config {
+    // Fields not set here (the core may grow more) keep their defaults.
+    let mut config = Config {
         quotas: q,
-        master_domid: cli.master_domid,
-        priv_domid: cli.priv_domid,
-        keep_orphans: cli.keep_orphans,
-        max_queued: cli.max_queued,
-    })
+        ..Config::default()
+    };
+    config.master_domid = cli.master_domid;
+    config.priv_domid = cli.priv_domid;
+    config.keep_orphans = cli.keep_orphans;
+    config.max_queued = cli.max_queued;
+    Ok(config)
 }
 
 /// The socket path by Xen's rules (xs_lib.c `xs_daemon_socket`).
