@@ -218,6 +218,7 @@ impl Server {
             .filter(|m| m.header.msg_type != crate::wire::MsgType::WatchEvent as u32)
             .count() as i64;
         c.out.clear();
+        c.out_bytes = 0;
         let kind = c.kind;
         if let ConnKind::Domain { domid } = kind {
             if let Some(d) = self.domains.get_mut(&domid) {

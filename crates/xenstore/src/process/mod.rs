@@ -93,6 +93,13 @@ pub struct Config {
 
 /// Default of [`Config::max_queued`].
 pub const DEFAULT_MAX_QUEUED: usize = 1024;
+/// Default of [`Server::set_max_queued_bytes`] (256 KiB).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024;
+
+/// Bytes a queued message occupies.
+fn msg_bytes(m: &Message) -> usize {
+    crate::wire::HEADER_SIZE + m.payload.len()
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -159,6 +166,8 @@ struct Conn {
     transactions: BTreeMap<u32, Transaction>,
     next_tx_id: u32,
     out: VecDeque<Message>,
+    /// Sum of `msg_bytes` over `out`.
+    out_bytes: usize,
     dropped_events: u64,
     /// Listed in `Server::woken` since the last `take_woken`.
     woken: bool,
@@ -223,6 +232,8 @@ pub struct Server {
     hooks: Box<dyn DomainHooks>,
     actions: Vec<Action>,
     logging: bool,
+    /// Bytes (headers included) a connection's output queue may hold.
+    max_queued_bytes: usize,
     woken: Vec<ConnId>,
     /// Connections that registered a watch (cleaned lazily when firing), so
     /// that idle connections cost nothing per event.
@@ -262,6 +273,7 @@ impl Server {
             hooks,
             actions: Vec::new(),
             logging: false,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             woken: Vec::new(),
             watchers: BTreeSet::new(),
         };
@@ -302,6 +314,14 @@ impl Server {
         &self.store
     }
 
+    /// Sets how many bytes (headers included) a connection's output queue may
+    /// hold before reading stops and watch events are dropped; with
+    /// [`Config::max_queued`] this bounds the memory a connection that does not
+    /// read can cost.
+    pub fn set_max_queued_bytes(&mut self, bytes: usize) {
+        self.max_queued_bytes = bytes;
+    }
+
     /// True while CONTROL `log on` is in effect.
     pub fn logging(&self) -> bool {
         self.logging
@@ -331,6 +351,7 @@ impl Server {
                 transactions: BTreeMap::new(),
                 next_tx_id: 0,
                 out: VecDeque::new(),
+                out_bytes: 0,
                 dropped_events: 0,
                 woken: false,
                 ref_handles: Vec::new(),
@@ -415,6 +436,7 @@ impl Server {
     pub fn pop_output(&mut self, conn: ConnId) -> Option<Message> {
         let c = self.conns.get_mut(&conn)?;
         let msg = c.out.pop_front()?;
+        c.out_bytes = c.out_bytes.saturating_sub(msg_bytes(&msg));
         if msg.header.msg_type != MsgType::WatchEvent as u32 {
             if let ConnKind::Domain { domid } = c.kind {
                 if let Some(d) = self.domains.get_mut(&domid) {
@@ -430,6 +452,7 @@ impl Server {
     pub fn unpop_output(&mut self, conn: ConnId, msg: Message) {
         if let Some(c) = self.conns.get_mut(&conn) {
             let is_reply = msg.header.msg_type != MsgType::WatchEvent as u32;
+            c.out_bytes += msg_bytes(&msg);
             c.out.push_front(msg);
             if is_reply {
                 if let ConnKind::Domain { domid } = c.kind {
@@ -459,7 +482,10 @@ impl Server {
         let Some(c) = self.conns.get(&conn) else {
             return false;
         };
-        if c.ignored || c.out.len() >= self.config.max_queued {
+        if c.ignored
+            || c.out.len() >= self.config.max_queued
+            || c.out_bytes >= self.max_queued_bytes
+        {
             return false;
         }
         if let ConnKind::Domain { domid } = c.kind {
@@ -527,6 +553,7 @@ impl Server {
 
     fn push_reply(&mut self, conn: ConnId, msg: Message) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            c.out_bytes += msg_bytes(&msg);
             c.out.push_back(msg);
             if !c.woken {
                 c.woken = true;

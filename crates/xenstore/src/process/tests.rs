@@ -832,6 +832,30 @@ fn bounded_output_queue() {
         max_queued: 8,
         ..Default::default()
     };
+    // A byte bound too: 100-byte events, at most 1000 bytes queued.
+    {
+        let mut h = H::new();
+        h.s.set_max_queued_bytes(1000);
+        let c = h.sock();
+        let lazy = h.sock();
+        h.watch(lazy, "/g", "t").expect("watch");
+        h.take_events(lazy);
+        let long = format!("/g/{}", "x".repeat(80));
+        for i in 0..30 {
+            h.s.handle(
+                c,
+                Message::new(
+                    MsgType::Write,
+                    1,
+                    0,
+                    join_args(&[format!("{long}{i}").as_str(), "y"]),
+                ),
+            );
+            while h.s.pop_output(c).is_some() {}
+        }
+        assert!(h.s.queued(lazy) < 12, "{}", h.s.queued(lazy));
+        assert!(h.s.dropped_events(lazy) > 0);
+    }
     let mut h = H::with(config);
     let c = h.sock();
     let lazy = h.sock();

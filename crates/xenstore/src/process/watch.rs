@@ -57,6 +57,7 @@ impl Server {
             return;
         }
         let max = self.config.max_queued;
+        let max_bytes = self.max_queued_bytes;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -68,11 +69,12 @@ impl Server {
         {
             return;
         }
-        if c.out.len() >= max {
+        if c.out.len() >= max || c.out_bytes + super::msg_bytes(&msg) > max_bytes {
             c.dropped_events += 1;
             tracing::debug!(%conn, "output queue full, watch event dropped");
             return;
         }
+        c.out_bytes += super::msg_bytes(&msg);
         c.out.push_back(msg);
         if !c.woken {
             c.woken = true;
