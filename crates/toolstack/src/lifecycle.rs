@@ -1,7 +1,7 @@
 //! Domain lifecycle over Xen and xenstore: create (build → xenstore tree →
 //! introduce → unpause, rolled back on failure), destroy, shutdown requests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use xen::abi::xen::DomId;
@@ -223,7 +223,7 @@ pub fn request_shutdown(xs: &mut Client, domid: u32, what: &str) -> Result<(), L
 }
 
 /// Waits until the domain no longer exists (or, with `or_shutdown`, has shut
-/// down), polling at `interval`.
+/// down), polling every 100 ms.
 pub fn wait_gone<C: DomainControl>(
     ctl: &C,
     domid: u32,
@@ -259,9 +259,4 @@ pub fn restart_source(src: &ConfigSource, cfg: &DomainConfig) -> ConfigSource {
         path: src.path.clone(),
         overrides,
     }
-}
-
-/// Whether a path names a usable config (for early errors).
-pub fn readable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok()
 }

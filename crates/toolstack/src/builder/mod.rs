@@ -30,7 +30,7 @@ use xen::{CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdErro
 
 use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::layout::{ExtentRun, NR_MAGIC_PAGES, PAGE_SHIFT, PAGE_SIZE};
-use crate::arm::loader::{GuestArch, KernelImage};
+use crate::arm::loader::KernelImage;
 use crate::arm::plan::{plan_domain, DomainPlan, HostParams, PlanError};
 use crate::arm::Gic;
 use crate::config::{DomainConfig, GicVersion, Vuart};
@@ -512,11 +512,8 @@ pub fn boot_context(plan: &DomainPlan) -> VcpuGuestContext {
     }
     ctx.user_regs.cpsr = st.cpsr;
     ctx.sctlr = st.sctlr;
+    // AArch32 guests: r0..r2 and pc32 alias x0..x2 and pc64 in this layout.
     ctx.flags = VGCF_ONLINE;
-    if plan.layout.arch == GuestArch::Arm32 {
-        // The AArch32 registers alias x0..x2; nothing else differs at boot.
-        tracing::debug!("arm32 boot context");
-    }
     ctx
 }
 

@@ -78,6 +78,8 @@ fn spawn_monitor(src: &ConfigSource, domid: u32, name: &str) -> anyhow::Result<(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
+        // A log file, not a terminal: no colour codes.
+        .env("NO_COLOR", "1")
         .process_group(0);
     cmd.spawn().context("spawning rxl monitor")?;
     Ok(())

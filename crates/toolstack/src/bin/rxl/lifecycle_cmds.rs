@@ -90,12 +90,13 @@ pub fn shutdown(args: &ShutdownArgs, what: &str) -> anyhow::Result<()> {
             .with_context(|| format!("asking domain {id} to {what}"))?;
     }
     if args.wait {
+        eprintln!("Waiting for {} domains", ids.len());
         for &id in &ids {
-            // Like xl: a reboot is waited for until the old domain is gone.
-            eprintln!("Waiting for {} domains", ids.len());
+            // A domain is waited for until it is gone (its monitor carried out the
+            // on_poweroff/on_reboot action; a restarted domain has a new id).
             lifecycle::wait_gone(&ctl, id, Duration::from_secs(args.timeout), false)
                 .with_context(|| format!("waiting for domain {id}"))?;
-            eprintln!("Domain {id} has been shut down, reason code 0");
+            eprintln!("Domain {id} is gone");
         }
         eprintln!("All domains have been shut down");
     }
