@@ -9,6 +9,9 @@
 
 use xenstore::client::{Client, ClientError, Perm, PermAccess, XsOps};
 
+mod pipeline;
+pub use pipeline::{write_tree_pipelined, PipelineError};
+
 use crate::builder::{BuiltDomain, BACKEND_DOMID};
 use crate::config::DomainConfig;
 
@@ -30,6 +33,8 @@ pub enum DomainError {
         #[source]
         source: ClientError,
     },
+    #[error("writing the domain's xenstore tree failed")]
+    Pipeline(#[from] PipelineError),
     #[error("domain {0} not found")]
     NotFound(String),
     #[error("more than one domain is named {0}")]
@@ -263,6 +268,51 @@ fn console_nodes(tr: &mut Tree, domid: u32, dom: &str, b: &BuiltDomain) {
 /// Writes the nodes (value, then permissions) in one transaction, after removing
 /// whatever an earlier domain with the same id left at the three roots.
 pub fn write_tree(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), DomainError> {
+    if let Some(socket) = socket_path() {
+        let t0 = std::time::Instant::now();
+        match write_tree_pipelined(&socket, domid, nodes) {
+            Ok(attempts) => {
+                tracing::info!(
+                    attempts,
+                    nodes = nodes.len(),
+                    ms = t0.elapsed().as_millis() as u64,
+                    "xenstore transaction (pipelined)"
+                );
+                return Ok(());
+            }
+            // xenstored refused something: that is the answer.
+            Err(e @ (PipelineError::Refused { .. } | PipelineError::TooManyRetries(_))) => {
+                return Err(e.into())
+            }
+            Err(e) => tracing::warn!("pipelined xenstore write failed ({e}); writing one by one"),
+        }
+    }
+    write_tree_sync(xs, domid, nodes)
+}
+
+/// The xenstored socket [`connect`] would use, if it is a socket.
+fn socket_path() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(xenstore::client::ENV_XENSTORED_PATH) {
+        let p = std::path::PathBuf::from(p);
+        return is_socket(&p).then_some(p);
+    }
+    if let Some(d) = std::env::var_os(xenstore::client::ENV_XENSTORED_RUNDIR) {
+        let p = std::path::PathBuf::from(d).join(xenstore::client::SOCKET_NAME);
+        return is_socket(&p).then_some(p);
+    }
+    XENSTORED_SOCKETS
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| is_socket(p))
+}
+
+fn is_socket(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// [`write_tree`] one request at a time through the client.
+pub fn write_tree_sync(xs: &mut Client, domid: u32, nodes: &[XsNode]) -> Result<(), DomainError> {
     let mut attempts = 0u32;
     let t0 = std::time::Instant::now();
     let r = xs.transaction(|tx| {

@@ -232,3 +232,58 @@ fn only_nodes_that_differ_from_their_parent_get_set_perms() {
         t.len()
     );
 }
+
+/// The pipelined writer against rxenstored's daemon on a temporary socket: every
+/// node reads back with its value and permissions, and the stale roots go.
+#[test]
+fn pipelined_tree_reads_back_from_a_real_daemon() {
+    use xenstore::daemon::{Daemon, DaemonConfig, Listener};
+    let dir = std::env::temp_dir().join(format!("rxl-pipe-{}", std::process::id()));
+    let path = dir.join("socket");
+    let listener = Listener::bind(&path).expect("bind");
+    let config = DaemonConfig {
+        socket: path.clone(),
+        server: xenstore::process::Config::default(),
+        trace_file: None,
+        max_queued_bytes: None,
+    };
+    // The daemon thread lives until the test process ends.
+    std::thread::spawn(move || {
+        let mut d = Daemon::new(config, listener, None).expect("daemon");
+        let _ = d.run();
+    });
+    let mut xs = Client::connect_socket(&path).expect("connect");
+    xs.write("/local/domain/7/stale", b"x").expect("stale");
+    let t = tree("name='g'\nkernel='/k'\nvcpus=2\n", true);
+    let attempts = write_tree_pipelined(&path, 7, &t).expect("pipelined");
+    assert_eq!(attempts, 1);
+    assert!(!xs.exists("/local/domain/7/stale").expect("exists"));
+    for n in &t {
+        assert_eq!(
+            xs.read_string(&n.path).expect("read"),
+            n.value,
+            "{}",
+            n.path
+        );
+        assert_eq!(xs.get_perms(&n.path).expect("perms"), n.perms, "{}", n.path);
+    }
+    // A refused request aborts the transaction: nothing of it is written.
+    let bad = vec![
+        XsNode {
+            path: "/local/domain/8".into(),
+            value: String::new(),
+            perms: vec![Perm::new(0, PermAccess::None)],
+        },
+        XsNode {
+            path: "/local/domain/8/not a valid path".into(),
+            value: String::new(),
+            perms: vec![Perm::new(0, PermAccess::None)],
+        },
+    ];
+    assert!(matches!(
+        write_tree_pipelined(&path, 8, &bad),
+        Err(PipelineError::Refused { .. })
+    ));
+    assert!(!xs.exists("/local/domain/8").expect("exists"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
