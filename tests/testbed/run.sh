@@ -314,7 +314,7 @@ done
 npass=$(awk -F'\t' '$2 == "PASS"' "$RESULTS" | wc -l)
 nfail=$(awk -F'\t' '$2 != "PASS"' "$RESULTS" | wc -l)
 echo
-echo "test bed summary (GICv$GIC, $SMP CPUs, -cpu $CPU; logs: ${LOGS_WRITTEN[*]:-none})"
+echo "test bed summary (default GICv$GIC, all.list lines may set @gic= and @mem=; $SMP CPUs, -cpu $CPU; logs: ${LOGS_WRITTEN[*]:-none})"
 printf '  %-24s %-6s %8s  %s\n' SCENARIO RESULT SECONDS REASON
 while IFS=$'\t' read -r name res secs reason; do
   printf '  %-24s %-6s %8s  %s\n' "$name" "$res" "$secs" "$reason"
