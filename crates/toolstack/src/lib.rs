@@ -1,2 +1,10 @@
 //! Domains and devices: the xl.cfg parser, the ARM domain builder, device layouts
 //! and the hotplug state machine behind `rxl`.
+
+// Tests may unwrap: a panic there is a test failure with its message.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod arm;
+pub mod config;
+pub mod dtb;
+pub mod rand;

@@ -5,6 +5,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod check_dtb;
+mod create;
+mod info;
+mod list;
+
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
 #[derive(Debug, Parser)]
 #[command(name = "rxl", version, about)]
@@ -20,13 +25,25 @@ struct Cli {
 enum Command {
     /// Information about the hypervisor and host (like `xl info`).
     Info,
+    /// Create a domain from a config file (like `xl create`); `--dry-run` plans it without Xen.
+    Create(create::CreateArgs),
+    /// Check a guest DTB against the ARM VM System Specification for a Xen guest.
+    CheckDtb(check_dtb::CheckDtbArgs),
+    /// List domains (like `xl list`).
+    List {
+        /// Domains to list, by id or name (all when none is given).
+        domains: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match cli.command {
-        Command::Info => anyhow::bail!("rxl info: not implemented yet"),
+        Command::Info => info::run(),
+        Command::List { domains } => list::run(&domains),
+        Command::Create(args) => create::run(args),
+        Command::CheckDtb(args) => check_dtb::run(args),
     }
 }
 

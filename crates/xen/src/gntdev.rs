@@ -1,0 +1,356 @@
+//! `/dev/xen/gntdev`: mapping other domains' grants (Linux include/uapi/xen/gntdev.h,
+//! drivers/xen/gntdev.c).
+
+use crate::abi::linux::*;
+use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
+use crate::mem::MappedMemory;
+use crate::traits::GrantMapper;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+/// Path of the grant device.
+pub const GNTDEV_PATH: &str = "/dev/xen/gntdev";
+
+/// Errors of grant mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum GntdevError {
+    #[error("cannot open {GNTDEV_PATH}")]
+    Open(#[source] io::Error),
+    #[error("no grant references given")]
+    Empty,
+    #[error("{0} grant references are too many for one mapping")]
+    TooMany(usize),
+    #[error("mapping {count} grants of domain {domid} failed")]
+    Map {
+        domid: DomId,
+        count: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mmap of {count} granted pages failed")]
+    Mmap {
+        count: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting the unmap notification failed")]
+    UnmapNotify(#[source] io::Error),
+    #[error("clearing a byte on unmap needs a writable mapping")]
+    ReadOnly,
+    #[error("offset {offset} is outside the mapping")]
+    BadOffset { offset: usize },
+    #[error("grant copy ioctl failed")]
+    Copy(#[source] io::Error),
+    #[error("grant copy segment {index} failed with status {status}")]
+    CopySegment { index: usize, status: i16 },
+    #[error("setting the grant limit failed")]
+    SetMax(#[source] io::Error),
+    /// A fake refused the mapping (unknown grant, wrong domain).
+    #[error("{0}")]
+    Fake(&'static str),
+}
+
+/// An open `/dev/xen/gntdev`.
+#[derive(Debug, Clone)]
+pub struct Gntdev {
+    file: Arc<File>,
+}
+
+/// Granted pages mapped contiguously; unmapped (ioctl) on drop, and the memory
+/// itself when the last view of it goes.
+#[derive(Debug)]
+pub struct GrantMapping {
+    mem: MappedMemory,
+    index: u64,
+    count: u32,
+    writable: bool,
+    file: Arc<File>,
+}
+
+impl GrantMapping {
+    /// The mapped pages.
+    pub fn memory(&self) -> &MappedMemory {
+        &self.mem
+    }
+    /// The number of pages.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+impl std::ops::Deref for GrantMapping {
+    type Target = MappedMemory;
+    fn deref(&self) -> &MappedMemory {
+        &self.mem
+    }
+}
+
+impl Drop for GrantMapping {
+    fn drop(&mut self) {
+        unmap_index(&self.file, self.index, self.count);
+    }
+}
+
+/// Unregisters `count` grants at `index` (`IOCTL_GNTDEV_UNMAP_GRANT_REF`); pages
+/// still mmapped stay valid until their VMA goes.
+fn unmap_index(file: &File, index: u64, count: u32) {
+    let mut u = IoctlGntdevUnmapGrantRef {
+        index,
+        count,
+        pad: 0,
+    };
+    // SAFETY: IOCTL_GNTDEV_UNMAP_GRANT_REF with its argument struct, read during
+    // the call only.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            IOCTL_GNTDEV_UNMAP_GRANT_REF as _,
+            &mut u as *mut IoctlGntdevUnmapGrantRef,
+        )
+    };
+    if rc < 0 {
+        tracing::warn!("gntdev unmap failed: {}", io::Error::last_os_error());
+    }
+}
+
+/// One grant copy operation; see [`Gntdev::grant_copy`].
+pub type GrantCopySegment = IoctlGntdevGrantCopySegment;
+
+impl Gntdev {
+    /// Opens the device.
+    pub fn open() -> Result<Self, GntdevError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(GNTDEV_PATH)
+            .map_err(GntdevError::Open)?;
+        Ok(Self {
+            file: Arc::new(file),
+        })
+    }
+
+    /// Limits how many grants this fd may map (`IOCTL_GNTDEV_SET_MAX_GRANTS`;
+    /// ignored by recent kernels).
+    pub fn set_max_grants(&self, count: u32) -> Result<(), GntdevError> {
+        let mut a = IoctlGntdevSetMaxGrants { count };
+        // SAFETY: the ioctl with its argument struct, read during the call only.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                IOCTL_GNTDEV_SET_MAX_GRANTS as _,
+                &mut a as *mut IoctlGntdevSetMaxGrants,
+            )
+        };
+        if rc < 0 {
+            return Err(GntdevError::SetMax(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Maps grants `refs` of `domid` into one contiguous range of pages.
+    pub fn map_grant_refs(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<GrantMapping, GntdevError> {
+        if refs.is_empty() {
+            return Err(GntdevError::Empty);
+        }
+        let count = u32::try_from(refs.len()).map_err(|_| GntdevError::TooMany(refs.len()))?;
+        // The ioctl struct is a 16-byte head and `count` {domid, ref} pairs; build
+        // it in a u64 buffer so that it is 8-byte aligned.
+        let words = 2 + refs.len();
+        let mut buf = vec![0u64; words];
+        buf[0] = u64::from(count);
+        for (i, r) in refs.iter().enumerate() {
+            buf[2 + i] = u64::from(domid) | (u64::from(*r) << 32);
+        }
+        // SAFETY: `buf` holds a map_grant_ref head followed by `count` refs, as
+        // the kernel reads (count from the head); it lives across the call.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                IOCTL_GNTDEV_MAP_GRANT_REF as _,
+                buf.as_mut_ptr(),
+            )
+        };
+        if rc < 0 {
+            return Err(GntdevError::Map {
+                domid,
+                count: refs.len(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        let index = buf[1];
+        let len = refs.len() * XEN_PAGE_SIZE;
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: maps the grants just registered at `index`; a fresh mapping.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                index as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let source = io::Error::last_os_error();
+            // Roll back the registration.
+            unmap_index(&self.file, index, count);
+            return Err(GntdevError::Mmap {
+                count: refs.len(),
+                source,
+            });
+        }
+        Ok(GrantMapping {
+            // SAFETY: `ptr`/`len` is the mapping just made, owned by nothing else.
+            mem: unsafe { MappedMemory::from_raw_mmap(ptr, len) },
+            index,
+            count,
+            writable,
+            file: Arc::clone(&self.file),
+        })
+    }
+
+    /// Asks the kernel to clear the byte at `offset` of `mapping` and/or notify
+    /// `port` when the mapping goes away (also when this process dies).
+    pub fn set_unmap_notify(
+        &self,
+        mapping: &GrantMapping,
+        offset: usize,
+        action: u32,
+        port: u32,
+    ) -> Result<(), GntdevError> {
+        if offset >= mapping.mem.len() {
+            return Err(GntdevError::BadOffset { offset });
+        }
+        // The kernel refuses (EINVAL) to clear a byte of a read-only mapping.
+        if action & UNMAP_NOTIFY_CLEAR_BYTE != 0 && !mapping.writable {
+            return Err(GntdevError::ReadOnly);
+        }
+        let mut n = IoctlUnmapNotify {
+            index: mapping.index + offset as u64,
+            action,
+            event_channel_port: port,
+        };
+        // SAFETY: the ioctl with its argument struct, read during the call only.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                IOCTL_GNTDEV_SET_UNMAP_NOTIFY as _,
+                &mut n as *mut IoctlUnmapNotify,
+            )
+        };
+        if rc < 0 {
+            return Err(GntdevError::UnmapNotify(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Copies between grants and local memory (`IOCTL_GNTDEV_GRANT_COPY`).
+    ///
+    /// # Safety
+    /// Every local (`virt`) side of a segment must point at `len` bytes of memory
+    /// of this process that are valid to read (source) or write (destination) and
+    /// not referenced by Rust references during the call.
+    pub unsafe fn grant_copy(&self, segments: &mut [GrantCopySegment]) -> Result<(), GntdevError> {
+        let mut c = IoctlGntdevGrantCopy {
+            count: segments.len() as u32,
+            _pad: 0,
+            segments: segments.as_mut_ptr(),
+        };
+        // SAFETY: `c` points at `count` segments that live across the call; the
+        // caller guarantees the local addresses inside them.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                IOCTL_GNTDEV_GRANT_COPY as _,
+                &mut c as *mut IoctlGntdevGrantCopy,
+            )
+        };
+        if rc < 0 {
+            return Err(GntdevError::Copy(io::Error::last_os_error()));
+        }
+        if let Some((index, s)) = segments.iter().enumerate().find(|(_, s)| s.status != 0) {
+            return Err(GntdevError::CopySegment {
+                index,
+                status: s.status,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Gntdev {
+    /// Copies `dst.len()` bytes at `offset` of grant `gref` of `domid` into
+    /// `dst`, without mapping it.
+    pub fn copy_from_grant(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let len = copy_len(offset, dst.len())?;
+        let mut seg = [GrantCopySegment {
+            source: GntdevCopyPtr::foreign(gref, offset, domid),
+            dest: GntdevCopyPtr::virt(dst.as_mut_ptr() as usize),
+            len,
+            flags: GNTCOPY_SOURCE_GREF,
+            ..Default::default()
+        }];
+        // SAFETY: the only local side is `dst`, exclusively borrowed for the call
+        // and `len` bytes long.
+        unsafe { self.grant_copy(&mut seg) }
+    }
+
+    /// Copies `src` to `offset` of grant `gref` of `domid`, without mapping it.
+    pub fn copy_to_grant(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError> {
+        let len = copy_len(offset, src.len())?;
+        let mut seg = [GrantCopySegment {
+            source: GntdevCopyPtr::virt(src.as_ptr() as usize),
+            dest: GntdevCopyPtr::foreign(gref, offset, domid),
+            len,
+            flags: GNTCOPY_DEST_GREF,
+            ..Default::default()
+        }];
+        // SAFETY: the only local side is `src`, borrowed for the call (the kernel
+        // only reads it) and `len` bytes long.
+        unsafe { self.grant_copy(&mut seg) }
+    }
+}
+
+/// A grant copy stays within one page.
+fn copy_len(offset: u16, len: usize) -> Result<u16, GntdevError> {
+    if usize::from(offset) + len > XEN_PAGE_SIZE {
+        return Err(GntdevError::BadOffset {
+            offset: usize::from(offset) + len,
+        });
+    }
+    Ok(len as u16)
+}
+
+impl GrantMapper for Gntdev {
+    type Mapping = GrantMapping;
+    fn map_grants(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<GrantMapping, GntdevError> {
+        self.map_grant_refs(domid, refs, writable)
+    }
+}

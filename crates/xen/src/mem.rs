@@ -1,0 +1,277 @@
+//! Mapped memory shared with the hypervisor or another domain.
+//!
+//! [`MappedMemory`] owns (a view of) an `mmap` and exposes only bounds-checked
+//! volatile reads and writes: no Rust reference into the mapping is ever handed
+//! out, because the other side may change the bytes at any time. Structs are read
+//! out as copies ([`MappedMemory::read`]) and then validated by the caller.
+
+use crate::abi::Pod;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Errors of mapped-memory access.
+#[derive(Debug, thiserror::Error)]
+pub enum MemError {
+    /// The access would leave the mapping.
+    #[error("access of {len} bytes at offset {offset} is outside a mapping of {size} bytes")]
+    OutOfBounds {
+        offset: usize,
+        len: usize,
+        size: usize,
+    },
+    /// The access is not aligned for its type.
+    #[error("access at offset {offset} is not aligned to {align} bytes")]
+    Misaligned { offset: usize, align: usize },
+    /// `mmap` failed.
+    #[error("mmap of {len} bytes failed")]
+    Mmap {
+        len: usize,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One `mmap`ed region, unmapped when the last view of it is dropped.
+#[derive(Debug)]
+struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is plain memory owned by this process (or mapped from a
+// device); every access goes through volatile reads and writes via raw pointers,
+// never references, so moving or sharing the owner between threads is sound.
+unsafe impl Send for Region {}
+// SAFETY: as above; concurrent volatile accesses are the nature of shared memory
+// and never create Rust references.
+unsafe impl Sync for Region {}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from a successful mmap that nothing else unmaps;
+        // no references into it exist (only raw-pointer volatile accesses).
+        let rc = unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if rc != 0 {
+            tracing::warn!("munmap failed: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+/// A view of mapped memory: bounds-checked volatile access only.
+#[derive(Debug, Clone)]
+pub struct MappedMemory {
+    region: Arc<Region>,
+    offset: usize,
+    len: usize,
+}
+
+impl MappedMemory {
+    /// Takes ownership of an existing mapping.
+    ///
+    /// # Safety
+    /// `ptr` and `len` must describe a live mapping made by `mmap` that nothing
+    /// else will unmap; it is unmapped when the last view is dropped.
+    pub(crate) unsafe fn from_raw_mmap(ptr: *mut libc::c_void, len: usize) -> Self {
+        let ptr = NonNull::new(ptr.cast::<u8>()).unwrap_or(NonNull::dangling());
+        Self {
+            region: Arc::new(Region { ptr, len }),
+            offset: 0,
+            len,
+        }
+    }
+
+    /// Maps `len` bytes of zeroed anonymous memory: for fakes and tests, where it
+    /// stands in for a page set shared with another domain.
+    pub fn anonymous(len: usize) -> Result<Self, MemError> {
+        let len = len.max(1);
+        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MemError::Mmap {
+                len,
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `ptr`/`len` is the mapping just made, owned by nothing else.
+        Ok(unsafe { Self::from_raw_mmap(ptr, len) })
+    }
+
+    /// Length of this view in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of the first byte of this view, for passing to the kernel or
+    /// hypervisor (never dereferenced as a Rust reference).
+    pub fn addr(&self) -> usize {
+        self.region.ptr.as_ptr() as usize + self.offset
+    }
+
+    /// A view of `len` bytes at `offset` within this one, sharing the mapping.
+    pub fn sub(&self, offset: usize, len: usize) -> Result<Self, MemError> {
+        self.check(offset, len, 1)?;
+        Ok(Self {
+            region: Arc::clone(&self.region),
+            offset: self.offset + offset,
+            len,
+        })
+    }
+
+    /// A view starting where this one starts but `len` bytes long, within the
+    /// same mapping (used by fakes to span adjacent pages).
+    #[cfg(any(test, feature = "fake"))]
+    pub(crate) fn widen(&self, len: usize) -> Result<Self, MemError> {
+        let end = self.offset.checked_add(len);
+        if end.is_none_or(|e| e > self.region.len) {
+            return Err(MemError::OutOfBounds {
+                offset: self.offset,
+                len,
+                size: self.region.len,
+            });
+        }
+        Ok(Self {
+            region: Arc::clone(&self.region),
+            offset: self.offset,
+            len,
+        })
+    }
+
+    fn check(&self, offset: usize, len: usize, align: usize) -> Result<*mut u8, MemError> {
+        let end = offset.checked_add(len).ok_or(MemError::OutOfBounds {
+            offset,
+            len,
+            size: self.len,
+        })?;
+        if end > self.len {
+            return Err(MemError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            });
+        }
+        let addr = self.addr() + offset;
+        if addr % align != 0 {
+            return Err(MemError::Misaligned { offset, align });
+        }
+        // SAFETY: `self.offset + offset + len <= region.len` (views are checked on
+        // creation and `end <= self.len` above), so the pointer stays inside the
+        // mapping.
+        Ok(unsafe { self.region.ptr.as_ptr().add(self.offset + offset) })
+    }
+
+    /// Reads a copy of a `T` at `offset` (volatile, aligned).
+    pub fn read<T: Pod>(&self, offset: usize) -> Result<T, MemError> {
+        let p = self.check(offset, std::mem::size_of::<T>(), std::mem::align_of::<T>())?;
+        // SAFETY: `check` proved the range is inside the live mapping and aligned
+        // for `T`; `T: Pod` makes any bytes a valid value.
+        Ok(unsafe { std::ptr::read_volatile(p.cast::<T>()) })
+    }
+
+    /// Writes a `T` at `offset` (volatile, aligned).
+    pub fn write<T: Pod>(&self, offset: usize, value: T) -> Result<(), MemError> {
+        let p = self.check(offset, std::mem::size_of::<T>(), std::mem::align_of::<T>())?;
+        // SAFETY: `check` proved the range is inside the live, writable mapping
+        // and aligned for `T`.
+        unsafe { std::ptr::write_volatile(p.cast::<T>(), value) };
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the mapping (volatile).
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {
+        let p = self.check(offset, buf.len(), 1)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `i < buf.len()` and `check` covered `buf.len()` bytes.
+            *b = unsafe { std::ptr::read_volatile(p.add(i)) };
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into the mapping at `offset` (volatile).
+    pub fn write_bytes(&self, offset: usize, buf: &[u8]) -> Result<(), MemError> {
+        let p = self.check(offset, buf.len(), 1)?;
+        for (i, b) in buf.iter().enumerate() {
+            // SAFETY: `i < buf.len()` and `check` covered `buf.len()` bytes.
+            unsafe { std::ptr::write_volatile(p.add(i), *b) };
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), MemError> {
+        let p = self.check(offset, len, 1)?;
+        for i in 0..len {
+            // SAFETY: `i < len` and `check` covered `len` bytes.
+            unsafe { std::ptr::write_volatile(p.add(i), byte) };
+        }
+        Ok(())
+    }
+
+    /// Reads a little-endian-native `u32` at `offset`.
+    pub fn read_u32(&self, offset: usize) -> Result<u32, MemError> {
+        self.read::<u32>(offset)
+    }
+
+    /// Writes a `u32` at `offset`.
+    pub fn write_u32(&self, offset: usize, value: u32) -> Result<(), MemError> {
+        self.write::<u32>(offset, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_memory_reads_back_writes() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        assert_eq!(m.read_u32(0).expect("read"), 0);
+        m.write_u32(8, 0xdead_beef).expect("write");
+        assert_eq!(m.read_u32(8).expect("read"), 0xdead_beef);
+        let mut buf = [0u8; 4];
+        m.read_bytes(8, &mut buf).expect("read bytes");
+        assert_eq!(u32::from_ne_bytes(buf), 0xdead_beef);
+    }
+
+    #[test]
+    fn out_of_bounds_and_misaligned_accesses_fail() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        assert!(matches!(
+            m.read_u32(4094),
+            Err(MemError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            m.read_u32(usize::MAX - 1),
+            Err(MemError::OutOfBounds { .. })
+        ));
+        assert!(matches!(m.read_u32(2), Err(MemError::Misaligned { .. })));
+        assert!(m.write_bytes(4090, &[0; 7]).is_err());
+        assert!(m.sub(4000, 97).is_err());
+    }
+
+    #[test]
+    fn views_share_the_mapping_and_are_bounded() {
+        let m = MappedMemory::anonymous(8192).expect("mmap");
+        let page1 = m.sub(4096, 4096).expect("view");
+        page1.write_u32(0, 7).expect("write");
+        assert_eq!(m.read_u32(4096).expect("read"), 7);
+        assert!(page1.read_u32(4096).is_err());
+        drop(m);
+        // The view keeps the region alive.
+        assert_eq!(page1.read_u32(0).expect("read"), 7);
+    }
+}
