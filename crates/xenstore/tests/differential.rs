@@ -25,6 +25,9 @@
 //! - CONTROL replies other than errors are not compared byte for byte (help text
 //!   and quota listings are implementation-specific), only their type.
 //!
+//! When C xenstored itself crashes on a sequence (it does, see `compare`), only
+//! the steps before the crash are compared, with a note on stderr.
+//!
 //! After each request, every connection is synchronised (a GET_DOMAIN_PATH with
 //! a marker request id, answered after everything queued before it), so that the
 //! watch events a request caused are attributed to that step on both daemons.
@@ -562,11 +565,25 @@ fn corpus_covers_every_message_type() {
 /// Runs one seed against both daemons; returns a report of the mismatches
 /// (empty when the transcripts agree). `None` when the peer is unavailable.
 fn compare(seed: u64, steps: usize) -> Option<String> {
-    let c = peer(PeerKind::C)?;
+    let mut c = peer(PeerKind::C)?;
     let rx = rxenstored(&[]);
     let corpus = corpus(seed, steps);
-    let want = run(&c, &corpus);
-    let got = run(&rx, &corpus);
+    let mut want = run(&c, &corpus);
+    let mut got = run(&rx, &corpus);
+    // C xenstored 4.17 has crashes of its own (e.g. a general protection fault on
+    // INTRODUCE 3, INTRODUCE 4, SET_TARGET 3 4, RELEASE 4, INTRODUCE 3, RELEASE 4,
+    // RELEASE 3). Nothing after a crash can be compared: say so and compare the
+    // steps before it.
+    std::thread::sleep(Duration::from_millis(50));
+    if !c.alive() {
+        let crashed_at = want.len().saturating_sub(1);
+        eprintln!(
+            "NOTE seed {seed:#x}: C xenstored died at step {crashed_at} ({}); comparing the {crashed_at} steps before it",
+            want.last().map(String::as_str).unwrap_or("")
+        );
+        want.truncate(crashed_at);
+        got.truncate(crashed_at);
+    }
     let mut mismatches = Vec::new();
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         if w != g {
