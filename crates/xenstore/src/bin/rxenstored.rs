@@ -86,6 +86,10 @@ struct Cli {
     /// its requests (and drops, then disconnects, a client not reading its events).
     #[arg(long, value_name = "NB", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Serve the unix socket only, even where /dev/xen/evtchn exists (no dom0
+    /// ring, no guests).
+    #[arg(long)]
+    no_xen: bool,
     /// More log output (repeat for more; C xenstored's -V).
     #[arg(short = 'V', long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -283,6 +287,10 @@ fn main() -> Result<()> {
         Some(signals),
     )
     .context("cannot start the daemon")?;
+    if !cli.no_xen && Path::new(xen::evtchn::EVTCHN_PATH).exists() {
+        let parts = xenstore::daemon::XenParts::open().context("cannot open the Xen devices")?;
+        daemon.attach_xen(parts).context("cannot serve domains")?;
+    }
     tracing::info!(socket = %socket.display(), "rxenstored listening");
     let exit = daemon.run().context("event loop failed")?;
     drop(daemon);
