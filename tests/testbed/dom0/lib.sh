@@ -117,10 +117,17 @@ start_debian_xenstored() {
 start_rxenstored() {
   if pidof rxenstored >/dev/null 2>&1 && [ -S "$XENSTORED_SOCKET" ]; then return 0; fi
   log "starting rxenstored"
-  rxenstored --pid-file=/var/run/xenstored.pid --log-file=/var/log/rxenstored.log -V "$@" \
+  rxenstored --socket="$XENSTORED_SOCKET" --pid-file=/var/run/xenstored.pid \
+    --log-file=/var/log/rxenstored.log -V "$@" \
     || fail "rxenstored did not start"
-  wait_for 30 "rxenstored's socket $XENSTORED_SOCKET" test -S "$XENSTORED_SOCKET"
-  pidof rxenstored >/dev/null || fail "rxenstored exited right after starting"
+  _rx_end=$(( $(uptime_cs) + 3000 ))
+  while ! [ -S "$XENSTORED_SOCKET" ] || ! pidof rxenstored >/dev/null 2>&1; do
+    if ! pidof rxenstored >/dev/null 2>&1 || [ "$(uptime_cs)" -gt "$_rx_end" ]; then
+      [ -f /var/log/rxenstored.log ] && show_file rxenstored /var/log/rxenstored.log
+      fail "rxenstored is not serving $XENSTORED_SOCKET"
+    fi
+    sleep 0.2
+  done
   xen-init-dom0 || fail "xen-init-dom0 failed on rxenstored"
 }
 

@@ -25,6 +25,8 @@ struct Guest {
     page: MappedMemory,
     evtchn: FakeEvtchn,
     port: EvtchnPort,
+    /// Replies may arrive split across reads.
+    reasm: std::cell::RefCell<Reassembler>,
 }
 
 impl Guest {
@@ -36,12 +38,18 @@ impl Guest {
             page: MappedMemory::anonymous(4096).expect("page"),
             evtchn,
             port,
+            reasm: std::cell::RefCell::new(Reassembler::new()),
         }
     }
 
     /// Puts bytes in the request ring (as the guest's xenbus does) and kicks.
     fn send_bytes(&self, data: &[u8]) {
         let prod = self.page.read_u32(OFF_REQ_PROD).expect("prod");
+        let cons = self.page.read_u32(OFF_REQ_CONS).expect("cons");
+        assert!(
+            prod.wrapping_sub(cons) as usize + data.len() <= 1024,
+            "request ring full"
+        );
         for (i, b) in data.iter().enumerate() {
             let idx = (prod as usize + i) % 1024;
             self.page.write_bytes(idx, &[*b]).expect("byte");
@@ -70,7 +78,10 @@ impl Guest {
         }
         self.page.write_u32(OFF_RSP_CONS, prod).expect("cons");
         let mut out = Vec::new();
-        Reassembler::new().feed(&bytes, &mut out).expect("frames");
+        self.reasm
+            .borrow_mut()
+            .feed(&bytes, &mut out)
+            .expect("frames");
         out
     }
 
@@ -91,7 +102,6 @@ impl Guest {
 /// A daemon attached to fakes, driven step by step from the test.
 struct Bed {
     daemon: Daemon,
-    hub: Arc<FakeEvtchnHub>,
     states: Arc<Mutex<HashMap<u32, DomainState>>>,
     /// A privileged socket-like connection of the core for toolstack requests.
     tool: ConnId,
@@ -144,7 +154,6 @@ impl Bed {
         let tool = daemon.server.connect(ConnKind::Socket);
         Bed {
             daemon,
-            hub,
             states,
             tool,
             dir,
