@@ -132,6 +132,7 @@ fn bad_options_are_refused() {
         &["-Q", "outstanding"],
         &["-E", "-5"],
         &["--max-queued", "0"],
+        &["--max-queued-bytes", "100"],
         &["extra-argument"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_rxenstored"))

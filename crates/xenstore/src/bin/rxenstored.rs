@@ -20,6 +20,8 @@ use xenstore::wire::XENSTORE_REL_PATH_MAX;
 /// Descriptors wanted for 10,000 connections and then some; the soft limit is
 /// raised to this (or to the hard limit, if lower and we may not raise it).
 const WANTED_NOFILE: u64 = 65_536;
+/// Smallest sensible output bound: one message of the largest size.
+const MIN_QUEUED_BYTES: usize = xenstore::wire::HEADER_SIZE + xenstore::wire::XENSTORE_PAYLOAD_MAX;
 
 /// The xenstore daemon: serves the xenstore protocol on a unix socket.
 ///
@@ -90,6 +92,10 @@ struct Cli {
     /// ring, no guests).
     #[arg(long)]
     no_xen: bool,
+    /// Bytes a connection's queued replies and events may take before the daemon
+    /// stops reading its requests and drops (then disconnects on) its events.
+    #[arg(long, value_name = "BYTES", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED_BYTES)]
+    max_queued_bytes: usize,
     /// More log output (repeat for more; C xenstored's -V).
     #[arg(short = 'V', long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -151,6 +157,9 @@ fn server_config(cli: &Cli) -> Result<Config> {
     }
     if cli.max_queued == 0 {
         bail!("--max-queued must be at least 1");
+    }
+    if cli.max_queued_bytes < MIN_QUEUED_BYTES {
+        bail!("--max-queued-bytes must be at least {MIN_QUEUED_BYTES} (one largest message)");
     }
     // Fields not set here (the core may grow more) keep their defaults.
     let mut config = Config {
@@ -282,6 +291,7 @@ fn main() -> Result<()> {
             socket: socket.clone(),
             server: config,
             trace_file,
+            max_queued_bytes: Some(cli.max_queued_bytes),
         },
         listener,
         Some(signals),
