@@ -63,6 +63,21 @@ if xenstore-exists "$dom"; then
 fi
 pass "the guest's nodes are gone ($dom does not exist)"
 xl list
+
+# A guest that powers itself off: xl's monitor sees the shutdown through
+# @releaseDomain (rxenstored fires it on the shutdown it learns of from
+# VIRQ_DOM_EXC) and destroys the domain (on_poweroff = "destroy").
+name2=xsr-poweroff
+cfg2=$(guest_cfg "$name2" default)
+run xl create "$cfg2"
+domid2=$(xl domid "$name2") || fail "xl domid $name2 failed"
+wait_domain_gone "$name2" 150
+pass "domain $name2 (domid $domid2) powered off and xl destroyed it"
+log2=$(guest_console_log "$name2")
+wait_for 10 "xenconsoled's log $log2" grep -q 'RXEN-GUEST-END script=default rc=0' "$log2"
+pass "guest $name2 ran its script to the end"
+if xenstore-exists "/local/domain/$domid2"; then fail "/local/domain/$domid2 left behind"; fi
+pass "no nodes of $name2 left"
 pidof rxenstored >/dev/null || fail "rxenstored died"
 pass "rxenstored still runs"
 show_file rxenstored /var/log/rxenstored.log
