@@ -81,8 +81,8 @@ pub trait RingMapper: Send {
     fn map_ring(&self, domid: DomId, gfn: XenPfn) -> Result<RingPage, String>;
 }
 
-/// Grant 1 first, then a foreign mapping of the frame (what the brief of C
-/// xenstored's `map_interface` does, with the GFN fallback of older versions).
+/// Grant 1 first (C xenstored 4.17 `map_interface`), then a foreign mapping of
+/// the frame number given to INTRODUCE (what older C versions did).
 #[derive(Debug)]
 pub struct GrantOrForeign<G, F> {
     /// Grant mapper (`/dev/xen/gntdev`).
