@@ -370,7 +370,7 @@ impl Server {
             },
         );
         if let ConnKind::Domain { domid } = kind {
-            let gen = self.generation;
+            let gen = self.new_domain_generation();
             let d = self
                 .domains
                 .entry(domid)
