@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod check_dtb;
+mod console;
 mod create;
 mod info;
 mod list;
@@ -29,6 +30,8 @@ enum Command {
     Create(create::CreateArgs),
     /// Check a guest DTB against the ARM VM System Specification for a Xen guest.
     CheckDtb(check_dtb::CheckDtbArgs),
+    /// Attach to a domain's console (like `xl console`); Ctrl-] leaves.
+    Console(console::ConsoleArgs),
     /// List domains (like `xl list`).
     List {
         /// Domains to list, by id or name (all when none is given).
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::List { domains } => list::run(&domains),
         Command::Create(args) => create::run(args),
         Command::CheckDtb(args) => check_dtb::run(args),
+        Command::Console(args) => console::run(args),
     }
 }
 
