@@ -1,9 +1,12 @@
 # console-flood: a guest flooding its console for 10 s does not hold up another
-# guest's console: the other guest writes a line every 0.25 s with its own uptime, and
-# each line's arrival in rxconsoled's (timestamped) log is compared with when it was
-# written. Delay = (arrival - uptime) minus the smallest such difference (the guest's
-# clock offset). All lines must arrive, none more than 1 s late.
-# timeout: 180
+# guest's console. The other guest writes a line every 0.25 s with its own uptime;
+# each line's arrival in the daemon's timestamped log is compared with when it was
+# written: delay = (arrival - uptime) - min(arrival - uptime) over all its lines (the
+# min is the guest's clock offset plus the best-case latency). With rxconsoled every
+# line must arrive and none written during the flood may be 1 s late or more. The same
+# pair then runs under Debian's xenconsoled as the reference (its timestamps have 1 s
+# resolution, so its numbers are +-1 s); it is reported, not judged.
+# timeout: 240
 
 RXCONSOLED_LOG_DIR=/var/log/rxen/console
 start_rxconsoled() {
@@ -15,50 +18,75 @@ start_rxconsoled() {
   kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || { cat /tmp/rxconsoled.log; fail "rxconsoled exited at start"; }
 }
 
+# delays TICKLOG FLOODLOG -- one line of tick statistics from two timestamped logs:
+# "ticks=N during_flood=N max_delay_ms=N max_delay_during_flood_ms=N", then the delay
+# of each tick in ms.
+delays() {
+  tr -d '\r' < "$1" | awk -v flog="$2" '
+    function secs(line,   a, ts) {
+      if (!match(line, /^\[[^]]*\]/)) return -1
+      ts = substr(line, 2, RLENGTH - 2); split(ts, a, /[: ]/)
+      return a[2] * 3600 + a[3] * 60 + a[4]
+    }
+    BEGIN {
+      while ((getline line < flog) > 0) {
+        if (line ~ /RXEN-CONSOLE-FLOOD-START/) fs = secs(line)
+        if (line ~ /RXEN-CONSOLE-FLOOD-END/) fe = secs(line)
+      }
+    }
+    / RXEN-TICK [0-9]+ up=/ {
+      at = secs($0); up = $0; sub(/.* up=/, "", up)
+      n++; off[n] = at - up; when[n] = at
+      if (n == 1 || off[n] < min) min = off[n]
+    }
+    END {
+      for (i = 1; i <= n; i++) {
+        d[i] = off[i] - min; if (d[i] > max) max = d[i]
+        if (when[i] >= fs && when[i] <= fe) { during++; if (d[i] > dmax) dmax = d[i] }
+      }
+      printf "ticks=%d during_flood=%d max_delay_ms=%d max_delay_during_flood_ms=%d\n", n, during, max * 1000, dmax * 1000
+      printf "delays_ms:"
+      for (i = 1; i <= n; i++) printf " %d%s", d[i] * 1000, (when[i] >= fs && when[i] <= fe) ? "*" : ""
+      printf "\n"
+    }'
+}
+
+# pair DAEMON LOGDIR SUFFIX -- run the ticking guest and the flooding guest side by
+# side, wait for both to go, print the statistics into /tmp/ticks-SUFFIX.txt.
+pair() {
+  _ticks=console-ticks-$3; _flood=console-flood-$3
+  run xl create "$(guest_cfg "$_ticks" console-ticks extra_args=rxen.ticks=64)"
+  wait_for 60 "the first tick" grep -q 'RXEN-TICK 1 ' "$2/guest-$_ticks.log"
+  run xl create "$(guest_cfg "$_flood" console-flood extra_args=rxen.flood=10)"
+  wait_domain_gone "$_ticks" 120
+  wait_domain_gone "$_flood" 60
+  grep -q 'RXEN-CONSOLE-FLOOD-START' "$2/guest-$_flood.log" || fail "$_flood never started flooding ($1)"
+  check "$_flood finished its flood ($1)" grep -q 'RXEN-CONSOLE-FLOOD-END' "$2/guest-$_flood.log"
+  log "$1: flooding guest logged $(grep -c ' FLOOD ' "$2/guest-$_flood.log") lines ($(wc -c < "$2/guest-$_flood.log") bytes)"
+  delays "$2/guest-$_ticks.log" "$2/guest-$_flood.log" > "/tmp/ticks-$3.txt"
+  sed "s/^/$1: /" "/tmp/ticks-$3.txt"
+}
+
 start_debian_xenstored
 start_rxconsoled
-
-ticks=console-ticks; flood=console-flooder
-run xl create "$(guest_cfg "$ticks" console-ticks extra_args=rxen.ticks=64)"
-tlog=$RXCONSOLED_LOG_DIR/guest-$ticks.log
-wait_for 60 "the first tick" grep -q 'RXEN-TICK 1 ' "$tlog"
-run xl create "$(guest_cfg "$flood" console-flood extra_args=rxen.flood=10)"
-flog=$RXCONSOLED_LOG_DIR/guest-$flood.log
-wait_domain_gone "$ticks" 120
-wait_domain_gone "$flood" 60
-
-grep -q 'RXEN-CONSOLE-FLOOD-START' "$flog" || fail "the flooding guest never started flooding"
-check "the flooding guest finished" grep -q 'RXEN-CONSOLE-FLOOD-END' "$flog"
-fl=$(grep -c '^\[[^]]*\] FLOOD ' "$flog")
-log "flooding guest: $fl lines ($(wc -c < "$flog") bytes) logged in its 10 s"
-# Ticks written while the flood ran (by arrival time, between the flood's markers).
-tr -d '\r' < "$tlog" | awk -v flog="$flog" '
-  function secs(ts,   a) { split(ts, a, /[: ]/); return a[2] * 3600 + a[3] * 60 + a[4] }
-  BEGIN {
-    while ((getline line < flog) > 0) {
-      if (line ~ /RXEN-CONSOLE-FLOOD-START/) fs = secs(substr(line, 2, 23))
-      if (line ~ /RXEN-CONSOLE-FLOOD-END/) fe = secs(substr(line, 2, 23))
-    }
-  }
-  / RXEN-TICK [0-9]+ up=/ {
-    at = secs(substr($0, 2, 23)); up = $0; sub(/.* up=/, "", up)
-    n++; off[n] = at - up; when[n] = at
-    if (n == 1 || off[n] < min) min = off[n]
-  }
-  END {
-    for (i = 1; i <= n; i++) {
-      d = off[i] - min; if (d > max) max = d
-      if (when[i] >= fs && when[i] <= fe) { during++; if (d > dmax) dmax = d }
-    }
-    printf "ticks=%d during_flood=%d max_delay_ms=%d max_delay_during_flood_ms=%d\n", n, during, max * 1000, dmax * 1000
-  }' > /tmp/ticks.txt
-cat /tmp/ticks.txt
-read -r t_n t_during t_max t_dmax < /tmp/ticks.txt
-expect_eq "ticks that reached the log" "$t_n" "ticks=64"
+pair rxconsoled "$RXCONSOLED_LOG_DIR" rx
+read -r t_n t_during t_max t_dmax < /tmp/ticks-rx.txt
+expect_eq "rxconsoled: ticks that reached the log" "$t_n" "ticks=64"
 during=${t_during#during_flood=}
 [ "$during" -ge 8 ] || fail "only $during ticks were written while the flood ran (want >= 8)"
-pass "$during ticks were written while the other guest flooded"
-dmax=${t_max#max_delay_ms=}
-[ "$dmax" -lt 1000 ] || fail "a tick was delayed ${dmax} ms (limit 1000 ms)"
-pass "largest tick delay ${dmax} ms (< 1000 ms)"
+pass "rxconsoled: $during ticks were written while the other guest flooded"
+dmax=${t_dmax#max_delay_during_flood_ms=}
+[ "$dmax" -lt 1000 ] || fail "rxconsoled: a tick was delayed ${dmax} ms during the flood (limit 1000 ms)"
+pass "rxconsoled: largest tick delay during the flood ${dmax} ms (< 1000 ms); overall ${t_max#max_delay_ms=} ms"
 kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || fail "rxconsoled died"
+
+# The reference: the same pair under Debian's xenconsoled.
+kill "$(cat /var/run/rxconsoled.pid)"
+wait_for 10 "rxconsoled to stop" sh -c '! pidof rxconsoled'
+mkdir -p /var/log/xen/console-ref
+xenconsoled --log=guest --log-dir=/var/log/xen/console-ref --timestamp=guest --pid-file=/var/run/xenconsoled-ref.pid \
+  || fail "xenconsoled did not start"
+pair xenconsoled /var/log/xen/console-ref xc
+kill "$(cat /var/run/xenconsoled-ref.pid)"
+wait_for 10 "xenconsoled to stop" sh -c '! pidof xenconsoled'
+start_rxconsoled

@@ -195,12 +195,16 @@ fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<()
         }
         if tty_ready {
             match (&*tty).read(&mut buf) {
-                Ok(0) => bail!("the console closed"),
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     stdout.write_all(&buf[..n])?;
                     stdout.flush()?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // EOF, or EIO once the backend closed the pty: the domain went
+                // away (or its console daemon stopped), which ends the session
+                // as it does for xl console.
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => return Ok(()),
                 Err(e) => return Err(e).context("reading the console"),
             }
         }
