@@ -6,7 +6,7 @@
 # line must arrive and none written during the flood may be 1 s late or more. The same
 # pair then runs under Debian's xenconsoled as the reference (its timestamps have 1 s
 # resolution, so its numbers are +-1 s); it is reported, not judged.
-# timeout: 240
+# timeout: 300
 
 RXCONSOLED_LOG_DIR=/var/log/rxen/console
 start_rxconsoled() {

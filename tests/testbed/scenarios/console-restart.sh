@@ -1,7 +1,7 @@
 # console-restart: rxconsoled killed with SIGKILL and started again while a guest is
 # writing numbered lines: every line reaches the log (output the guest already put in
 # its ring is released only after it was logged).
-# timeout: 150
+# timeout: 200
 
 RXCONSOLED_LOG_DIR=/var/log/rxen/console
 start_rxconsoled() {
@@ -17,7 +17,7 @@ start_debian_xenstored
 start_rxconsoled
 
 name=console-restart
-lines=300
+lines=200
 run xl create "$(guest_cfg "$name" console-lines extra_args="rxen.lines=$lines rxen.pause=0.03")"
 log=$RXCONSOLED_LOG_DIR/guest-$name.log
 wait_for 60 "the guest's 20th line" grep -q "RXEN-CONSOLE-LINE 20/$lines" "$log"
@@ -28,7 +28,7 @@ sleep 2
 grep -q "RXEN-CONSOLE-LINE $lines/$lines" "$log" && fail "the guest finished before the restart; nothing was tested"
 start_rxconsoled
 pass "rxconsoled restarted with the guest running ($before of $lines lines logged before the kill)"
-wait_domain_gone "$name" 90
+wait_domain_gone "$name" 150
 wait_for 10 "the end marker" grep -q 'RXEN-GUEST-END' "$log"
 missing=0; i=1
 while [ "$i" -le "$lines" ]; do

@@ -2,7 +2,7 @@
 # xenconsoled; a guest created by Debian's `xl create` prints its kernel boot log and
 # 200 numbered lines; all of it must be in rxconsoled's log file guest-NAME.log, and
 # its pty must be published in console/tty while the guest runs.
-# timeout: 150
+# timeout: 200
 
 RXCONSOLED_LOG_DIR=/var/log/rxen/console
 start_rxconsoled() {
@@ -30,7 +30,7 @@ case "$tty" in
   *) fail "console/tty is '$tty', expected /dev/pts/N" ;;
 esac
 
-wait_domain_gone "$name" 90
+wait_domain_gone "$name" 150
 pass "domain $name is gone after its poweroff"
 log=$RXCONSOLED_LOG_DIR/guest-$name.log
 wait_for 10 "rxconsoled's log $log" grep -q 'RXEN-GUEST-END' "$log"
