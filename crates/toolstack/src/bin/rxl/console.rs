@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, LocalFlags, SetArg, Termios};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -26,6 +26,8 @@ pub const ESCAPE: u8 = 0x1d;
 const TTY_WAIT: Duration = Duration::from_secs(10);
 /// Poll interval while waiting for the tty node.
 const TTY_POLL: Duration = Duration::from_millis(100);
+/// How often `--via-pty` looks whether the session has started (ms).
+const SESSION_POLL_MS: u16 = 20;
 /// Copy buffer size.
 const CHUNK: usize = 4096;
 
@@ -107,7 +109,8 @@ impl<'a> RawGuard<'a> {
         let saved = tcgetattr(fd)?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
-        tcsetattr(fd, SetArg::TCSAFLUSH, &raw)?;
+        // TCSANOW: what was typed ahead still goes to the guest.
+        tcsetattr(fd, SetArg::TCSANOW, &raw)?;
         Ok(Self { fd, saved })
     }
 }
@@ -262,12 +265,27 @@ fn via_pty(args: &ConsoleArgs) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     let mut buf = [0u8; CHUNK];
     let mut stdin_open = true;
+    // Type only once the session is up (its terminal raw), as a person would:
+    // until then the pty's line discipline would echo and buffer the input.
+    let started = Instant::now();
+    let mut session_up = false;
     loop {
+        if !session_up {
+            session_up = tcgetattr(master.as_fd())
+                .map(|t| !t.local_flags.contains(LocalFlags::ICANON))
+                .unwrap_or(true)
+                || started.elapsed() > TTY_WAIT;
+        }
         let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
-        if stdin_open {
+        if stdin_open && session_up {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = if session_up {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(SESSION_POLL_MS)
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("poll"),
