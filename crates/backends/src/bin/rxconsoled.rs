@@ -9,6 +9,8 @@ use backends::console::{Config, ConsoleError, ConsoleId, ConsoleStore, Daemon};
 use clap::{Parser, ValueEnum};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -89,7 +91,8 @@ impl ConsoleStore for Store {
 
 const XENSTORE: Token = Token(0);
 const EVTCHN: Token = Token(1);
-const FIRST_PTY: usize = 2;
+const SIGNALS: Token = Token(2);
+const FIRST_PTY: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -148,6 +151,19 @@ fn main() -> anyhow::Result<()> {
     poll.registry()
         .register(&mut SourceFd(&evtchn_fd), EVTCHN, Interest::READABLE)
         .context("registering the event channel device")?;
+    // SIGHUP reopens the log files (logrotate); SIGTERM/SIGINT end the daemon
+    // (output still in the rings stays there for the next rxconsoled).
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
+    let signal_fd = signals.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&signal_fd), SIGNALS, Interest::READABLE)
+        .context("registering signals")?;
     tracing::info!("rxconsoled {} serving consoles", env!("CARGO_PKG_VERSION"));
     daemon.start(&mut store).context("watching domains")?;
 
@@ -196,6 +212,18 @@ fn main() -> anyhow::Result<()> {
         for ev in events.iter() {
             match ev.token() {
                 XENSTORE => {} // drained at the top of the loop
+                SIGNALS => {
+                    while let Ok(Some(info)) = signals.read_signal() {
+                        if info.ssi_signo == Signal::SIGHUP as u32 {
+                            tracing::info!("SIGHUP: reopening log files");
+                            daemon.reopen_logs();
+                        } else {
+                            tracing::info!(signal = info.ssi_signo, "exiting");
+                            daemon.on_evtchn().ok();
+                            return Ok(());
+                        }
+                    }
+                }
                 EVTCHN => daemon
                     .on_evtchn()
                     .context("reading the event channel device")?,

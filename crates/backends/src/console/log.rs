@@ -129,6 +129,14 @@ impl LogFile {
         Ok(())
     }
 
+    /// Opens the file again by name (after an outside logrotate moved it away:
+    /// xenconsoled does this on SIGHUP).
+    pub fn reopen(&mut self) -> Result<(), LogError> {
+        self.file = open_append(&self.path)?;
+        self.size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(())
+    }
+
     fn rotate(&mut self) -> Result<(), LogError> {
         let err = |source| LogError::Rotate {
             path: self.path.clone(),
@@ -255,6 +263,23 @@ mod tests {
                 "{line}"
             );
         }
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn reopen_follows_the_name() {
+        let d = tmpdir("reopen");
+        let p = d.join("guest-c.log");
+        let mut l = LogFile::open(&p, LogPolicy::default()).expect("open");
+        l.write(b"old\n").expect("write");
+        std::fs::rename(&p, d.join("moved.log")).expect("rename");
+        l.reopen().expect("reopen");
+        l.write(b"new\n").expect("write");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "new\n");
+        assert_eq!(
+            std::fs::read_to_string(d.join("moved.log")).expect("read"),
+            "old\n"
+        );
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -658,6 +658,21 @@ where
         Ok(())
     }
 
+    /// Reopens every log file by name (SIGHUP, after logrotate).
+    pub fn reopen_logs(&mut self) {
+        for (domid, slots) in &mut self.domains {
+            for slot in slots.values_mut() {
+                if let Slot::Connected(c) = slot {
+                    if let Some(log) = &mut c.log {
+                        if let Err(e) = log.reopen() {
+                            tracing::warn!(domid, "{e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Console `id`'s state, for tests and logs: `Some(true)` connected,
     /// `Some(false)` disconnected for misbehaving, `None` not served.
     pub fn console_state(&self, id: ConsoleId) -> Option<bool> {
