@@ -94,6 +94,9 @@ pub struct DaemonConfig {
     pub server: Config,
     /// The access log, if any (`-T`).
     pub trace_file: Option<PathBuf>,
+    /// Bytes a connection's output queue may hold in the core (`None`: the core's
+    /// default, [`crate::process::DEFAULT_MAX_QUEUED_BYTES`]).
+    pub max_queued_bytes: Option<usize>,
 }
 
 /// Why the loop stopped.
@@ -204,11 +207,15 @@ impl Daemon {
                 path: config.trace_file.clone().unwrap_or_default(),
                 source,
             })?;
+        let mut server = Server::new(config.server);
+        if let Some(bytes) = config.max_queued_bytes {
+            server.set_max_queued_bytes(bytes);
+        }
         Ok(Daemon {
             poll,
             listener,
             signals,
-            server: Server::new(config.server),
+            server,
             trace,
             slots: Vec::new(),
             free: Vec::new(),
