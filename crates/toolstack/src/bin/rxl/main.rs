@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod check_dtb;
+mod console;
 mod create;
 mod info;
 mod lifecycle_cmds;
@@ -31,6 +32,8 @@ enum Command {
     Create(create::CreateArgs),
     /// Check a guest DTB against the ARM VM System Specification for a Xen guest.
     CheckDtb(check_dtb::CheckDtbArgs),
+    /// Attach to a domain's console (like `xl console`); Ctrl-] leaves.
+    Console(console::ConsoleArgs),
     /// List domains (like `xl list`).
     List {
         /// Domains to list, by id or name (all when none is given).
@@ -86,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         Command::Domid { domain } => lifecycle_cmds::domid(&domain),
         Command::Domname { domid } => lifecycle_cmds::domname(&domid),
         Command::Monitor(args) => lifecycle_cmds::monitor(&args),
+        Command::Console(args) => console::run(args),
     }
 }
 
