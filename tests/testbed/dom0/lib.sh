@@ -131,6 +131,20 @@ start_rxenstored() {
   xen-init-dom0 || fail "xen-init-dom0 failed on rxenstored"
 }
 
+# start_rxconsoled -- rxen's rxconsoled in place of xenconsoled, in the foreground
+# mode (-i) in the background, logging every guest console with timestamps to
+# $RXCONSOLED_LOG_DIR/guest-NAME.log; its own messages go to /tmp/rxconsoled.log.
+# No-op if running.
+RXCONSOLED_LOG_DIR=/var/log/rxen/console
+start_rxconsoled() {
+  pidof rxconsoled >/dev/null 2>&1 && return 0
+  mkdir -p "$RXCONSOLED_LOG_DIR"
+  rxconsoled -i --log=guest --log-dir="$RXCONSOLED_LOG_DIR" --timestamp >> /tmp/rxconsoled.log 2>&1 &
+  echo $! > /var/run/rxconsoled.pid
+  sleep 0.5
+  kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || { cat /tmp/rxconsoled.log; fail "rxconsoled exited at start"; }
+}
+
 # start_xenconsoled -- Debian's xenconsoled logging every guest console to
 # $XEN_CONSOLE_LOG_DIR/guest-NAME.log; no-op if running.
 start_xenconsoled() {

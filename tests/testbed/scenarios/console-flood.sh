@@ -8,15 +8,6 @@
 # resolution, so its numbers are +-1 s); it is reported, not judged.
 # timeout: 300
 
-RXCONSOLED_LOG_DIR=/var/log/rxen/console
-start_rxconsoled() {
-  pidof rxconsoled >/dev/null 2>&1 && return 0
-  mkdir -p "$RXCONSOLED_LOG_DIR"
-  rxconsoled -i --log=guest --log-dir="$RXCONSOLED_LOG_DIR" --timestamp >> /tmp/rxconsoled.log 2>&1 &
-  echo $! > /var/run/rxconsoled.pid
-  sleep 0.5
-  kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || { cat /tmp/rxconsoled.log; fail "rxconsoled exited at start"; }
-}
 
 # delays TICKLOG FLOODLOG -- one line of tick statistics from two timestamped logs:
 # "ticks=N during_flood=N max_delay_ms=N max_delay_during_flood_ms=N", then the delay

@@ -4,15 +4,6 @@
 # its pty must be published in console/tty while the guest runs.
 # timeout: 200
 
-RXCONSOLED_LOG_DIR=/var/log/rxen/console
-start_rxconsoled() {
-  pidof rxconsoled >/dev/null 2>&1 && return 0
-  mkdir -p "$RXCONSOLED_LOG_DIR"
-  rxconsoled -i --log=guest --log-dir="$RXCONSOLED_LOG_DIR" --timestamp >> /tmp/rxconsoled.log 2>&1 &
-  echo $! > /var/run/rxconsoled.pid
-  sleep 0.5
-  kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || { cat /tmp/rxconsoled.log; fail "rxconsoled exited at start"; }
-}
 
 start_debian_xenstored
 pidof xenconsoled >/dev/null 2>&1 && fail "xenconsoled is running; this scenario needs a boot without it"

@@ -7,20 +7,15 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use toolstack::config::DomainConfig;
 use toolstack::lifecycle::{self, ConfigSource, CreateRequest};
-use xen::XenCtrl;
+use xen::{DomainControl, XenCtrl};
 
+use crate::console::{self, ConsoleArgs, ConsoleType};
 use crate::create::CreateArgs;
 
 /// Where monitors log (xl logs to /var/log/xen/xl-NAME.log).
 const MONITOR_LOG_DIR: &str = "/var/log/xen";
 
 pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> {
-    if args.console {
-        anyhow::bail!(
-            "-c: attaching the console needs `rxl console`, which this rxl does not have yet; \\
-             create without -c and read the console with xenconsoled's log or `xl console`"
-        );
-    }
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
     let mut xs = toolstack::domain::connect().context("connecting to xenstored")?;
     let ver = ctl.version_numbers();
@@ -30,7 +25,9 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
         &mut xs,
         &CreateRequest {
             cfg,
-            paused: args.paused,
+            // With -c the domain stays paused until the console is attached, so
+            // that none of its first lines is missed (xl attaches before unpause too).
+            paused: args.paused || args.console,
             xen_version: ver,
         },
     )
@@ -50,6 +47,22 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
     tracing::info!(domid, "monitor spawned");
     if let Err(e) = spawned {
         eprintln!("warning: could not start the domain's monitor ({e:#}); on_poweroff/on_reboot/on_crash will not be carried out");
+    }
+    if args.console {
+        let console = ConsoleArgs {
+            domain: domid.to_string(),
+            kind: ConsoleType::Pv,
+            num: 0,
+            via_pty: false,
+        };
+        let leave_paused = args.paused;
+        return console::run_attached(console, || {
+            if leave_paused {
+                return Ok(());
+            }
+            ctl.unpause_domain(domid)
+                .with_context(|| format!("unpausing domain {domid} once its console was attached"))
+        });
     }
     Ok(())
 }

@@ -140,6 +140,16 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     if args.via_pty {
         return via_pty(&args);
     }
+    run_attached(args, || Ok(()))
+}
+
+/// Attaches to the console and calls `attached` once the console's pty is open,
+/// before relaying (`rxl create -c` unpauses the domain there, so that none of its
+/// output is missed).
+pub fn run_attached(
+    args: ConsoleArgs,
+    attached: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut xs = Client::open().context("connecting to xenstore")?;
     let domid = resolve(&mut xs, &args.domain)?;
     let node = tty_node(domid, args.kind, args.num)?;
@@ -161,6 +171,7 @@ pub fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the console {path}"))?;
     // The console pty itself carries bytes unchanged.
     make_raw(tty.as_fd()).with_context(|| format!("setting {path} to raw mode"))?;
+    attached()?;
     let signals = exit_signals()?;
     let stdin = io::stdin();
     let _raw = RawGuard::new(stdin.as_fd()).ok(); // not a terminal: nothing to restore
