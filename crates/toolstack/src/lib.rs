@@ -8,3 +8,4 @@ pub mod arm;
 pub mod config;
 pub mod dtb;
 pub mod rand;
+pub mod device;
