@@ -7,22 +7,47 @@ use super::abi::*;
 use super::disk::Disk;
 use super::request::{parse, DiskLimits, Kind, Request};
 use xen::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
-use xen::{BackRing, GrantMapper, RingError};
+use xen::{BackRing, Gntdev, GntdevError, RingError};
+
+/// Copying between local buffers and a frontend's granted pages. The real one is
+/// gntdev's grant copy (`IOCTL_GNTDEV_GRANT_COPY`: the hypervisor copies; nothing
+/// is mapped into dom0); tests use the fakes.
+pub trait GrantCopy {
+    /// Copies `dst.len()` bytes at `offset` of grant `gref` into `dst`.
+    fn copy_from(&self, domid: DomId, gref: GrantRef, offset: u16, dst: &mut [u8])
+        -> Result<(), GntdevError>;
+    /// Copies `src` to `offset` of grant `gref`.
+    fn copy_to(&self, domid: DomId, gref: GrantRef, offset: u16, src: &[u8])
+        -> Result<(), GntdevError>;
+}
+
+impl GrantCopy for Gntdev {
+    fn copy_from(&self, domid: DomId, gref: GrantRef, offset: u16, dst: &mut [u8])
+        -> Result<(), GntdevError> {
+        self.copy_from_grant(domid, gref, offset, dst)
+    }
+    fn copy_to(&self, domid: DomId, gref: GrantRef, offset: u16, src: &[u8])
+        -> Result<(), GntdevError> {
+        self.copy_to_grant(domid, gref, offset, src)
+    }
+}
 
 /// Why a valid request failed during I/O (answered with `BLKIF_RSP_ERROR`).
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("mapping the request's grants failed")]
-    Map(#[source] xen::GntdevError),
-    #[error("copying to or from the granted pages failed")]
-    Copy(#[source] xen::MemError),
+    #[error("copying to or from grant {gref} failed")]
+    Copy {
+        gref: GrantRef,
+        #[source]
+        source: GntdevError,
+    },
     #[error("disk I/O failed")]
     Disk(#[source] std::io::Error),
 }
 
 /// One ring of one device.
 #[derive(Debug)]
-pub struct BlkRing<G: GrantMapper> {
+pub struct BlkRing<G: GrantCopy> {
     ring: BackRing,
     grants: Arc<G>,
     domid: DomId,
@@ -33,7 +58,7 @@ pub struct BlkRing<G: GrantMapper> {
     pub completed: u64,
 }
 
-impl<G: GrantMapper> BlkRing<G> {
+impl<G: GrantCopy> BlkRing<G> {
     pub fn new(ring: BackRing, grants: Arc<G>, domid: DomId, disk: Arc<Disk>, discard: bool) -> Self {
         let limits = DiskLimits {
             sectors: disk.sectors(),
@@ -93,16 +118,16 @@ impl<G: GrantMapper> BlkRing<G> {
     fn execute(&mut self, req: &Request) -> Result<(), IoError> {
         match req.kind {
             Kind::Read => {
-                let mapping = self.map(req, true)?;
                 self.buf.resize(req.data_len(), 0);
                 self.disk
                     .read_at(&mut self.buf, req.sector)
                     .map_err(IoError::Disk)?;
                 let mut at = 0;
-                for (i, s) in req.segments.iter().enumerate() {
-                    mapping
-                        .write_bytes(i * XEN_PAGE_SIZE + s.offset(), &self.buf[at..at + s.len()])
-                        .map_err(IoError::Copy)?;
+                for s in &req.segments {
+                    let chunk = &self.buf[at..at + s.len()];
+                    self.grants
+                        .copy_to(self.domid, s.gref, s.offset() as u16, chunk)
+                        .map_err(|source| IoError::Copy { gref: s.gref, source })?;
                     at += s.len();
                 }
                 Ok(())
@@ -122,24 +147,16 @@ impl<G: GrantMapper> BlkRing<G> {
     }
 
     fn write(&mut self, req: &Request) -> Result<(), IoError> {
-        // The frontend grants the pages of a write read-only.
-        let mapping = self.map(req, false)?;
         self.buf.resize(req.data_len(), 0);
         let mut at = 0;
-        for (i, s) in req.segments.iter().enumerate() {
-            mapping
-                .read_bytes(i * XEN_PAGE_SIZE + s.offset(), &mut self.buf[at..at + s.len()])
-                .map_err(IoError::Copy)?;
+        for s in &req.segments {
+            let chunk = &mut self.buf[at..at + s.len()];
+            self.grants
+                .copy_from(self.domid, s.gref, s.offset() as u16, chunk)
+                .map_err(|source| IoError::Copy { gref: s.gref, source })?;
             at += s.len();
         }
         self.disk.write_at(&self.buf, req.sector).map_err(IoError::Disk)
-    }
-
-    fn map(&self, req: &Request, writable: bool) -> Result<G::Mapping, IoError> {
-        let refs: Vec<GrantRef> = req.segments.iter().map(|s| s.gref).collect();
-        self.grants
-            .map_grants(self.domid, &refs, writable)
-            .map_err(IoError::Map)
     }
 }
 
