@@ -6,6 +6,6 @@
 
 pub mod arm;
 pub mod config;
+pub mod device;
 pub mod dtb;
 pub mod rand;
-pub mod device;

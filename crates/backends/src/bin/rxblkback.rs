@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(false)
         .init();
     let gntdev = xen::Gntdev::open().context("opening the grant device")?;
     let xs = xenstore::client::Client::open().context("connecting to xenstore")?;

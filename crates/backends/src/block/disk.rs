@@ -62,10 +62,11 @@ impl Disk {
         let bytes = if ft.is_file() {
             meta.len()
         } else {
-            file.seek(SeekFrom::End(0)).map_err(|source| DiskError::Size {
-                path: path.to_path_buf(),
-                source,
-            })?
+            file.seek(SeekFrom::End(0))
+                .map_err(|source| DiskError::Size {
+                    path: path.to_path_buf(),
+                    source,
+                })?
         };
         Ok(Disk {
             file,

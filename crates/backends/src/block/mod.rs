@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, FrontendRings};
+use crate::xenbus::{
+    BoxError, BrokenNotifier, DeviceHandler, DeviceId, FrontendRings, MAX_RING_PAGE_ORDER,
+};
 use abi::*;
 use disk::Disk;
 use server::BlkRing;
@@ -71,6 +73,7 @@ pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Vec<(String, String)
         ("feature-flush-cache", "1".to_string()),
         ("feature-barrier", "0".to_string()),
         ("feature-persistent", "0".to_string()),
+        ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
     ];
     if discard && disk.can_discard() {
         f.push(("feature-discard", "1".to_string()));
@@ -107,7 +110,11 @@ impl DeviceHandler for BlockHandler {
             "{be}: {} ({} sectors, {})",
             cfg.params,
             disk.sectors(),
-            if cfg.read_only { "read-only" } else { "read-write" }
+            if cfg.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            }
         );
         let f = features(&disk, cfg.cdrom, cfg.discard);
         Ok((
@@ -169,7 +176,7 @@ impl DeviceHandler for BlockHandler {
     }
 
     fn max_ring_page_order(&self) -> u32 {
-        0
+        MAX_RING_PAGE_ORDER
     }
 }
 

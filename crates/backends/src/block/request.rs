@@ -42,7 +42,9 @@ pub enum Kind {
     Write,
     /// Write the segments (if any), then flush the disk cache.
     Flush,
-    Discard { nr_sectors: u64 },
+    Discard {
+        nr_sectors: u64,
+    },
 }
 
 /// A validated request.
@@ -220,36 +222,89 @@ mod tests {
         let ok = RawRequest::new(OP_WRITE, 1, 0, &[seg(3, 0, 7)]);
         let cases: Vec<(RawRequest, RequestError)> = vec![
             (
-                { let mut r = ok; r.set_operation(OP_INDIRECT); r },
+                {
+                    let mut r = ok;
+                    r.set_operation(OP_INDIRECT);
+                    r
+                },
                 RequestError::UnsupportedOperation(OP_INDIRECT),
             ),
             (
-                { let mut r = ok; r.set_operation(OP_WRITE_BARRIER); r },
+                {
+                    let mut r = ok;
+                    r.set_operation(OP_WRITE_BARRIER);
+                    r
+                },
                 RequestError::UnsupportedOperation(OP_WRITE_BARRIER),
             ),
-            ({ let mut r = ok; r.set_nr_segments(0); r }, RequestError::NoSegments),
-            ({ let mut r = ok; r.set_nr_segments(12); r }, RequestError::TooManySegments(12)),
             (
-                { let mut r = ok; r.set_segment(0, seg(3, 5, 4)); r },
-                RequestError::SegmentInverted { index: 0, first: 5, last: 4 },
+                {
+                    let mut r = ok;
+                    r.set_nr_segments(0);
+                    r
+                },
+                RequestError::NoSegments,
             ),
             (
-                { let mut r = ok; r.set_segment(0, seg(3, 0, 8)); r },
+                {
+                    let mut r = ok;
+                    r.set_nr_segments(12);
+                    r
+                },
+                RequestError::TooManySegments(12),
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_segment(0, seg(3, 5, 4));
+                    r
+                },
+                RequestError::SegmentInverted {
+                    index: 0,
+                    first: 5,
+                    last: 4,
+                },
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_segment(0, seg(3, 0, 8));
+                    r
+                },
                 RequestError::SegmentBeyondPage { index: 0, last: 8 },
             ),
             (
-                { let mut r = ok; r.set_sector(1020); r },
-                RequestError::OutOfRange { sector: 1020, count: 8, size: 1024 },
+                {
+                    let mut r = ok;
+                    r.set_sector(1020);
+                    r
+                },
+                RequestError::OutOfRange {
+                    sector: 1020,
+                    count: 8,
+                    size: 1024,
+                },
             ),
             (
-                { let mut r = ok; r.set_sector(u64::MAX - 2); r },
-                RequestError::OutOfRange { sector: u64::MAX - 2, count: 8, size: 1024 },
+                {
+                    let mut r = ok;
+                    r.set_sector(u64::MAX - 2);
+                    r
+                },
+                RequestError::OutOfRange {
+                    sector: u64::MAX - 2,
+                    count: 8,
+                    size: 1024,
+                },
             ),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(&raw, &LIMITS), Err(want));
         }
-        let ro = DiskLimits { read_only: true, ..LIMITS };
+        let ro = DiskLimits {
+            read_only: true,
+            ..LIMITS
+        };
         assert_eq!(parse(&ok, &ro), Err(RequestError::ReadOnly));
         assert!(parse(&RawRequest::new(OP_READ, 1, 0, &[seg(3, 0, 7)]), &ro).is_ok());
         // A flush without data is fine on a read-only disk.
@@ -259,8 +314,14 @@ mod tests {
     #[test]
     fn discard_checks() {
         let d = RawRequest::new_discard(9, 8, 16, 0);
-        assert_eq!(parse(&d, &LIMITS).unwrap().kind, Kind::Discard { nr_sectors: 16 });
-        let nodiscard = DiskLimits { discard: false, ..LIMITS };
+        assert_eq!(
+            parse(&d, &LIMITS).unwrap().kind,
+            Kind::Discard { nr_sectors: 16 }
+        );
+        let nodiscard = DiskLimits {
+            discard: false,
+            ..LIMITS
+        };
         assert_eq!(parse(&d, &nodiscard), Err(RequestError::DiscardDisabled));
         assert_eq!(
             parse(&RawRequest::new_discard(9, 8, 16, DISCARD_SECURE), &LIMITS),
@@ -274,7 +335,10 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(RequestError::UnsupportedOperation(9).status(), RSP_EOPNOTSUPP);
+        assert_eq!(
+            RequestError::UnsupportedOperation(9).status(),
+            RSP_EOPNOTSUPP
+        );
         assert_eq!(RequestError::NoSegments.status(), RSP_ERROR);
         assert_eq!(RequestError::ReadOnly.status(), RSP_ERROR);
     }
@@ -294,7 +358,10 @@ mod tests {
             }
             if let Ok(req) = parse(&r, &LIMITS) {
                 assert!(req.segments.len() <= MAX_SEGMENTS);
-                assert!(req.segments.iter().all(|s| s.first_sect <= s.last_sect && s.last_sect <= 7));
+                assert!(req
+                    .segments
+                    .iter()
+                    .all(|s| s.first_sect <= s.last_sect && s.last_sect <= 7));
             }
         }
     }

@@ -14,20 +14,40 @@ use xen::{BackRing, Gntdev, GntdevError, RingError};
 /// is mapped into dom0); tests use the fakes.
 pub trait GrantCopy {
     /// Copies `dst.len()` bytes at `offset` of grant `gref` into `dst`.
-    fn copy_from(&self, domid: DomId, gref: GrantRef, offset: u16, dst: &mut [u8])
-        -> Result<(), GntdevError>;
+    fn copy_from(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError>;
     /// Copies `src` to `offset` of grant `gref`.
-    fn copy_to(&self, domid: DomId, gref: GrantRef, offset: u16, src: &[u8])
-        -> Result<(), GntdevError>;
+    fn copy_to(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError>;
 }
 
 impl GrantCopy for Gntdev {
-    fn copy_from(&self, domid: DomId, gref: GrantRef, offset: u16, dst: &mut [u8])
-        -> Result<(), GntdevError> {
+    fn copy_from(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
         self.copy_from_grant(domid, gref, offset, dst)
     }
-    fn copy_to(&self, domid: DomId, gref: GrantRef, offset: u16, src: &[u8])
-        -> Result<(), GntdevError> {
+    fn copy_to(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError> {
         self.copy_to_grant(domid, gref, offset, src)
     }
 }
@@ -59,7 +79,13 @@ pub struct BlkRing<G: GrantCopy> {
 }
 
 impl<G: GrantCopy> BlkRing<G> {
-    pub fn new(ring: BackRing, grants: Arc<G>, domid: DomId, disk: Arc<Disk>, discard: bool) -> Self {
+    pub fn new(
+        ring: BackRing,
+        grants: Arc<G>,
+        domid: DomId,
+        disk: Arc<Disk>,
+        discard: bool,
+    ) -> Self {
         let limits = DiskLimits {
             sectors: disk.sectors(),
             read_only: disk.read_only(),
@@ -127,7 +153,10 @@ impl<G: GrantCopy> BlkRing<G> {
                     let chunk = &self.buf[at..at + s.len()];
                     self.grants
                         .copy_to(self.domid, s.gref, s.offset() as u16, chunk)
-                        .map_err(|source| IoError::Copy { gref: s.gref, source })?;
+                        .map_err(|source| IoError::Copy {
+                            gref: s.gref,
+                            source,
+                        })?;
                     at += s.len();
                 }
                 Ok(())
@@ -153,10 +182,15 @@ impl<G: GrantCopy> BlkRing<G> {
             let chunk = &mut self.buf[at..at + s.len()];
             self.grants
                 .copy_from(self.domid, s.gref, s.offset() as u16, chunk)
-                .map_err(|source| IoError::Copy { gref: s.gref, source })?;
+                .map_err(|source| IoError::Copy {
+                    gref: s.gref,
+                    source,
+                })?;
             at += s.len();
         }
-        self.disk.write_at(&self.buf, req.sector).map_err(IoError::Disk)
+        self.disk
+            .write_at(&self.buf, req.sector)
+            .map_err(IoError::Disk)
     }
 }
 

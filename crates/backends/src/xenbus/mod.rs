@@ -321,7 +321,11 @@ impl<H: DeviceHandler> Daemon<H> {
         };
         for key in keys {
             if let Err(e) = self.reconcile(key, tx, waker) {
-                tracing::warn!(frontend = key.frontend, devid = key.devid, "device update failed: {e}");
+                tracing::warn!(
+                    frontend = key.frontend,
+                    devid = key.devid,
+                    "device update failed: {e}"
+                );
             }
         }
     }
@@ -383,7 +387,10 @@ impl<H: DeviceHandler> Daemon<H> {
             return Ok(());
         };
         let be_state = XenbusState::parse(&be_state);
-        let online = read_number(&mut self.xs, format!("{be}/online")).ok().flatten() == Some(1);
+        let online = read_number(&mut self.xs, format!("{be}/online"))
+            .ok()
+            .flatten()
+            == Some(1);
 
         if !self.devices.contains_key(&key) {
             if be_state != XenbusState::Initialising || !online {
@@ -441,14 +448,12 @@ impl<H: DeviceHandler> Daemon<H> {
 
         match (phase, fe_state) {
             (Phase::Waiting, XenbusState::Initialised | XenbusState::Connected) if !removing => {
-                let rings = read_frontend_rings(
-                    &mut self.xs,
-                    &fe_path,
-                    self.handler.max_ring_page_order(),
-                );
-                let t = self.devices.get_mut(&key).ok_or(XenbusError::Missing {
-                    path: be.clone(),
-                })?;
+                let rings =
+                    read_frontend_rings(&mut self.xs, &fe_path, self.handler.max_ring_page_order());
+                let t = self
+                    .devices
+                    .get_mut(&key)
+                    .ok_or(XenbusError::Missing { path: be.clone() })?;
                 let result = rings.map_err(BoxError::from).and_then(|r| {
                     let notifier = BrokenNotifier {
                         key,

@@ -9,8 +9,8 @@ struct MapXs(HashMap<String, String>);
 
 impl XsOps for MapXs {
     fn raw_request(&mut self, kind: MsgType, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        let path = String::from_utf8_lossy(payload.split(|b| *b == 0).next().unwrap_or(&[]))
-            .into_owned();
+        let path =
+            String::from_utf8_lossy(payload.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
         match (kind, self.0.get(&path)) {
             (MsgType::Read, Some(v)) => Ok(v.as_bytes().to_vec()),
             _ => Err(ClientError::Xs {
@@ -33,7 +33,11 @@ fn fe(nodes: &[(&str, &str)]) -> MapXs {
 
 #[test]
 fn one_page_ring() {
-    let mut xs = fe(&[("ring-ref", "8"), ("event-channel", "5"), ("protocol", NATIVE_PROTOCOL)]);
+    let mut xs = fe(&[
+        ("ring-ref", "8"),
+        ("event-channel", "5"),
+        ("protocol", NATIVE_PROTOCOL),
+    ]);
     let r = read_frontend_rings(&mut xs, "/fe", 0).unwrap();
     assert_eq!(r.ring_refs, vec![8]);
     assert_eq!(r.event_channel, 5);
@@ -69,7 +73,11 @@ fn hostile_frontend_values_are_refused() {
         read_frontend_rings(&mut xs, "/fe", 0),
         Err(XenbusError::Missing { .. })
     ));
-    let mut xs = fe(&[("ring-ref", "8"), ("event-channel", "5"), ("protocol", "x86_32-abi-ish")]);
+    let mut xs = fe(&[
+        ("ring-ref", "8"),
+        ("event-channel", "5"),
+        ("protocol", "x86_32-abi-ish"),
+    ]);
     assert!(matches!(
         read_frontend_rings(&mut xs, "/fe", 0),
         Err(XenbusError::Protocol(_))

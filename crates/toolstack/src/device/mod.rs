@@ -203,12 +203,15 @@ pub fn initiate_remove<C: XenstoreClient>(
     xs.in_transaction(&mut |tx| {
         let be = paths.backend();
         if !tx.exists(&be)? {
-            return Err(DeviceError::Xenstore(ClientError::InvalidArgument(format!(
-                "no device at {be}"
-            ))));
+            return Err(DeviceError::Xenstore(ClientError::InvalidArgument(
+                format!("no device at {be}"),
+            )));
         }
         tx.write(&format!("{be}/online"), b"0")?;
-        tx.write(&format!("{be}/state"), XenbusState::Closing.as_value().as_bytes())?;
+        tx.write(
+            &format!("{be}/state"),
+            XenbusState::Closing.as_value().as_bytes(),
+        )?;
         Ok(())
     })
 }

@@ -2,7 +2,7 @@
 //! vbd (tools/libs/light/libxl_disk.c `device_disk_add`), served by rxblkback under
 //! its own backend type [`BACKEND_TYPE`].
 
-use super::{DevicePaths, DeviceNodes, XenbusState, DOM0};
+use super::{DeviceNodes, DevicePaths, XenbusState, DOM0};
 use crate::config::disk::{DiskFormat, DiskSpec};
 
 /// Frontend device class (Linux xen-blkfront binds `device/vbd/*`).
@@ -75,7 +75,10 @@ pub fn nodes(domid: u32, disk: &DiskSpec) -> Result<DeviceNodes, VbdError> {
         ("state", initialising),
         (node::DEV, disk.vdev.clone()),
         ("type", BACKEND_TYPE.to_string()),
-        (node::MODE, if disk.readwrite { "w" } else { "r" }.to_string()),
+        (
+            node::MODE,
+            if disk.readwrite { "w" } else { "r" }.to_string(),
+        ),
         (node::DEVICE_TYPE, device_type.to_string()),
         (
             node::DISCARD_ENABLE,

@@ -11,17 +11,31 @@ use xen::{FrontRing, GrantMapper, MappedMemory};
 
 /// The fake grant table as a grant copier: map, copy, unmap.
 impl GrantCopy for FakeGrants {
-    fn copy_from(&self, domid: DomId, gref: GrantRef, offset: u16, dst: &mut [u8])
-        -> Result<(), GntdevError> {
+    fn copy_from(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
         let m = self.map_grants(domid, &[gref], false)?;
         m.read_bytes(usize::from(offset), dst)
-            .map_err(|_| GntdevError::BadOffset { offset: usize::from(offset) })
+            .map_err(|_| GntdevError::BadOffset {
+                offset: usize::from(offset),
+            })
     }
-    fn copy_to(&self, domid: DomId, gref: GrantRef, offset: u16, src: &[u8])
-        -> Result<(), GntdevError> {
+    fn copy_to(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError> {
         let m = self.map_grants(domid, &[gref], true)?;
         m.write_bytes(usize::from(offset), src)
-            .map_err(|_| GntdevError::BadOffset { offset: usize::from(offset) })
+            .map_err(|_| GntdevError::BadOffset {
+                offset: usize::from(offset),
+            })
     }
 }
 
@@ -138,7 +152,10 @@ fn writes_reach_the_disk_and_flush_and_discard_work() {
         last_sect: 2,
     };
     assert_eq!(g.one(RawRequest::new(OP_WRITE, 1, 40, &[seg])), RSP_OKAY);
-    assert_eq!(g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[])), RSP_OKAY);
+    assert_eq!(
+        g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[])),
+        RSP_OKAY
+    );
     assert_eq!(g.one(RawRequest::new(OP_READ, 3, 40, &[full(3)])), RSP_OKAY);
     let mut page = [0u8; 4096];
     g.data.read_bytes(3 * 4096, &mut page).unwrap();
@@ -157,16 +174,105 @@ fn one_corrupted_field_gets_its_exact_status() {
     let ok = RawRequest::new(OP_READ, 9, 8, &[full(0)]);
     assert_eq!(g.one(ok), RSP_OKAY);
     let corrupt: Vec<(RawRequest, i16)> = vec![
-        ({ let mut r = ok; r.set_operation(77); r }, RSP_EOPNOTSUPP),
-        ({ let mut r = ok; r.set_operation(OP_INDIRECT); r }, RSP_EOPNOTSUPP),
-        ({ let mut r = ok; r.set_operation(OP_WRITE_BARRIER); r }, RSP_EOPNOTSUPP),
-        ({ let mut r = ok; r.set_nr_segments(0); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_nr_segments(12); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_segment(0, RawSegment { first_sect: 4, last_sect: 3, ..full(0) }); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_segment(0, RawSegment { last_sect: 8, ..full(0) }); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_segment(0, RawSegment { gref: 9999, ..full(0) }); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_sector(DISK_SECTORS - 7); r }, RSP_ERROR),
-        ({ let mut r = ok; r.set_sector(u64::MAX); r }, RSP_ERROR),
+        (
+            {
+                let mut r = ok;
+                r.set_operation(77);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_operation(OP_INDIRECT);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_operation(OP_WRITE_BARRIER);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_nr_segments(0);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_nr_segments(12);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        first_sect: 4,
+                        last_sect: 3,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        last_sect: 8,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        gref: 9999,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_sector(DISK_SECTORS - 7);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_sector(u64::MAX);
+                r
+            },
+            RSP_ERROR,
+        ),
     ];
     for (r, want) in corrupt {
         assert_eq!(g.one(r), want, "request {:?}", &r.0[..32]);
@@ -178,8 +284,14 @@ fn one_corrupted_field_gets_its_exact_status() {
 #[test]
 fn read_only_disks_refuse_writes() {
     let mut g = guest(true);
-    assert_eq!(g.one(RawRequest::new(OP_WRITE, 1, 0, &[full(0)])), RSP_ERROR);
-    assert_eq!(g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[full(0)])), RSP_ERROR);
+    assert_eq!(
+        g.one(RawRequest::new(OP_WRITE, 1, 0, &[full(0)])),
+        RSP_ERROR
+    );
+    assert_eq!(
+        g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[full(0)])),
+        RSP_ERROR
+    );
     // Discard is not offered on a read-only disk.
     assert_eq!(g.one(RawRequest::new_discard(3, 0, 8, 0)), RSP_EOPNOTSUPP);
     assert_eq!(g.one(RawRequest::new(OP_READ, 4, 0, &[full(0)])), RSP_OKAY);

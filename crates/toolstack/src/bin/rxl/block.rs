@@ -122,7 +122,11 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
     // A running guest's frontend connects; one that is not up leaves it in InitWait.
     let fe = nodes.paths.frontend();
     let fe_up = device::read_state(&mut xs, &fe)? != XenbusState::Initialising;
-    let timeout = if fe_up { CONNECT_TIMEOUT } else { Duration::from_secs(2) };
+    let timeout = if fe_up {
+        CONNECT_TIMEOUT
+    } else {
+        Duration::from_secs(2)
+    };
     match wait_state(&mut xs, &be, timeout, |s| s == XenbusState::Connected)? {
         Some(_) => tracing::info!("{} connected", disk.vdev),
         None => eprintln!(
@@ -174,8 +178,18 @@ pub fn list_header() -> String {
 
 /// One `block-list` row: values read from the frontend directory, as
 /// libxl_device_disk_getinfo does (-1 for a missing number).
-pub fn list_row(devid: u32, backend_id: i64, frontend_id: u32, state: i64, evtch: i64, rref: i64, backend: &str) -> String {
-    format!("{devid:<5} {backend_id:<3} {frontend_id:<6} {state:<5} {evtch:<6} {rref:<8} {backend:<30}")
+pub fn list_row(
+    devid: u32,
+    backend_id: i64,
+    frontend_id: u32,
+    state: i64,
+    evtch: i64,
+    rref: i64,
+    backend: &str,
+) -> String {
+    format!(
+        "{devid:<5} {backend_id:<3} {frontend_id:<6} {state:<5} {evtch:<6} {rref:<8} {backend:<30}"
+    )
 }
 
 pub fn list(args: ListArgs) -> anyhow::Result<()> {
@@ -205,13 +219,20 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
                     .and_then(|v| String::from_utf8_lossy(&v).trim().parse().ok())
                     .unwrap_or(-1)
             };
-            let (be_id, state, evtch, rref) =
-                (num("backend-id"), num("state"), num("event-channel"), num("ring-ref"));
+            let (be_id, state, evtch, rref) = (
+                num("backend-id"),
+                num("state"),
+                num("event-channel"),
+                num("ring-ref"),
+            );
             let backend = xs
                 .try_read(&format!("{fe}/backend"))?
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default();
-            println!("{}", list_row(devid, be_id, domid, state, evtch, rref, &backend));
+            println!(
+                "{}",
+                list_row(devid, be_id, domid, state, evtch, rref, &backend)
+            );
         }
     }
     Ok(())
@@ -227,7 +248,15 @@ mod tests {
             list_header(),
             "Vdev  BE  handle state evt-ch ring-ref BE-path                       "
         );
-        let r = list_row(51712, 0, 1, 4, 5, 8, "/local/domain/0/backend/rxvbd/1/51712");
+        let r = list_row(
+            51712,
+            0,
+            1,
+            4,
+            5,
+            8,
+            "/local/domain/0/backend/rxvbd/1/51712",
+        );
         assert_eq!(
             r,
             "51712 0   1      4     5      8        /local/domain/0/backend/rxvbd/1/51712"
