@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::xenbus::{
-    BoxError, BrokenNotifier, DeviceHandler, DeviceId, FrontendRings, MAX_RING_PAGE_ORDER,
+    BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features, FrontendRings, MAX_RING_PAGE_ORDER,
 };
 use abi::*;
 use disk::Disk;
@@ -57,7 +57,7 @@ pub struct BlockDevice {
 }
 
 /// The features a disk publishes before InitWait (blkif.h "Backend XenBus Nodes").
-pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Vec<(String, String)> {
+pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
     let mut info = 0;
     if disk.read_only() {
         info |= VDISK_READONLY;
@@ -91,7 +91,7 @@ impl DeviceHandler for BlockHandler {
         &mut self,
         id: &DeviceId,
         xs: &mut Client,
-    ) -> Result<(BlockDevice, Vec<(String, String)>), BoxError> {
+    ) -> Result<(BlockDevice, Features), BoxError> {
         let be = &id.backend_path;
         let read = |xs: &mut Client, n: &str| -> Result<Option<String>, BoxError> {
             Ok(xs

@@ -25,6 +25,9 @@ use xenstore::client::{Client, ClientError, XsOps};
 /// A boxed error from a device handler.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// xenstore nodes (name, value) a backend publishes, e.g. its features.
+pub type Features = Vec<(String, String)>;
+
 /// Highest multi-page ring order any rxen backend accepts (16 pages).
 pub const MAX_RING_PAGE_ORDER: u32 = 4;
 
@@ -180,7 +183,7 @@ pub trait DeviceHandler {
         &mut self,
         id: &DeviceId,
         xs: &mut Client,
-    ) -> Result<(Self::Device, Vec<(String, String)>), BoxError>;
+    ) -> Result<(Self::Device, Features), BoxError>;
     /// Maps the frontend's rings and starts serving them.
     fn connect(
         &mut self,
