@@ -11,7 +11,7 @@
 #   selftest  tests/testbed/selftest.sh (the test bed's own parser and runner)
 #   testbed   tests/testbed/run.sh --keep-going all (real Xen, GICv3)
 #   gic2      tests/testbed/run.sh --gic 2 baseline (a second, short boot on GICv2)
-# Needs the host set up by tests/setup-host.sh. Step logs go to tests/testbed/out/run-all/.
+# Runs tests/setup-host.sh first (installs what is missing). Step logs go to tests/testbed/out/run-all/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -31,6 +31,11 @@ for a in "$@"; do
     *) echo "run-all.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
+
+# Install what is missing first (idempotent, about a second on a set-up machine), so
+# that this command alone works on a fresh Debian 12 machine.
+"$ROOT/tests/setup-host.sh" || { echo "run-all.sh: tests/setup-host.sh failed" >&2; exit 2; }
+export RXEN_SKIP_SETUP=1
 
 LOGS=$ROOT/tests/testbed/out/run-all
 mkdir -p "$LOGS"

@@ -45,6 +45,11 @@ BOOT_ALLOWANCE=180   # seconds for Xen + dom0 to boot and power off, on top of s
 GIC=3 SMP=2 MEM=2048 CPU=max OVERALL_TIMEOUT="" KEEP_GOING=0 BUILD=1 VERBOSE=0
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "run.sh: ERROR: $*" >&2; exit 2; }
+# The README's commands work on a fresh machine: install what is missing first (about a
+# second when nothing is; RXEN_SKIP_SETUP=1 skips it, as run-all.sh does after its own).
+if [ "${RXEN_SKIP_SETUP:-0}" != 1 ]; then
+  "$ROOT/tests/setup-host.sh" || die "tests/setup-host.sh failed"
+fi
 T0=$(date +%s.%N)
 stamp() { printf '[host %6.1fs] %s\n' "$(awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { print a - b }')" "$*"; }
 

@@ -2,7 +2,7 @@
 # compared with. Debian's xenstored + xen-init-dom0 + xenconsoled, then `xl create` of a
 # domU (Debian's arm64 kernel, the test bed's busybox guest initramfs). The guest prints
 # its markers and powers off; they must reach xenconsoled's log, and the domain must go.
-# timeout: 150
+# timeout: 200
 
 start_debian_xenstored
 start_xenconsoled
@@ -15,7 +15,7 @@ domain_exists "$name" && pass "domain $name created (domid $(xl domid "$name"))"
 xl list
 
 # The guest powers itself off after printing its markers; on_poweroff=destroy.
-wait_domain_gone "$name" 90
+wait_domain_gone "$name" 150
 pass "domain $name is gone after its poweroff"
 xl list
 

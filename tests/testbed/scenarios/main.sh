@@ -4,7 +4,7 @@
 # (the serial log). When rxen's domain builder and backends land, this scenario becomes
 # "rxl create -c a guest with console, disk and network": change create_guest (and the
 # daemons in start_toolstack) and add the disk/network checks at the end.
-# timeout: 150
+# timeout: 200
 
 name=main-guest
 
@@ -15,7 +15,7 @@ start_toolstack() {
 
 # create_guest CFG -- create the guest and show its console until it powers off.
 create_guest() {
-  timeout 120 xl create -c "$1"
+  timeout 150 xl create -c "$1"
 }
 
 start_toolstack
