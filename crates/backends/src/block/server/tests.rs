@@ -325,3 +325,22 @@ fn producer_ahead_of_the_ring_is_a_protocol_violation() {
     ring.write_u32(0, 33).unwrap();
     assert!(matches!(g.back.process(), Err(RingError::Overflow { .. })));
 }
+
+#[test]
+fn a_flush_orders_its_batch() {
+    let mut g = guest(false);
+    g.data.fill(0, 4096, 0x5a).unwrap();
+    // One batch: write page 0 to sectors 8..16, flush, read them into page 1.
+    let rsp = g.submit(&[
+        RawRequest::new(OP_WRITE, 1, 8, &[full(0)]),
+        RawRequest::new(OP_WRITE, 2, 100, &[full(2)]),
+        RawRequest::new(OP_FLUSH_DISKCACHE, 3, 0, &[]),
+        RawRequest::new(OP_READ, 4, 8, &[full(1)]),
+        RawRequest::new(OP_READ, 5, 16, &[full(3)]),
+    ]);
+    let got: Vec<(u64, i16)> = rsp.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(got, vec![(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]);
+    let mut page = [0u8; 4096];
+    g.data.read_bytes(4096, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x5a));
+}

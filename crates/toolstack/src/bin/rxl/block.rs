@@ -49,6 +49,9 @@ pub struct ListArgs {
 /// A domain id from an id or a name (`/local/domain/*/name`).
 fn find_domain(xs: &mut Client, dom: &str) -> anyhow::Result<u32> {
     if let Ok(id) = dom.parse::<u32>() {
+        if !xs.exists(&format!("/local/domain/{id}"))? {
+            bail!("{dom} is an invalid domain identifier");
+        }
         return Ok(id);
     }
     for d in xs.directory("/local/domain")? {
