@@ -84,6 +84,8 @@ pub fn nodes(domid: u32, disk: &DiskSpec) -> Result<DeviceNodes, VbdError> {
             node::DISCARD_ENABLE,
             flag(disk.discard.unwrap_or(true)).to_string(),
         ),
+        // Debian's libxl 4.17 writes it too (seen with `xenstore-ls -p`).
+        ("specification", "xen".to_string()),
     ];
     if disk.direct_io_safe {
         backend.push(("direct-io-safe", "1".to_string()));
