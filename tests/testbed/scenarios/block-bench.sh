@@ -49,5 +49,10 @@ awk '{ split($2, d, "="); split($3, t, "="); split($5, c, "=");
      END { for (k in n) { a = s[k ",xvda"]; b = s[k ",xvdb"];
              if (a > 0 && b > 0) printf "BENCH-RATIO test=%s xen-blkback_cs=%d rxblkback_cs=%d ratio=%.2f\n", k, a, b, a / b } }' /tmp/bench.txt
 wait_domain_gone "$name" 60
+# The guest powered off with xvdb attached; xl does not know rxl's disk, so rxblkback
+# removes its backend directory itself once the domain is gone.
+wait_for 20 "rxblkback to remove the dead guest's backend nodes" \
+  sh -c "! xenstore-exists /local/domain/0/backend/rxvbd/$domid"
+pass "no rxvbd nodes left after the guest died"
 check "guest script ended with rc=0" grep -q 'RXEN-GUEST-END script=block-bench rc=0' "$log"
 kill $BLKPID

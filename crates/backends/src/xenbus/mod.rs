@@ -447,6 +447,16 @@ impl<H: DeviceHandler> Daemon<H> {
         let fe_state = toolstack::device::read_state(&mut self.xs, &fe_path)?;
         let phase = self.devices[&key].phase;
         let removing = !online && be_state == XenbusState::Closing;
+        if fe_state == XenbusState::Unknown
+            && !self.xs.exists(&format!("/local/domain/{}", key.frontend))?
+        {
+            // The guest is gone without a detach (destroyed, or powered off by a
+            // toolstack that does not know this device): nobody else will remove
+            // the backend directory.
+            self.forget(key);
+            self.remove_backend_dir(key)?;
+            return Ok(());
+        }
         tracing::debug!(?phase, %fe_state, %be_state, online, "{be}");
 
         match (phase, fe_state) {
@@ -504,6 +514,22 @@ impl<H: DeviceHandler> Daemon<H> {
                 self.set_state(&be, XenbusState::Closed)?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Removes a device's backend directory, and its domain's when empty.
+    fn remove_backend_dir(&mut self, key: DeviceKey) -> Result<(), ClientError> {
+        let dom_dir = format!("{}/{}", self.base(), key.frontend);
+        let be = format!("{dom_dir}/{}", key.devid);
+        tracing::info!("{be}: frontend domain is gone, removing the device");
+        match self.xs.rm(&be) {
+            Ok(()) => {}
+            Err(e) if e.is_enoent() => {}
+            Err(e) => return Err(e),
+        }
+        if self.xs.directory(&dom_dir).is_ok_and(|c| c.is_empty()) {
+            self.xs.rm(&dom_dir)?;
         }
         Ok(())
     }
