@@ -1,7 +1,7 @@
 # Guest side of the block-hotplug scenario: load xen-blkfront, wait for the disks
 # dom0 hot-plugs through rxl/rxblkback, write a pattern with O_DIRECT to xvdb and
 # read it back, check that the read-only xvdc refuses writes, then wait until dom0
-# detaches xvdb.
+# detaches both.
 wait_dev() { # wait_dev NAME SECONDS
   i=0
   while [ ! -b "/dev/$1" ]; do
@@ -36,3 +36,8 @@ while [ -b /dev/xvdb ]; do
   i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLK: xvdb still present"; exit 1; }; sleep 0.2
 done
 echo "BLK: xvdb is gone"
+i=0
+while [ -b /dev/xvdc ]; do
+  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLK: xvdc still present"; exit 1; }; sleep 0.2
+done
+echo "BLK: xvdc is gone"

@@ -67,6 +67,7 @@ check "no frontend nodes of xvdb" sh -c "! xenstore-exists /local/domain/$domid/
 wait_for 60 "the guest to lose xvdb" grep -q 'BLK: xvdb is gone' "$log"
 pass "xvdb is gone from the guest"
 run rxl block-detach "$domid" xvdc
+wait_for 60 "the guest to lose xvdc" grep -q 'BLK: xvdc is gone' "$log"
 check "no vbd nodes left" sh -c "! xenstore-exists /local/domain/0/backend/rxvbd/$domid"
 wait_domain_gone "$name" 60
 show_file "$name" "$log"

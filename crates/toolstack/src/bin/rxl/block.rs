@@ -156,7 +156,11 @@ pub fn detach(args: DetachArgs) -> anyhow::Result<()> {
     }
     if !args.force {
         device::initiate_remove(&mut xs, &paths)?;
-        let closed = wait_state(&mut xs, &be, DETACH_TIMEOUT, |s| s == XenbusState::Closed)?;
+        // Closed, or gone: the backend removes the directory itself when the
+        // guest died meanwhile (state then reads as Unknown).
+        let closed = wait_state(&mut xs, &be, DETACH_TIMEOUT, |s| {
+            matches!(s, XenbusState::Closed | XenbusState::Unknown)
+        })?;
         if closed.is_none() {
             let s = device::read_state(&mut xs, &be)?;
             bail!(
