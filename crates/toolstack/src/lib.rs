@@ -5,7 +5,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod arm;
+pub mod builder;
 pub mod config;
 pub mod device;
+pub mod domain;
 pub mod dtb;
+pub mod lifecycle;
+pub mod monitor;
 pub mod rand;

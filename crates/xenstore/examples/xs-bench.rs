@@ -221,8 +221,24 @@ fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Operations per second with `clients` threads for `secs`.
-fn throughput(socket: &Path, w: Work, clients: usize, secs: f64) -> Result<f64> {
+/// Clock ticks per second of /proc/<pid>/stat times (Linux's USER_HZ, 100 on
+/// every architecture's user ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("utime")?.parse()?;
+    let stime: f64 = f.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / USER_HZ)
+}
+
+/// Operations per second with `clients` threads for `secs`, and the daemon's CPU
+/// microseconds per operation (robust against other load on the machine).
+fn throughput(socket: &Path, pid: u32, w: Work, clients: usize, secs: f64) -> Result<(f64, f64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(clients + 1));
@@ -245,6 +261,7 @@ fn throughput(socket: &Path, w: Work, clients: usize, secs: f64) -> Result<f64> 
         }));
     }
     barrier.wait();
+    let cpu0 = cpu_secs(pid)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
@@ -252,7 +269,15 @@ fn throughput(socket: &Path, w: Work, clients: usize, secs: f64) -> Result<f64> 
         h.join()
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64())
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid)? - cpu0;
+    let ops = done.load(Ordering::Relaxed) as f64;
+    let cpu_per_op = if ops > 0.0 {
+        cpu * 1e6 / ops
+    } else {
+        f64::INFINITY
+    };
+    Ok((ops / elapsed, cpu_per_op))
 }
 
 /// Watch fan-out: one writer, `watchers` watchers, `writes` distinct paths;
@@ -345,6 +370,8 @@ fn main() -> Result<()> {
     let mut names = Vec::new();
     // results[workload row][daemon] = ops/s
     let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    // the same rows: daemon CPU microseconds per operation
+    let mut cpu_rows: Vec<Vec<f64>> = Vec::new();
     let mut fan = Vec::new();
     let mut mem = Vec::new();
     for (di, kind) in args.daemons.iter().enumerate() {
@@ -353,24 +380,31 @@ fn main() -> Result<()> {
         setup(&d.socket).with_context(|| format!("setting up {}", d.name))?;
         let mut row = 0;
         for &idle in &args.idle {
-            let idle_conns: Vec<_> = (0..idle)
+            let mut idle_conns: Vec<_> = (0..idle)
                 .map(|_| Client::connect_socket(&d.socket))
                 .collect::<Result<_, _>>()?;
+            // One request each: the daemon has accepted them all before measuring.
+            for c in &mut idle_conns {
+                c.get_domain_path(0)?;
+            }
             for w in Work::ALL {
                 for &clients in &args.clients {
-                    let mut r: f64 = 0.0;
+                    let (mut r, mut cpu): (f64, f64) = (0.0, f64::INFINITY);
                     for _ in 0..args.reps.max(1) {
-                        let once = throughput(&d.socket, w, clients, args.secs)
+                        let (rate, c) = throughput(&d.socket, d.child.id(), w, clients, args.secs)
                             .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
-                        r = r.max(once);
+                        r = r.max(rate);
+                        cpu = cpu.min(c);
                     }
                     if di == 0 {
                         rows.push((format!("{} | {clients} | {idle}", w.name()), Vec::new()));
+                        cpu_rows.push(Vec::new());
                     }
                     rows[row].1.push(r);
+                    cpu_rows[row].push(cpu);
                     row += 1;
                     eprintln!(
-                        "{:12} {:18} clients {clients:2} idle {idle:4}: {r:10.0} ops/s",
+                        "{:12} {:18} clients {clients:2} idle {idle:4}: {r:10.0} ops/s {cpu:8.2} us CPU/op",
                         d.name,
                         w.name()
                     );
@@ -402,6 +436,33 @@ fn main() -> Result<()> {
     );
     for (label, vals) in &rows {
         println!("| {label} | {} | {} |", fmt_vals(vals), ratios(vals));
+    }
+    println!();
+    println!(
+        "| workload | clients | idle conns | {} | {} |",
+        names.join(" CPU us/op | "),
+        names
+            .iter()
+            .skip(1)
+            .map(|n| format!("{n} / rx"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!(
+        "|---|---|---|{}{}",
+        "---|".repeat(names.len()),
+        "---|".repeat(names.len().saturating_sub(1))
+    );
+    for ((label, _), cpu) in rows.iter().zip(&cpu_rows) {
+        let inv: Vec<f64> = cpu.iter().map(|c| 1.0 / c).collect();
+        println!(
+            "| {label} | {} | {} |",
+            cpu.iter()
+                .map(|c| format!("{c:.2}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            ratios(&inv)
+        );
     }
     println!();
     println!(

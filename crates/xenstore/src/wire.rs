@@ -640,6 +640,50 @@ pub fn join_args<S: AsRef<[u8]>>(args: &[S]) -> Vec<u8> {
     out
 }
 
+/// Feeds arbitrary bytes through a [`Reassembler`] in chunks whose sizes come
+/// from the data, checking the codec's invariants: every message is at most
+/// [`XENSTORE_PAYLOAD_MAX`] bytes and re-encodes to the bytes it came from, and a
+/// framing error is sticky. Returns the number of messages. For fuzz targets;
+/// a panic is a bug.
+pub fn fuzz_decode(data: &[u8]) -> usize {
+    let mut r = Reassembler::new();
+    let mut count = 0;
+    let mut rest = data;
+    let mut consumed = Vec::new();
+    while let Some((&n, tail)) = rest.split_first() {
+        let take = (usize::from(n) + 1).min(tail.len());
+        let (chunk, after) = tail.split_at(take);
+        rest = after;
+        let mut input = chunk;
+        while !input.is_empty() {
+            match r.push(input) {
+                Ok((used, msg)) => {
+                    assert!(
+                        used > 0 && used <= input.len(),
+                        "reassembler made no progress"
+                    );
+                    consumed.extend_from_slice(&input[..used]);
+                    input = &input[used..];
+                    if let Some(m) = msg {
+                        assert!(m.payload.len() <= XENSTORE_PAYLOAD_MAX);
+                        assert_eq!(m.payload.len(), m.header.len as usize);
+                        assert_eq!(m.encode(), consumed, "message does not re-encode");
+                        assert_eq!(Message::decode(&consumed).map(|(d, _)| d), Ok(m));
+                        consumed.clear();
+                        count += 1;
+                    }
+                }
+                Err(e) => {
+                    assert!(matches!(e, WireError::PayloadTooLong(_)));
+                    assert!(r.push(b"x").is_err(), "framing error must be sticky");
+                    return count;
+                }
+            }
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,6 +811,31 @@ mod tests {
             .expect("unknown type is not a framing error");
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind(), Err(WireError::UnknownType(99)));
+    }
+
+    #[test]
+    fn fuzz_decode_survives_random_streams() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut total = 0;
+        for _ in 0..2000 {
+            let mut data = Vec::new();
+            for _ in 0..(x % 50) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly valid small messages, sometimes garbage.
+                if x % 7 == 0 {
+                    data.extend_from_slice(&x.to_ne_bytes());
+                } else {
+                    let m = Message::new(MsgType::Read, x as u32, 0, vec![b'a'; (x % 40) as usize]);
+                    data.push((x >> 8) as u8);
+                    data.extend(m.encode());
+                }
+            }
+            total += fuzz_decode(&data);
+            x = x.wrapping_add(1);
+        }
+        assert!(total > 0);
     }
 
     #[test]

@@ -20,12 +20,13 @@
 //!   left behind (`onearg()` returns NULL, the handler returns the stale `errno`),
 //!   and when that `errno` is 0 it sends no reply and dies on
 //!   `assert(conn->in == NULL)` in `consider_message`. rxenstored answers EINVAL;
-//!   tests/bad_input.rs checks that.
-//! - IS_DOMAIN_INTRODUCED of dom0 is left out: the C peer introduces dom0 at
-//!   start-up through its (faked) /proc/xen/xsd_kva ring, which rxenstored does
-//!   not serve yet (guest and dom0 rings come with the `xen` crate issue).
+//!   tests/bad_input.rs checks that. Likewise SET_PERMS on an `@` name other
+//!   than `@introduceDomain`/`@releaseDomain` (C: stale errno; rx: EINVAL).
 //! - CONTROL replies other than errors are not compared byte for byte (help text
 //!   and quota listings are implementation-specific), only their type.
+//!
+//! When C xenstored itself crashes on a sequence (it does, see `compare`), only
+//! the steps before the crash are compared, with a note on stderr.
 //!
 //! After each request, every connection is synchronised (a GET_DOMAIN_PATH with
 //! a marker request id, answered after everything queued before it), so that the
@@ -227,7 +228,15 @@ fn gen_step(r: &mut Rng, started: &mut [usize; CONNS]) -> Step {
         }),
         48..=51 => (MsgType::GetPerms, nul(gen_path(r))),
         52..=56 => (MsgType::SetPerms, {
-            let mut parts = vec![gen_path(r)];
+            let mut path = gen_path(r);
+            if path.first() == Some(&b'@')
+                && path != b"@introduceDomain"
+                && path != b"@releaseDomain"
+            {
+                // C answers a stale errno here (see the module doc).
+                path = b"/d/a".to_vec();
+            }
+            let mut parts = vec![path];
             for _ in 0..r.below(4) {
                 parts.push(gen_perm(r));
             }
@@ -270,7 +279,8 @@ fn gen_step(r: &mut Rng, started: &mut [usize; CONNS]) -> Step {
         ),
         84..=85 => (
             MsgType::IsDomainIntroduced,
-            r.pick(&[&b"3\0"[..], b"4\0", b"9\0", b"32752\0"]).to_vec(),
+            r.pick(&[&b"3\0"[..], b"4\0", b"0\0", b"\0", b"9\0", b"32752\0"])
+                .to_vec(),
         ),
         86..=87 => (
             MsgType::GetDomainPath,
@@ -552,14 +562,28 @@ fn corpus_covers_every_message_type() {
     assert!(steps.iter().any(|s| matches!(s.tx, TxRef::Ordinal(_))));
 }
 
-fn compare(seed: u64, steps: usize) {
-    let Some(c) = peer(PeerKind::C) else {
-        return;
-    };
+/// Runs one seed against both daemons; returns a report of the mismatches
+/// (empty when the transcripts agree). `None` when the peer is unavailable.
+fn compare(seed: u64, steps: usize) -> Option<String> {
+    let mut c = peer(PeerKind::C)?;
     let rx = rxenstored(&[]);
     let corpus = corpus(seed, steps);
-    let want = run(&c, &corpus);
-    let got = run(&rx, &corpus);
+    let mut want = run(&c, &corpus);
+    let mut got = run(&rx, &corpus);
+    // C xenstored 4.17 has crashes of its own (e.g. a general protection fault on
+    // INTRODUCE 3, INTRODUCE 4, SET_TARGET 3 4, RELEASE 4, INTRODUCE 3, RELEASE 4,
+    // RELEASE 3). Nothing after a crash can be compared: say so and compare the
+    // steps before it.
+    std::thread::sleep(Duration::from_millis(50));
+    if !c.alive() {
+        let crashed_at = want.len().saturating_sub(1);
+        eprintln!(
+            "NOTE seed {seed:#x}: C xenstored died at step {crashed_at} ({}); comparing the {crashed_at} steps before it",
+            want.last().map(String::as_str).unwrap_or("")
+        );
+        want.truncate(crashed_at);
+        got.truncate(crashed_at);
+    }
     let mut mismatches = Vec::new();
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         if w != g {
@@ -577,9 +601,11 @@ fn compare(seed: u64, steps: usize) {
         let _ = std::fs::write(format!("{dir}/diff-{seed:x}-c.txt"), want.join("\n"));
         let _ = std::fs::write(format!("{dir}/diff-{seed:x}-rx.txt"), got.join("\n"));
     }
-    assert!(
-        mismatches.is_empty(),
-        "seed {seed:#x}: {} of {} steps differ; first ones:\n{}",
+    if mismatches.is_empty() {
+        return Some(String::new());
+    }
+    Some(format!(
+        "seed {seed:#x}: {} of {} steps differ; first ones:\n{}\n",
         mismatches.len(),
         corpus.len(),
         mismatches
@@ -588,8 +614,7 @@ fn compare(seed: u64, steps: usize) {
             .cloned()
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    assert_eq!(want.len(), corpus.len(), "C xenstored stopped early");
+    ))
 }
 
 fn steps() -> usize {
@@ -605,9 +630,17 @@ fn same_replies_as_c_xenstored() {
         Ok(s) => vec![s.parse().expect("XS_DIFF_SEED is a number")],
         Err(_) => DEFAULT_SEEDS.to_vec(),
     };
+    let mut report = String::new();
     for seed in seeds {
-        compare(seed, steps());
+        match compare(seed, steps()) {
+            Some(r) => report.push_str(&r),
+            None => return, // peer unavailable (and not in CI): skipped loudly
+        }
     }
+    assert!(
+        report.is_empty(),
+        "rxenstored differs from C xenstored:\n{report}"
+    );
 }
 
 /// Header sanity: our sync marker cannot collide with generated request ids.

@@ -20,6 +20,8 @@ use xenstore::wire::XENSTORE_REL_PATH_MAX;
 /// Descriptors wanted for 10,000 connections and then some; the soft limit is
 /// raised to this (or to the hard limit, if lower and we may not raise it).
 const WANTED_NOFILE: u64 = 65_536;
+/// Smallest sensible output bound: one message of the largest size.
+const MIN_QUEUED_BYTES: usize = xenstore::wire::HEADER_SIZE + xenstore::wire::XENSTORE_PAYLOAD_MAX;
 
 /// The xenstore daemon: serves the xenstore protocol on a unix socket.
 ///
@@ -86,6 +88,14 @@ struct Cli {
     /// its requests (and drops, then disconnects, a client not reading its events).
     #[arg(long, value_name = "NB", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Serve the unix socket only, even where /dev/xen/evtchn exists (no dom0
+    /// ring, no guests).
+    #[arg(long)]
+    no_xen: bool,
+    /// Bytes a connection's queued replies and events may take before the daemon
+    /// stops reading its requests and drops (then disconnects on) its events.
+    #[arg(long, value_name = "BYTES", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED_BYTES)]
+    max_queued_bytes: usize,
     /// More log output (repeat for more; C xenstored's -V).
     #[arg(short = 'V', long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -148,13 +158,19 @@ fn server_config(cli: &Cli) -> Result<Config> {
     if cli.max_queued == 0 {
         bail!("--max-queued must be at least 1");
     }
-    Ok(Config {
+    if cli.max_queued_bytes < MIN_QUEUED_BYTES {
+        bail!("--max-queued-bytes must be at least {MIN_QUEUED_BYTES} (one largest message)");
+    }
+    // Fields not set here (the core may grow more) keep their defaults.
+    let mut config = Config {
         quotas: q,
-        master_domid: cli.master_domid,
-        priv_domid: cli.priv_domid,
-        keep_orphans: cli.keep_orphans,
-        max_queued: cli.max_queued,
-    })
+        ..Config::default()
+    };
+    config.master_domid = cli.master_domid;
+    config.priv_domid = cli.priv_domid;
+    config.keep_orphans = cli.keep_orphans;
+    config.max_queued = cli.max_queued;
+    Ok(config)
 }
 
 /// The socket path by Xen's rules (xs_lib.c `xs_daemon_socket`).
@@ -275,11 +291,16 @@ fn main() -> Result<()> {
             socket: socket.clone(),
             server: config,
             trace_file,
+            max_queued_bytes: Some(cli.max_queued_bytes),
         },
         listener,
         Some(signals),
     )
     .context("cannot start the daemon")?;
+    if !cli.no_xen && Path::new(xen::evtchn::EVTCHN_PATH).exists() {
+        let parts = xenstore::daemon::XenParts::open().context("cannot open the Xen devices")?;
+        daemon.attach_xen(parts).context("cannot serve domains")?;
+    }
     tracing::info!(socket = %socket.display(), "rxenstored listening");
     let exit = daemon.run().context("event loop failed")?;
     drop(daemon);

@@ -181,6 +181,7 @@ impl Running {
             socket: path.clone(),
             server,
             trace_file: None,
+            max_queued_bytes: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();

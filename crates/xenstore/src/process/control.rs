@@ -129,12 +129,17 @@ impl Server {
                 }
                 _ => Err(XsError::Einval),
             },
-            "memreport" => {
-                if params.len() > 1 {
-                    return Err(XsError::Einval);
+            "memreport" => match params.as_slice() {
+                // C writes to its trace file; without one it fails (EBADF, sent
+                // as EINVAL). rxenstored's trace file belongs to the I/O layer.
+                [] => Err(XsError::Einval),
+                [file] => {
+                    let report = self.memreport();
+                    tracing::info!(file = %lossy(file), "memreport:\n{report}");
+                    super::ok()
                 }
-                text(self.memreport())
-            }
+                _ => Err(XsError::Einval),
+            },
             "print" => match params.as_slice() {
                 [s] => {
                     tracing::info!("control: {}", lossy(s));

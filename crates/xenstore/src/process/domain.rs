@@ -5,6 +5,7 @@
 //! [`Action`]s.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::{Action, ConnId, ConnKind, Cx, Reply, Server};
 use crate::store::perms::c_atoi;
@@ -33,14 +34,18 @@ pub trait DomainHooks: fmt::Debug {
     fn introduce(&mut self, domid: u32, gfn: u64, port: u32) -> Result<(), XsError>;
 }
 
-/// Hooks for running without Xen: every domain exists and runs, introductions
-/// succeed (what the differential peer's fake hypervisor does too).
+/// First domain id that is not a real domain (xen.h `DOMID_FIRST_RESERVED`).
+pub const DOMID_FIRST_RESERVED: u32 = 0x7FF0;
+
+/// Hooks for running without Xen: every domain id below
+/// [`DOMID_FIRST_RESERVED`] exists and runs, introductions succeed (what the
+/// differential peer's fake hypervisor does too).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoHypervisor;
 
 impl DomainHooks for NoHypervisor {
-    fn domain_state(&mut self, _domid: u32) -> Option<DomainState> {
-        Some(DomainState::default())
+    fn domain_state(&mut self, domid: u32) -> Option<DomainState> {
+        (domid < DOMID_FIRST_RESERVED).then(DomainState::default)
     }
 
     fn introduce(&mut self, _domid: u32, _gfn: u64, _port: u32) -> Result<(), XsError> {
@@ -201,7 +206,7 @@ impl Server {
     }
 
     /// Drops a connection's watches, transactions and queued output.
-    fn reset_conn(&mut self, conn: ConnId) {
+    pub(super) fn reset_conn(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -213,6 +218,7 @@ impl Server {
             .filter(|m| m.header.msg_type != crate::wire::MsgType::WatchEvent as u32)
             .count() as i64;
         c.out.clear();
+        c.out_bytes = 0;
         let kind = c.kind;
         if let ConnKind::Domain { domid } = kind {
             if let Some(d) = self.domains.get_mut(&domid) {
@@ -225,6 +231,20 @@ impl Server {
 
     pub(super) fn do_release(&mut self, _cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
         let (_domid, conn) = self.onearg_domain(payload)?;
+        // C frees the connection with talloc_free(), which only drops one
+        // reference while SET_TARGET references to it remain.
+        let referrer = self
+            .conns
+            .iter()
+            .find_map(|(id, c)| c.ref_handles.contains(&conn).then_some(*id));
+        if let Some(r) = referrer {
+            if let Some(c) = self.conns.get_mut(&r) {
+                if let Some(pos) = c.ref_handles.iter().position(|t| *t == conn) {
+                    c.ref_handles.remove(pos);
+                }
+            }
+            return super::ok();
+        }
         self.disconnect(conn);
         super::ok()
     }
@@ -245,9 +265,10 @@ impl Server {
         let domid = c_atoi(args[0]) as u32;
         let tdomid = c_atoi(args[1]) as u32;
         let conn = self.connected_domain(domid)?;
-        self.connected_domain(tdomid)?;
+        let tconn = self.connected_domain(tdomid)?;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.target = Some(tdomid);
+            c.ref_handles.push(tconn);
         }
         super::ok()
     }
@@ -325,7 +346,7 @@ impl Server {
             let mut cx = Cx::internal();
             if self.config.keep_orphans {
                 if let Some(node) = self.store.get(&name) {
-                    let mut n = (**node).clone();
+                    let mut n = Arc::unwrap_or_clone(node);
                     n.perms[0].id = self.config.priv_domid;
                     let _ = self.entry_add(&mut cx, domid, -1);
                     let _ = self.entry_add(&mut cx, self.config.priv_domid, 1);

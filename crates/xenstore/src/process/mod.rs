@@ -20,6 +20,18 @@
 //! copy of every node it read or wrote; reads of other nodes see the current
 //! store and are recorded with their generation. At commit any recorded node
 //! whose generation changed gives `EAGAIN`. Replies therefore match C's.
+//!
+//! Known differences from C xenstored 4.17:
+//! - A request whose path argument is missing or not NUL-terminated gets
+//!   `EINVAL`; C answers with whatever `errno` the previous request left.
+//! - Memory accounting (CONTROL `quota <domid>`, the hard memory quota) counts
+//!   node records and watches only, not queued messages or transaction copies,
+//!   and an over-quota node write answers `ENOMEM`.
+//! - Watch events are dropped when the receiver's queue is full
+//!   ([`Config::max_queued`]) instead of C's per-domain memory limit and 20 s
+//!   event timeout.
+//! - No live update (CONTROL `live-update` answers `ENOSYS` except `-a`);
+//!   CONTROL `memreport <file>` logs the report instead of writing the file.
 
 mod control;
 mod domain;
@@ -28,15 +40,14 @@ mod requests;
 mod transaction;
 mod watch;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 use crate::store::{path, Node, Perm, Quotas, Store, PERM_NONE};
 use crate::wire::{Header, Message, MsgType, XsError, XENSTORE_PAYLOAD_MAX};
 
 use domain::Domain;
-pub use domain::{DomainHooks, DomainState, NoHypervisor};
+pub use domain::{DomainHooks, DomainState, NoHypervisor, DOMID_FIRST_RESERVED, DOMID_SELF};
 use transaction::Transaction;
 use watch::Watch;
 
@@ -82,6 +93,13 @@ pub struct Config {
 
 /// Default of [`Config::max_queued`].
 pub const DEFAULT_MAX_QUEUED: usize = 1024;
+/// Default of [`Server::set_max_queued_bytes`] (256 KiB).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 256 * 1024;
+
+/// Bytes a queued message occupies.
+fn msg_bytes(m: &Message) -> usize {
+    crate::wire::HEADER_SIZE + m.payload.len()
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -148,9 +166,16 @@ struct Conn {
     transactions: BTreeMap<u32, Transaction>,
     next_tx_id: u32,
     out: VecDeque<Message>,
+    /// Sum of `msg_bytes` over `out`.
+    out_bytes: usize,
     dropped_events: u64,
     /// Listed in `Server::woken` since the last `take_woken`.
     woken: bool,
+    /// Connections this one holds a SET_TARGET reference to (C
+    /// `talloc_reference`): each keeps the target alive through one RELEASE.
+    ref_handles: Vec<ConnId>,
+    /// Ignored after a protocol violation: no requests are processed.
+    ignored: bool,
 }
 
 /// Per-request context: the caller's identity and its transaction, if any.
@@ -207,7 +232,12 @@ pub struct Server {
     hooks: Box<dyn DomainHooks>,
     actions: Vec<Action>,
     logging: bool,
+    /// Bytes (headers included) a connection's output queue may hold.
+    max_queued_bytes: usize,
     woken: Vec<ConnId>,
+    /// Connections that registered a watch (cleaned lazily when firing), so
+    /// that idle connections cost nothing per event.
+    watchers: BTreeSet<ConnId>,
 }
 
 impl fmt::Debug for Server {
@@ -243,9 +273,15 @@ impl Server {
             hooks,
             actions: Vec::new(),
             logging: false,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             woken: Vec::new(),
+            watchers: BTreeSet::new(),
         };
-        s.domains.insert(master, Domain::new(master, 0));
+        // C dom0_init(): the master domain is introduced at start; its ring
+        // connection comes from the I/O layer (`connect(ConnKind::Domain)`).
+        let mut dom0 = Domain::new(master, 0);
+        dom0.introduced = true;
+        s.domains.insert(master, dom0);
         // C setup_structure(): the nodes are written in this order, each taking
         // the next generation.
         let perms = vec![Perm::new(master, PERM_NONE)];
@@ -260,7 +296,7 @@ impl Server {
             }
             s.generation += 1;
             node.generation = s.generation;
-            s.store.insert(name, Arc::new(node));
+            s.store.insert(name, &node);
         }
         if let Some(d) = s.domains.get_mut(&master) {
             d.nbentry += 3;
@@ -276,6 +312,25 @@ impl Server {
     /// The committed store (read-only; for tests, dumps and checks).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Sets how many bytes (headers included) a connection's output queue may
+    /// hold before reading stops and watch events are dropped; with
+    /// [`Config::max_queued`] this bounds the memory a connection that does not
+    /// read can cost.
+    pub fn set_max_queued_bytes(&mut self, bytes: usize) {
+        self.max_queued_bytes = bytes;
+    }
+
+    /// Replaces the hypervisor hooks (the daemon attaches Xen after start-up).
+    pub fn set_hooks(&mut self, hooks: Box<dyn DomainHooks>) {
+        self.hooks = hooks;
+    }
+
+    /// C `domain_conn_reset` for a ring whose guest asked to reconnect: the
+    /// connection's watches, transactions and queued output are dropped.
+    pub fn reset_connection(&mut self, conn: ConnId) {
+        self.reset_conn(conn);
     }
 
     /// True while CONTROL `log on` is in effect.
@@ -307,8 +362,11 @@ impl Server {
                 transactions: BTreeMap::new(),
                 next_tx_id: 0,
                 out: VecDeque::new(),
+                out_bytes: 0,
                 dropped_events: 0,
                 woken: false,
+                ref_handles: Vec::new(),
+                ignored: false,
             },
         );
         if let ConnKind::Domain { domid } = kind {
@@ -342,9 +400,36 @@ impl Server {
                 .get(&domid)
                 .is_some_and(|d| d.conn == Some(conn))
             {
-                self.destroy_domain(domid);
+                if domid == self.config.master_domid {
+                    // C never destroys the master domain (RELEASE 0 is EINVAL):
+                    // its nodes stay, only the ring connection goes.
+                    if let Some(d) = self.domains.get_mut(&domid) {
+                        d.conn = None;
+                        d.nboutstanding = 0;
+                    }
+                } else {
+                    self.destroy_domain(domid);
+                }
                 self.actions.push(Action::Released { domid, conn });
             }
+        }
+    }
+
+    /// C `ignore_connection`, for a peer that broke the protocol (bad ring
+    /// indices, oversized message): a socket connection is dropped
+    /// ([`Server::disconnect`]); a domain's connection loses its watches,
+    /// transactions and queued output and gets no more requests processed, but the
+    /// domain stays introduced until it is released or dies.
+    pub fn ignore_connection(&mut self, conn: ConnId) {
+        match self.conns.get(&conn).map(|c| c.kind) {
+            Some(ConnKind::Domain { .. }) => {
+                self.reset_conn(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.ignored = true;
+                }
+            }
+            Some(ConnKind::Socket) => self.disconnect(conn),
+            None => {}
         }
     }
 
@@ -362,6 +447,7 @@ impl Server {
     pub fn pop_output(&mut self, conn: ConnId) -> Option<Message> {
         let c = self.conns.get_mut(&conn)?;
         let msg = c.out.pop_front()?;
+        c.out_bytes = c.out_bytes.saturating_sub(msg_bytes(&msg));
         if msg.header.msg_type != MsgType::WatchEvent as u32 {
             if let ConnKind::Domain { domid } = c.kind {
                 if let Some(d) = self.domains.get_mut(&domid) {
@@ -377,6 +463,7 @@ impl Server {
     pub fn unpop_output(&mut self, conn: ConnId, msg: Message) {
         if let Some(c) = self.conns.get_mut(&conn) {
             let is_reply = msg.header.msg_type != MsgType::WatchEvent as u32;
+            c.out_bytes += msg_bytes(&msg);
             c.out.push_front(msg);
             if is_reply {
                 if let ConnKind::Domain { domid } = c.kind {
@@ -406,7 +493,10 @@ impl Server {
         let Some(c) = self.conns.get(&conn) else {
             return false;
         };
-        if c.out.len() >= self.config.max_queued {
+        if c.ignored
+            || c.out.len() >= self.config.max_queued
+            || c.out_bytes >= self.max_queued_bytes
+        {
             return false;
         }
         if let ConnKind::Domain { domid } = c.kind {
@@ -474,6 +564,7 @@ impl Server {
 
     fn push_reply(&mut self, conn: ConnId, msg: Message) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            c.out_bytes += msg_bytes(&msg);
             c.out.push_back(msg);
             if !c.woken {
                 c.woken = true;
@@ -494,6 +585,9 @@ impl Server {
     /// Handles one request from `conn`, queueing its reply and any watch events.
     /// Never panics, whatever the message holds.
     pub fn handle(&mut self, conn: ConnId, msg: Message) {
+        if self.conns.get(&conn).is_none_or(|c| c.ignored) {
+            return;
+        }
         let Some(mut cx) = self.cx_for(conn) else {
             return;
         };
@@ -583,41 +677,116 @@ impl Server {
     }
 }
 
-/// Runs a fresh server over arbitrary bytes: the first byte of each chunk picks
-/// one of a few connections (socket, dom0, an unprivileged domain), the rest is
-/// parsed as a stream of messages. For fuzz targets; must never panic.
-pub fn fuzz_requests(data: &[u8]) {
+/// The first tokens of [`FUZZ_TOKENS`] are paths.
+const FUZZ_PATHS: usize = 5;
+
+/// Tokens the structured fuzz mode builds payloads from.
+const FUZZ_TOKENS: [&[u8]; 24] = [
+    b"/",
+    b"a",
+    b"b",
+    b"/a",
+    b"/a/b",
+    b"\0",
+    b"\0",
+    b"\0",
+    b"local/domain/7/x",
+    b"x",
+    b"//",
+    b"@releaseDomain",
+    b"@introduceDomain",
+    b"T",
+    b"F",
+    b"r7",
+    b"n0",
+    b"b7",
+    b"w0",
+    b"7",
+    b"0",
+    b"help",
+    b"quota",
+    b"-",
+];
+
+/// Runs a fresh server over arbitrary bytes and checks the store's consistency
+/// at the end; a panic is a bug. Returns the number of nodes left in the store
+/// (a coverage hint). For fuzz targets and randomized tests.
+///
+/// The first byte of each step picks a connection (socket, socket, or
+/// unprivileged domain 7) and a mode: raw bytes fed through a [`Reassembler`], or
+/// a structured request (type, transaction id, payload of dictionary tokens).
+///
+/// [`Reassembler`]: crate::wire::Reassembler
+pub fn fuzz_requests(data: &[u8]) -> usize {
     let mut server = Server::new(Config::default());
-    let conns = [
-        server.connect(ConnKind::Socket),
-        server.connect(ConnKind::Socket),
-        server.connect(ConnKind::Domain { domid: 7 }),
-    ];
+    let admin = server.connect(ConnKind::Socket);
+    let other = server.connect(ConnKind::Socket);
+    server.handle(
+        admin,
+        Message::new(
+            MsgType::Introduce,
+            0,
+            0,
+            crate::wire::join_args(&["7", "1", "1"]),
+        ),
+    );
+    let guest = server
+        .take_actions()
+        .iter()
+        .find_map(|a| match a {
+            Action::Introduced { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .unwrap_or(other);
+    let conns = [admin, other, guest];
     let mut reassemblers: Vec<crate::wire::Reassembler> = conns
         .iter()
         .map(|_| crate::wire::Reassembler::new())
         .collect();
-    let mut rest = data;
-    while let Some((sel, tail)) = rest.split_first() {
-        let idx = usize::from(*sel) % conns.len();
-        let take = tail.len().min(usize::from(sel / 3) * 8 + 16);
-        let (chunk, after) = tail.split_at(take);
-        rest = after;
-        let mut msgs = Vec::new();
-        if reassemblers[idx].feed(chunk, &mut msgs).is_err() {
-            reassemblers[idx] = crate::wire::Reassembler::new();
-        }
-        for m in msgs {
-            server.handle(conns[idx], m);
+    let mut bytes = data.iter().copied();
+    while let Some(sel) = bytes.next() {
+        let idx = usize::from(sel & 0x3) % conns.len();
+        if sel & 0x80 != 0 {
+            let n = usize::from(sel & 0x7c) + 4;
+            let chunk: Vec<u8> = bytes.by_ref().take(n).collect();
+            let mut msgs = Vec::new();
+            if reassemblers[idx].feed(&chunk, &mut msgs).is_err() {
+                reassemblers[idx] = crate::wire::Reassembler::new();
+            }
+            for m in msgs {
+                server.handle(conns[idx], m);
+            }
+        } else {
+            let t = u32::from(bytes.next().unwrap_or(0) % 28);
+            let txb = bytes.next().unwrap_or(0);
+            let tx = if txb < 0xc0 { 0 } else { u32::from(txb % 4) };
+            let ntok = usize::from(bytes.next().unwrap_or(0) % 8);
+            // Mostly a path first, so that requests get past validation.
+            let first = FUZZ_TOKENS[usize::from(bytes.next().unwrap_or(0)) % FUZZ_PATHS];
+            let mut payload = first.to_vec();
+            payload.push(0);
+            for _ in 0..ntok {
+                let tok = FUZZ_TOKENS[usize::from(bytes.next().unwrap_or(0)) % FUZZ_TOKENS.len()];
+                payload.extend_from_slice(tok);
+            }
+            let header = Header {
+                msg_type: t,
+                req_id: 1,
+                tx_id: tx,
+                len: payload.len() as u32,
+            };
+            server.handle(conns[idx], Message { header, payload });
         }
         for c in conns {
             while server.queued(c) > 64 {
                 let _ = server.pop_output(c);
             }
         }
+        let _ = server.take_actions();
     }
     let problems = server.store.check();
     assert!(problems.is_empty(), "store inconsistent: {problems:?}");
+    server.store.len()
 }
 
 #[cfg(test)]

@@ -47,14 +47,15 @@ impl Server {
         }
     }
 
-    fn adjusted(&self, node: &Arc<Node>) -> Arc<Node> {
-        let stale = node.perms[1..]
-            .iter()
-            .any(|p| p.bits & PERM_IGNORE == 0 && !self.domain_older_than(p.id, node.generation));
+    pub(super) fn adjusted(&self, node: Arc<Node>) -> Arc<Node> {
+        let stale =
+            node.perms.get(1..).unwrap_or(&[]).iter().any(|p| {
+                p.bits & PERM_IGNORE == 0 && !self.domain_older_than(p.id, node.generation)
+            });
         if !stale {
-            return Arc::clone(node);
+            return node;
         }
-        let mut n = (**node).clone();
+        let mut n = Arc::unwrap_or_clone(node);
         self.adjust_perms(&mut n);
         Arc::new(n)
     }
@@ -183,9 +184,9 @@ impl Server {
     pub(super) fn store_put(&mut self, name: &str, node: Node) {
         let new_mem = Self::node_memory(name, &node);
         let new_owner = node.owner();
-        if let Some(old) = self.store.insert(name, Arc::new(node)) {
-            let old_mem = Self::node_memory(name, &old);
-            if let Some(d) = self.domains.get_mut(&old.owner()) {
+        if let Some(old) = self.store.insert(name, &node) {
+            let old_mem = (old.record_size + name.len()) as i64;
+            if let Some(d) = self.domains.get_mut(&old.owner) {
                 d.memory -= old_mem;
             }
         }
@@ -194,10 +195,10 @@ impl Server {
         }
     }
 
-    fn store_del(&mut self, name: &str) {
+    pub(super) fn store_del(&mut self, name: &str) {
         if let Some(old) = self.store.remove(name) {
-            let old_mem = Self::node_memory(name, &old);
-            if let Some(d) = self.domains.get_mut(&old.owner()) {
+            let old_mem = (old.record_size + name.len()) as i64;
+            if let Some(d) = self.domains.get_mut(&old.owner) {
                 d.memory -= old_mem;
             }
         }
@@ -236,9 +237,9 @@ impl Server {
                 let owner = node.owner();
                 let old = self
                     .store
-                    .get(name)
-                    .filter(|o| o.owner() == owner)
-                    .map_or(0, |o| Self::node_memory(name, o));
+                    .info(name)
+                    .filter(|o| o.owner == owner)
+                    .map_or(0, |o| (o.record_size + name.len()) as i64);
                 let cur = self.domains.get(&owner).map_or(0, |d| d.memory);
                 let unpriv_owner = !self.is_privileged_domid(owner);
                 if unpriv_owner && cur - old + Self::node_memory(name, &node) >= hard {

@@ -188,6 +188,8 @@ impl Server {
             return Err(XsError::Enoent);
         }
         if args[0].first() == Some(&b'@') {
+            // For an unknown special name C returns a stale errno (seen: ENOENT,
+            // EINVAL, or no reply at all); EINVAL is what its code means.
             self.set_perms_special(cx, args[0], perms)?;
             return super::ok();
         }

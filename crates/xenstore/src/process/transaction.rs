@@ -175,10 +175,7 @@ impl Server {
         }
         for a in &trans.accessed {
             if a.check_gen {
-                let gen = self
-                    .store
-                    .get(&a.name)
-                    .map_or(NO_GENERATION, |n| n.generation);
+                let gen = self.store.generation(&a.name).unwrap_or(NO_GENERATION);
                 if gen != a.generation {
                     return Err(XsError::Eagain);
                 }
@@ -194,7 +191,7 @@ impl Server {
                 }
                 None => {
                     if a.generation != NO_GENERATION {
-                        self.store_remove_committed(&a.name);
+                        self.store_del(&a.name);
                     }
                 }
             }
@@ -209,14 +206,5 @@ impl Server {
             }
         }
         Ok(())
-    }
-
-    fn store_remove_committed(&mut self, name: &str) {
-        if let Some(old) = self.store.remove(name) {
-            let mem = (old.record_size() + name.len()) as i64;
-            if let Some(d) = self.domains.get_mut(&old.owner()) {
-                d.memory -= mem;
-            }
-        }
     }
 }

@@ -57,6 +57,7 @@ impl Server {
             return;
         }
         let max = self.config.max_queued;
+        let max_bytes = self.max_queued_bytes;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -68,11 +69,12 @@ impl Server {
         {
             return;
         }
-        if c.out.len() >= max {
+        if c.out.len() >= max || c.out_bytes + super::msg_bytes(&msg) > max_bytes {
             c.dropped_events += 1;
             tracing::debug!(%conn, "output queue full, watch event dropped");
             return;
         }
+        c.out_bytes += super::msg_bytes(&msg);
         c.out.push_back(msg);
         if !c.woken {
             c.woken = true;
@@ -99,9 +101,7 @@ impl Server {
             Some(p) => p,
             None => match self.store.get(name) {
                 Some(n) => {
-                    let mut copy = (**n).clone();
-                    self.adjust_perms(&mut copy);
-                    own = copy.perms;
+                    own = self.adjusted(n).perms.clone();
                     &own
                 }
                 None => return false,
@@ -115,9 +115,7 @@ impl Server {
             Some(p) => p,
             None => match self.store.get(path::parent(name)) {
                 Some(n) => {
-                    let mut copy = (**n).clone();
-                    self.adjust_perms(&mut copy);
-                    own_parent = copy.perms;
+                    own_parent = self.adjusted(n).perms.clone();
                     &own_parent
                 }
                 None => return false,
@@ -163,10 +161,11 @@ impl Server {
     where
         F: Fn(&Server, &Cx) -> bool,
     {
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = self.watchers.iter().copied().collect();
         for id in ids {
             let events: Vec<(Vec<u8>, Vec<u8>)> = {
-                let Some(c) = self.conns.get(&id) else {
+                let Some(c) = self.conns.get(&id).filter(|c| !c.watches.is_empty()) else {
+                    self.watchers.remove(&id);
                     continue;
                 };
                 c.watches
@@ -238,6 +237,7 @@ impl Server {
         let mem = watch.memory();
         let first = (watch.report_path(&watch.node).to_vec(), watch.token.clone());
         c.watches.push(watch);
+        self.watchers.insert(conn);
         if cx.has_domain {
             if let Some(d) = self.domains.get_mut(&cx.id) {
                 d.nbwatch += 1;

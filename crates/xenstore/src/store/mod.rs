@@ -1,14 +1,14 @@
 //! The xenstore data base: a map from absolute path to node, like C xenstored's
 //! TDB (one record per node, each holding its value, permissions, generation and
-//! the NUL-separated list of its children's names). Nodes are shared (`Arc`) so
-//! that transactions can keep copies of what they read or wrote without copying
-//! values.
+//! the NUL-separated list of its children's names). Records are stored compactly
+//! (one allocation each, path included); lookups hand out decoded copies that
+//! transactions may share (`Arc`).
 
 pub mod path;
 pub mod perms;
 pub mod quota;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 pub use perms::{Perm, PERM_IGNORE, PERM_NONE, PERM_OWNER, PERM_READ, PERM_WRITE};
@@ -92,10 +92,118 @@ impl Node {
     }
 }
 
+/// Bytes of one permission entry in a stored record (u32 id + u8 bits).
+const STORED_PERM_SIZE: usize = 5;
+
+/// A node as kept in the store: one allocation holding the path, the
+/// permissions, the value and the children list (like a TDB record with its key),
+/// so that a store of 100,000 nodes costs about what C xenstored's does.
+#[derive(Debug, Clone)]
+struct Entry {
+    generation: u64,
+    /// path, perms, value, children.
+    buf: Box<[u8]>,
+    key_len: u16,
+    nperms: u16,
+    value_len: u32,
+}
+
+impl Entry {
+    fn encode(path: &str, node: &Node) -> Entry {
+        let mut buf = Vec::with_capacity(
+            path.len()
+                + node.perms.len() * STORED_PERM_SIZE
+                + node.value.len()
+                + node.children.len(),
+        );
+        buf.extend_from_slice(path.as_bytes());
+        for p in &node.perms {
+            buf.extend_from_slice(&p.id.to_le_bytes());
+            buf.push(p.bits);
+        }
+        buf.extend_from_slice(&node.value);
+        buf.extend_from_slice(&node.children);
+        Entry {
+            generation: node.generation,
+            buf: buf.into_boxed_slice(),
+            // Paths are at most a few thousand bytes (validated by the callers).
+            key_len: u16::try_from(path.len()).unwrap_or(u16::MAX),
+            nperms: u16::try_from(node.perms.len()).unwrap_or(u16::MAX),
+            value_len: u32::try_from(node.value.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn key(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.key_len)]).unwrap_or("")
+    }
+
+    fn perms_end(&self) -> usize {
+        usize::from(self.key_len) + usize::from(self.nperms) * STORED_PERM_SIZE
+    }
+
+    fn perm(&self, i: usize) -> Perm {
+        let off = usize::from(self.key_len) + i * STORED_PERM_SIZE;
+        let b = &self.buf[off..off + STORED_PERM_SIZE];
+        Perm::new(u32::from_le_bytes([b[0], b[1], b[2], b[3]]), b[4])
+    }
+
+    fn decode(&self) -> Node {
+        let pe = self.perms_end();
+        let ve = pe + self.value_len as usize;
+        Node {
+            value: self.buf[pe..ve].to_vec(),
+            children: self.buf[ve..].to_vec(),
+            perms: (0..usize::from(self.nperms))
+                .map(|i| self.perm(i))
+                .collect(),
+            generation: self.generation,
+        }
+    }
+
+    /// Owner and C record size of the stored node.
+    fn info(&self) -> StoredInfo {
+        let perms = usize::from(self.nperms);
+        StoredInfo {
+            owner: if perms > 0 { self.perm(0).id } else { 0 },
+            record_size: RECORD_HEADER_SIZE + perms * RECORD_PERM_SIZE + self.buf.len()
+                - self.perms_end(),
+        }
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl std::hash::Hash for Entry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.key()
+    }
+}
+
+/// What the store reports about a replaced or removed node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredInfo {
+    /// The owner's domain id.
+    pub owner: u32,
+    /// The record size as C accounts it ([`Node::record_size`]).
+    pub record_size: usize,
+}
+
 /// The committed data base.
 #[derive(Debug, Default)]
 pub struct Store {
-    nodes: HashMap<Box<str>, Arc<Node>>,
+    nodes: HashSet<Entry>,
 }
 
 impl Store {
@@ -104,19 +212,35 @@ impl Store {
         Store::default()
     }
 
-    /// The node at `path`.
-    pub fn get(&self, path: &str) -> Option<&Arc<Node>> {
-        self.nodes.get(path)
+    /// A copy of the node at `path`.
+    pub fn get(&self, path: &str) -> Option<Arc<Node>> {
+        self.nodes.get(path).map(|e| Arc::new(e.decode()))
     }
 
-    /// Stores a node, returning the previous one.
-    pub fn insert(&mut self, path: &str, node: Arc<Node>) -> Option<Arc<Node>> {
-        self.nodes.insert(path.into(), node)
+    /// Owner and record size of the node at `path`.
+    pub fn info(&self, path: &str) -> Option<StoredInfo> {
+        self.nodes.get(path).map(Entry::info)
+    }
+
+    /// Generation of the node at `path`.
+    pub fn generation(&self, path: &str) -> Option<u64> {
+        self.nodes.get(path).map(|e| e.generation)
+    }
+
+    /// True when `path` has a record.
+    pub fn contains(&self, path: &str) -> bool {
+        self.nodes.contains(path)
+    }
+
+    /// Stores a node, reporting the one it replaced.
+    pub fn insert(&mut self, path: &str, node: &Node) -> Option<StoredInfo> {
+        let old = self.nodes.replace(Entry::encode(path, node));
+        old.map(|e| e.info())
     }
 
     /// Removes a node record (not its children or the parent's child entry).
-    pub fn remove(&mut self, path: &str) -> Option<Arc<Node>> {
-        self.nodes.remove(path)
+    pub fn remove(&mut self, path: &str) -> Option<StoredInfo> {
+        self.nodes.take(path).map(|e| e.info())
     }
 
     /// Number of node records.
@@ -129,9 +253,9 @@ impl Store {
         self.nodes.is_empty()
     }
 
-    /// All records (unordered).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Node>)> {
-        self.nodes.iter().map(|(k, v)| (&**k, v))
+    /// All records (unordered), decoded.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Node)> {
+        self.nodes.iter().map(|e| (e.key(), e.decode()))
     }
 
     /// Checks the tree's consistency: every child entry has a record, every
@@ -145,7 +269,7 @@ impl Store {
             }
             for child in node.child_names() {
                 let cp = path::child_path(name, child);
-                if self.get(&cp).is_none() {
+                if !self.contains(&cp) {
                     problems.push(format!("{name}: child {child} missing"));
                 }
             }
@@ -186,11 +310,11 @@ mod tests {
         let mut s = Store::new();
         let mut root = Node::new(vec![Perm::new(0, PERM_NONE)]);
         root.add_child("a");
-        s.insert("/", Arc::new(root));
+        s.insert("/", &root);
         assert_eq!(s.check().len(), 1);
-        s.insert("/a", Arc::new(Node::new(vec![Perm::new(0, PERM_NONE)])));
+        s.insert("/a", &Node::new(vec![Perm::new(0, PERM_NONE)]));
         assert!(s.check().is_empty());
-        s.insert("/b", Arc::new(Node::new(vec![Perm::new(0, PERM_NONE)])));
+        s.insert("/b", &Node::new(vec![Perm::new(0, PERM_NONE)]));
         assert_eq!(s.check().len(), 1);
     }
 }

@@ -6,9 +6,11 @@
 use clap::{Parser, Subcommand};
 
 mod block;
+mod build;
 mod check_dtb;
 mod create;
 mod info;
+mod lifecycle_cmds;
 mod list;
 
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
@@ -41,6 +43,38 @@ enum Command {
     BlockDetach(block::DetachArgs),
     /// List a domain's disks (like `xl block-list`).
     BlockList(block::ListArgs),
+    /// Destroy a domain at once (like `xl destroy`).
+    Destroy {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Pause a domain.
+    Pause {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Unpause a domain.
+    Unpause {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Ask a domain to shut down (control/shutdown = poweroff).
+    Shutdown(lifecycle_cmds::ShutdownArgs),
+    /// Ask a domain to reboot (control/shutdown = reboot).
+    Reboot(lifecycle_cmds::ShutdownArgs),
+    /// Print a domain's id from its name.
+    Domid {
+        /// The domain's name.
+        domain: String,
+    },
+    /// Print a domain's name from its id.
+    Domname {
+        /// The domain's id.
+        domid: String,
+    },
+    /// (internal) The per-domain monitor `rxl create` starts.
+    #[command(hide = true)]
+    Monitor(lifecycle_cmds::MonitorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +88,14 @@ fn main() -> anyhow::Result<()> {
         Command::BlockAttach(args) => block::attach(args),
         Command::BlockDetach(args) => block::detach(args),
         Command::BlockList(args) => block::list(args),
+        Command::Destroy { domain } => lifecycle_cmds::destroy(&domain),
+        Command::Pause { domain } => lifecycle_cmds::pause(&domain, true),
+        Command::Unpause { domain } => lifecycle_cmds::pause(&domain, false),
+        Command::Shutdown(args) => lifecycle_cmds::shutdown(&args, "poweroff"),
+        Command::Reboot(args) => lifecycle_cmds::shutdown(&args, "reboot"),
+        Command::Domid { domain } => lifecycle_cmds::domid(&domain),
+        Command::Domname { domid } => lifecycle_cmds::domname(&domid),
+        Command::Monitor(args) => lifecycle_cmds::monitor(&args),
     }
 }
 
