@@ -1,3 +1,6 @@
 //! Userspace PV backends: console, block and net, and the xenbus backend state
 //! machine they share.
+
+pub mod block;
 pub mod console;
+pub mod xenbus;

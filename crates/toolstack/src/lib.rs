@@ -7,6 +7,7 @@
 pub mod arm;
 pub mod builder;
 pub mod config;
+pub mod device;
 pub mod domain;
 pub mod dtb;
 pub mod lifecycle;

@@ -1,17 +1,43 @@
-//! `rxblkback`: the PV block backend daemon
+//! `rxblkback`: the PV block backend daemon. Serves every disk under
+//! `/local/domain/0/backend/rxvbd/` (written by `rxl block-attach` or `disk=[...]`)
+//! from a file or block device in dom0.
 
+use anyhow::Context;
+use backends::block::BlockHandler;
+use backends::xenbus::Daemon;
 use clap::Parser;
+use toolstack::device::{vbd, DOM0};
 
-/// the PV block backend daemon
+/// The PV block backend daemon: serves Xen guests' disks (blkif) from dom0 files
+/// and block devices.
 #[derive(Debug, Parser)]
 #[command(name = "rxblkback", version, about)]
-struct Cli {}
+struct Cli {
+    /// Backend type directory to serve (`/local/domain/0/backend/<TYPE>`).
+    #[arg(long, default_value = vbd::BACKEND_TYPE)]
+    backend_type: String,
+    /// More verbose logging (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!(
-        "rxblkback {}: not implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(1);
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RXBLKBACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let gntdev = xen::Gntdev::open().context("opening the grant device")?;
+    let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
+    let mut daemon = Daemon::new(BlockHandler::new(gntdev), xs, DOM0, &cli.backend_type);
+    daemon.run().context("the xenbus loop failed")?;
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod block;
 mod build;
 mod check_dtb;
 mod console;
@@ -39,6 +40,12 @@ enum Command {
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
+    /// Attach a disk to a running domain (like `xl block-attach`), served by rxblkback.
+    BlockAttach(block::AttachArgs),
+    /// Detach a disk from a domain (like `xl block-detach`).
+    BlockDetach(block::DetachArgs),
+    /// List a domain's disks (like `xl block-list`).
+    BlockList(block::ListArgs),
     /// Destroy a domain at once (like `xl destroy`).
     Destroy {
         /// The domain (name or id).
@@ -81,6 +88,9 @@ fn main() -> anyhow::Result<()> {
         Command::List { domains } => list::run(&domains),
         Command::Create(args) => create::run(args),
         Command::CheckDtb(args) => check_dtb::run(args),
+        Command::BlockAttach(args) => block::attach(args),
+        Command::BlockDetach(args) => block::detach(args),
+        Command::BlockList(args) => block::list(args),
         Command::Destroy { domain } => lifecycle_cmds::destroy(&domain),
         Command::Pause { domain } => lifecycle_cmds::pause(&domain, true),
         Command::Unpause { domain } => lifecycle_cmds::pause(&domain, false),

@@ -1,0 +1,239 @@
+//! rxblkback: the PV block backend (blkif, xen/include/public/io/blkif.h).
+//!
+//! [`BlockHandler`] plugs the block device kind into the generic
+//! [`crate::xenbus::Daemon`]: `prepare` opens the backing file or block device
+//! named by `params` and publishes the disk's features; `connect` maps the
+//! frontend's ring, binds its event channel and starts a thread for that ring, so
+//! that one device's stall never stalls another; `disconnect` stops the thread.
+
+pub mod abi;
+pub mod disk;
+pub mod request;
+pub mod server;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::xenbus::{
+    BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features, FrontendRings, MAX_RING_PAGE_ORDER,
+};
+use abi::*;
+use disk::Disk;
+use server::BlkRing;
+use toolstack::device::vbd::{node, BackendConfig};
+use xen::abi::xen::XEN_PAGE_SIZE;
+use xen::{BackRing, Evtchn, Gntdev, GrantMapper};
+use xenstore::client::{Client, XsOps};
+
+/// Physical sector size advertised (a hint for alignment).
+pub const PHYSICAL_SECTOR_SIZE: u32 = 4096;
+/// Discard granularity advertised for files (one page, the hole-punch unit).
+pub const DISCARD_GRANULARITY: u32 = 4096;
+/// How long a ring thread sleeps between checks of its stop flag.
+const STOP_POLL_MS: u16 = 200;
+
+/// The block device kind.
+#[derive(Debug)]
+pub struct BlockHandler {
+    gntdev: Arc<Gntdev>,
+}
+
+impl BlockHandler {
+    pub fn new(gntdev: Gntdev) -> Self {
+        Self {
+            gntdev: Arc::new(gntdev),
+        }
+    }
+}
+
+/// One disk: the open backing store and, when connected, its ring thread.
+#[derive(Debug)]
+pub struct BlockDevice {
+    disk: Arc<Disk>,
+    discard: bool,
+    worker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+/// The features a disk publishes before InitWait (blkif.h "Backend XenBus Nodes").
+pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
+    let mut info = 0;
+    if disk.read_only() {
+        info |= VDISK_READONLY;
+    }
+    if cdrom {
+        info |= VDISK_CDROM | VDISK_REMOVABLE;
+    }
+    let mut f = vec![
+        ("sectors", disk.sectors().to_string()),
+        ("info", info.to_string()),
+        ("sector-size", SECTOR_SIZE.to_string()),
+        ("physical-sector-size", PHYSICAL_SECTOR_SIZE.to_string()),
+        ("feature-flush-cache", "1".to_string()),
+        ("feature-barrier", "0".to_string()),
+        ("feature-persistent", "0".to_string()),
+        ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
+    ];
+    if discard && disk.can_discard() {
+        f.push(("feature-discard", "1".to_string()));
+        f.push(("discard-granularity", DISCARD_GRANULARITY.to_string()));
+        f.push(("discard-alignment", "0".to_string()));
+        f.push(("discard-secure", "0".to_string()));
+    }
+    f.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+impl DeviceHandler for BlockHandler {
+    type Device = BlockDevice;
+
+    fn prepare(
+        &mut self,
+        id: &DeviceId,
+        xs: &mut Client,
+    ) -> Result<(BlockDevice, Features), BoxError> {
+        let be = &id.backend_path;
+        let read = |xs: &mut Client, n: &str| -> Result<Option<String>, BoxError> {
+            Ok(xs
+                .try_read(&format!("{be}/{n}"))?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        };
+        let params = read(xs, node::PARAMS)?.ok_or("no params node")?;
+        let cfg = BackendConfig::from_nodes(
+            &params,
+            read(xs, node::MODE)?.as_deref(),
+            read(xs, node::DEVICE_TYPE)?.as_deref(),
+            read(xs, node::DISCARD_ENABLE)?.as_deref(),
+        );
+        let disk = Disk::open(Path::new(&cfg.params), cfg.read_only)?;
+        tracing::info!(
+            "{be}: {} ({} sectors, {})",
+            cfg.params,
+            disk.sectors(),
+            if cfg.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            }
+        );
+        let f = features(&disk, cfg.cdrom, cfg.discard);
+        Ok((
+            BlockDevice {
+                disk: Arc::new(disk),
+                discard: cfg.discard,
+                worker: None,
+            },
+            f,
+        ))
+    }
+
+    fn connect(
+        &mut self,
+        id: &DeviceId,
+        device: &mut BlockDevice,
+        rings: FrontendRings,
+        broken: BrokenNotifier,
+    ) -> Result<(), BoxError> {
+        let domid = id.frontend_domid();
+        let mapping = self.gntdev.map_grants(domid, &rings.ring_refs, true)?;
+        let ring = BackRing::new(mapping.memory().clone(), REQUEST_SIZE)?;
+        let evtchn = Evtchn::open()?;
+        let port = evtchn.bind_interdomain(domid, rings.event_channel)?;
+        let blk = BlkRing::new(
+            ring,
+            Arc::clone(&self.gntdev),
+            domid,
+            Arc::clone(&device.disk),
+            device.discard,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = format!("blk-{}-{}", id.key.frontend, id.key.devid);
+        let stop2 = Arc::clone(&stop);
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            // The mapping lives as long as the thread serves the ring.
+            let _mapping = mapping;
+            serve(blk, evtchn, port, &stop2, &broken);
+        })?;
+        tracing::info!(
+            "{}: connected, ring of {} page(s) ({} bytes), event channel {}",
+            id.backend_path,
+            rings.ring_refs.len(),
+            rings.ring_refs.len() * XEN_PAGE_SIZE,
+            rings.event_channel
+        );
+        device.worker = Some((stop, handle));
+        Ok(())
+    }
+
+    fn disconnect(&mut self, id: &DeviceId, device: &mut BlockDevice) {
+        if let Some((stop, handle)) = device.worker.take() {
+            stop.store(true, Ordering::Relaxed);
+            if handle.join().is_err() {
+                tracing::error!("{}: ring thread panicked", id.backend_path);
+            }
+            tracing::info!("{}: disconnected", id.backend_path);
+        }
+    }
+
+    fn max_ring_page_order(&self) -> u32 {
+        MAX_RING_PAGE_ORDER
+    }
+}
+
+/// A ring thread: wait for the event channel, answer requests, notify.
+fn serve(
+    mut blk: BlkRing<Gntdev>,
+    evtchn: Evtchn,
+    port: u32,
+    stop: &AtomicBool,
+    broken: &BrokenNotifier,
+) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        // Requests may have been queued before the port was bound, and after each
+        // wake-up; process first, then sleep.
+        match blk.process() {
+            Ok(true) => {
+                if let Err(e) = evtchn.notify(port) {
+                    broken.report(format!("notifying the frontend failed: {e}"));
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                broken.report(format!("ring protocol violation: {e}"));
+                return;
+            }
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut fds = [PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
+                Ok(0) => continue,
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    broken.report(format!("polling the event channel failed: {e}"));
+                    return;
+                }
+            }
+        }
+        loop {
+            match evtchn.pending() {
+                Ok(Some(p)) => {
+                    if let Err(e) = evtchn.unmask(p) {
+                        tracing::warn!("unmask {p}: {e}");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    broken.report(format!("reading the event channel failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}

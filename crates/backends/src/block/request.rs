@@ -1,0 +1,368 @@
+//! Request validation, apart from I/O (in the manner of Firecracker's
+//! `request.rs`): a request copied out of the ring is checked field by field,
+//! one error variant per check, and only a [`Request`] reaches the disk.
+
+use super::abi::*;
+
+/// What the disk allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskLimits {
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+    pub read_only: bool,
+    pub discard: bool,
+}
+
+/// A data segment, validated: grant `gref`, sectors `first..=last` of its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub gref: u32,
+    pub first_sect: u8,
+    pub last_sect: u8,
+}
+
+impl Segment {
+    /// Byte offset within the granted page.
+    pub fn offset(&self) -> usize {
+        usize::from(self.first_sect) << SECTOR_SHIFT
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.last_sect - self.first_sect + 1) << SECTOR_SHIFT
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// What a valid request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Read,
+    Write,
+    /// Write the segments (if any), then flush the disk cache.
+    Flush,
+    Discard {
+        nr_sectors: u64,
+    },
+}
+
+/// A validated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: u64,
+    pub operation: u8,
+    pub kind: Kind,
+    pub sector: u64,
+    pub segments: Vec<Segment>,
+}
+
+impl Request {
+    /// Total bytes of data.
+    pub fn data_len(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("operation {0} is not supported")]
+    UnsupportedOperation(u8),
+    #[error("a data request without segments")]
+    NoSegments,
+    #[error("{0} segments, more than {MAX_SEGMENTS}")]
+    TooManySegments(u8),
+    #[error("segment {index}: first sector {first} after last sector {last}")]
+    SegmentInverted { index: usize, first: u8, last: u8 },
+    #[error("segment {index}: last sector {last} beyond the page")]
+    SegmentBeyondPage { index: usize, last: u8 },
+    #[error("write to a read-only disk")]
+    ReadOnly,
+    #[error("discard is not enabled on this disk")]
+    DiscardDisabled,
+    #[error("secure discard is not supported")]
+    SecureDiscard,
+    #[error("sectors {sector}+{count} are beyond the disk's {size}")]
+    OutOfRange { sector: u64, count: u64, size: u64 },
+}
+
+impl RequestError {
+    /// The status the frontend sees.
+    pub fn status(&self) -> i16 {
+        match self {
+            RequestError::UnsupportedOperation(_)
+            | RequestError::DiscardDisabled
+            | RequestError::SecureDiscard => RSP_EOPNOTSUPP,
+            _ => RSP_ERROR,
+        }
+    }
+}
+
+fn check_range(sector: u64, count: u64, limits: &DiskLimits) -> Result<(), RequestError> {
+    let end = sector.checked_add(count);
+    if end.is_none_or(|e| e > limits.sectors) {
+        return Err(RequestError::OutOfRange {
+            sector,
+            count,
+            size: limits.sectors,
+        });
+    }
+    Ok(())
+}
+
+/// Validates a request copied out of the ring.
+pub fn parse(raw: &RawRequest, limits: &DiskLimits) -> Result<Request, RequestError> {
+    let operation = raw.operation();
+    let kind = match operation {
+        OP_READ => Kind::Read,
+        OP_WRITE => Kind::Write,
+        OP_FLUSH_DISKCACHE => Kind::Flush,
+        OP_DISCARD => {
+            if !limits.discard {
+                return Err(RequestError::DiscardDisabled);
+            }
+            if raw.discard_flag() & DISCARD_SECURE != 0 {
+                return Err(RequestError::SecureDiscard);
+            }
+            if limits.read_only {
+                return Err(RequestError::ReadOnly);
+            }
+            let nr_sectors = raw.discard_nr_sectors();
+            check_range(raw.sector(), nr_sectors, limits)?;
+            return Ok(Request {
+                id: raw.id(),
+                operation,
+                kind: Kind::Discard { nr_sectors },
+                sector: raw.sector(),
+                segments: Vec::new(),
+            });
+        }
+        other => return Err(RequestError::UnsupportedOperation(other)),
+    };
+    let n = raw.nr_segments();
+    if n == 0 && kind != Kind::Flush {
+        return Err(RequestError::NoSegments);
+    }
+    if usize::from(n) > MAX_SEGMENTS {
+        return Err(RequestError::TooManySegments(n));
+    }
+    let mut segments = Vec::with_capacity(usize::from(n));
+    for index in 0..usize::from(n) {
+        let s = raw.segment(index);
+        if s.first_sect > s.last_sect {
+            return Err(RequestError::SegmentInverted {
+                index,
+                first: s.first_sect,
+                last: s.last_sect,
+            });
+        }
+        if s.last_sect > MAX_SECT_IN_PAGE {
+            return Err(RequestError::SegmentBeyondPage {
+                index,
+                last: s.last_sect,
+            });
+        }
+        segments.push(Segment {
+            gref: s.gref,
+            first_sect: s.first_sect,
+            last_sect: s.last_sect,
+        });
+    }
+    if kind != Kind::Read && limits.read_only && !segments.is_empty() {
+        return Err(RequestError::ReadOnly);
+    }
+    let count: u64 = segments
+        .iter()
+        .map(|s| u64::from(s.last_sect - s.first_sect) + 1)
+        .sum();
+    if count > 0 {
+        check_range(raw.sector(), count, limits)?;
+    }
+    Ok(Request {
+        id: raw.id(),
+        operation,
+        kind,
+        sector: raw.sector(),
+        segments,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DiskLimits = DiskLimits {
+        sectors: 1024,
+        read_only: false,
+        discard: true,
+    };
+
+    fn seg(gref: u32, first: u8, last: u8) -> RawSegment {
+        RawSegment {
+            gref,
+            first_sect: first,
+            last_sect: last,
+        }
+    }
+
+    #[test]
+    fn a_valid_read() {
+        let raw = RawRequest::new(OP_READ, 42, 8, &[seg(3, 0, 7), seg(4, 2, 3)]);
+        let r = parse(&raw, &LIMITS).unwrap();
+        assert_eq!(r.id, 42);
+        assert_eq!(r.kind, Kind::Read);
+        assert_eq!(r.data_len(), 4096 + 1024);
+        assert_eq!(r.segments[1].offset(), 1024);
+    }
+
+    #[test]
+    fn each_check_has_its_error() {
+        let ok = RawRequest::new(OP_WRITE, 1, 0, &[seg(3, 0, 7)]);
+        let cases: Vec<(RawRequest, RequestError)> = vec![
+            (
+                {
+                    let mut r = ok;
+                    r.set_operation(OP_INDIRECT);
+                    r
+                },
+                RequestError::UnsupportedOperation(OP_INDIRECT),
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_operation(OP_WRITE_BARRIER);
+                    r
+                },
+                RequestError::UnsupportedOperation(OP_WRITE_BARRIER),
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_nr_segments(0);
+                    r
+                },
+                RequestError::NoSegments,
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_nr_segments(12);
+                    r
+                },
+                RequestError::TooManySegments(12),
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_segment(0, seg(3, 5, 4));
+                    r
+                },
+                RequestError::SegmentInverted {
+                    index: 0,
+                    first: 5,
+                    last: 4,
+                },
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_segment(0, seg(3, 0, 8));
+                    r
+                },
+                RequestError::SegmentBeyondPage { index: 0, last: 8 },
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_sector(1020);
+                    r
+                },
+                RequestError::OutOfRange {
+                    sector: 1020,
+                    count: 8,
+                    size: 1024,
+                },
+            ),
+            (
+                {
+                    let mut r = ok;
+                    r.set_sector(u64::MAX - 2);
+                    r
+                },
+                RequestError::OutOfRange {
+                    sector: u64::MAX - 2,
+                    count: 8,
+                    size: 1024,
+                },
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse(&raw, &LIMITS), Err(want));
+        }
+        let ro = DiskLimits {
+            read_only: true,
+            ..LIMITS
+        };
+        assert_eq!(parse(&ok, &ro), Err(RequestError::ReadOnly));
+        assert!(parse(&RawRequest::new(OP_READ, 1, 0, &[seg(3, 0, 7)]), &ro).is_ok());
+        // A flush without data is fine on a read-only disk.
+        assert!(parse(&RawRequest::new(OP_FLUSH_DISKCACHE, 1, 0, &[]), &ro).is_ok());
+    }
+
+    #[test]
+    fn discard_checks() {
+        let d = RawRequest::new_discard(9, 8, 16, 0);
+        assert_eq!(
+            parse(&d, &LIMITS).unwrap().kind,
+            Kind::Discard { nr_sectors: 16 }
+        );
+        let nodiscard = DiskLimits {
+            discard: false,
+            ..LIMITS
+        };
+        assert_eq!(parse(&d, &nodiscard), Err(RequestError::DiscardDisabled));
+        assert_eq!(
+            parse(&RawRequest::new_discard(9, 8, 16, DISCARD_SECURE), &LIMITS),
+            Err(RequestError::SecureDiscard)
+        );
+        assert!(matches!(
+            parse(&RawRequest::new_discard(9, 1000, 100, 0), &LIMITS),
+            Err(RequestError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            RequestError::UnsupportedOperation(9).status(),
+            RSP_EOPNOTSUPP
+        );
+        assert_eq!(RequestError::NoSegments.status(), RSP_ERROR);
+        assert_eq!(RequestError::ReadOnly.status(), RSP_ERROR);
+    }
+
+    #[test]
+    fn random_corruption_never_panics() {
+        // A cheap fuzz loop: flip bytes of a valid request; parsing must answer.
+        let base = RawRequest::new(OP_WRITE, 1, 0, &[seg(3, 0, 7), seg(4, 0, 7)]);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut r = base;
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                r.0[(x % REQUEST_SIZE as u64) as usize] = (x >> 32) as u8;
+            }
+            if let Ok(req) = parse(&r, &LIMITS) {
+                assert!(req.segments.len() <= MAX_SEGMENTS);
+                assert!(req
+                    .segments
+                    .iter()
+                    .all(|s| s.first_sect <= s.last_sect && s.last_sect <= 7));
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! A hostile frontend over the fakes: valid requests, then one corrupted field
+//! each, asserting the exact status the frontend gets back.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::block::disk::Disk;
+use std::io::Write;
+use xen::abi::xen::XEN_PAGE_SIZE;
+use xen::fake::FakeGrants;
+use xen::{FrontRing, GrantMapper, MappedMemory};
+
+/// The fake grant table as a grant copier: map, copy, unmap.
+impl GrantCopy for FakeGrants {
+    fn copy_from(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let m = self.map_grants(domid, &[gref], false)?;
+        m.read_bytes(usize::from(offset), dst)
+            .map_err(|_| GntdevError::BadOffset {
+                offset: usize::from(offset),
+            })
+    }
+    fn copy_to(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        offset: u16,
+        src: &[u8],
+    ) -> Result<(), GntdevError> {
+        let m = self.map_grants(domid, &[gref], true)?;
+        m.write_bytes(usize::from(offset), src)
+            .map_err(|_| GntdevError::BadOffset {
+                offset: usize::from(offset),
+            })
+    }
+}
+
+const GUEST: DomId = 5;
+const RING_GREF: GrantRef = 1;
+/// Data pages are grants DATA_GREF.. of consecutive guest pages.
+const DATA_GREF: GrantRef = 100;
+const DATA_PAGES: usize = 12;
+const DISK_SECTORS: u64 = 256;
+
+struct Guest {
+    front: FrontRing,
+    data: MappedMemory,
+    back: BlkRing<FakeGrants>,
+    grants: Arc<FakeGrants>,
+    _file: TempFile,
+}
+
+struct TempFile(std::path::PathBuf);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn guest(read_only: bool) -> Guest {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "rxblk-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = std::fs::File::create(&path).unwrap();
+    // Sector n holds the byte n.
+    for s in 0..DISK_SECTORS {
+        f.write_all(&[s as u8; SECTOR_SIZE as usize]).unwrap();
+    }
+    drop(f);
+    let ring_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
+    let data = MappedMemory::anonymous(DATA_PAGES * XEN_PAGE_SIZE).unwrap();
+    let grants = Arc::new(FakeGrants::new());
+    grants.grant(GUEST, RING_GREF, &ring_mem, 0, true).unwrap();
+    for p in 0..DATA_PAGES {
+        grants
+            .grant(GUEST, DATA_GREF + p as u32, &data, p, true)
+            .unwrap();
+    }
+    let front = FrontRing::init(ring_mem.clone(), REQUEST_SIZE).unwrap();
+    let mapped = grants.map_grants(GUEST, &[RING_GREF], true).unwrap();
+    let ring = BackRing::new((*mapped).clone(), REQUEST_SIZE).unwrap();
+    let disk = Arc::new(Disk::open(&path, read_only).unwrap());
+    let back = BlkRing::new(ring, Arc::clone(&grants), GUEST, disk, true);
+    Guest {
+        front,
+        data,
+        back,
+        grants,
+        _file: TempFile(path),
+    }
+}
+
+impl Guest {
+    fn submit(&mut self, reqs: &[RawRequest]) -> Vec<Response> {
+        for r in reqs {
+            self.front.put_request(&r.0).unwrap();
+        }
+        self.front.push_requests().unwrap();
+        self.back.process().unwrap();
+        let mut out = Vec::new();
+        let mut b = [0u8; RESPONSE_SIZE];
+        while self.front.next_response(&mut b).unwrap() {
+            out.push(Response::from_bytes(&b));
+        }
+        out
+    }
+    fn one(&mut self, r: RawRequest) -> i16 {
+        let rsp = self.submit(&[r]);
+        assert_eq!(rsp.len(), 1);
+        assert_eq!(rsp[0].id, r.id());
+        assert_eq!(rsp[0].operation, r.operation());
+        rsp[0].status
+    }
+}
+
+fn full(p: usize) -> RawSegment {
+    RawSegment {
+        gref: DATA_GREF + p as u32,
+        first_sect: 0,
+        last_sect: 7,
+    }
+}
+
+#[test]
+fn reads_land_in_the_granted_pages() {
+    let mut g = guest(false);
+    let st = g.one(RawRequest::new(OP_READ, 7, 16, &[full(0), full(1)]));
+    assert_eq!(st, RSP_OKAY);
+    let mut page = [0u8; 4096];
+    g.data.read_bytes(0, &mut page).unwrap();
+    assert!(page[..512].iter().all(|b| *b == 16));
+    assert!(page[3584..].iter().all(|b| *b == 23));
+    g.data.read_bytes(4096, &mut page).unwrap();
+    assert!(page[..512].iter().all(|b| *b == 24));
+}
+
+#[test]
+fn writes_reach_the_disk_and_flush_and_discard_work() {
+    let mut g = guest(false);
+    g.data.fill(2 * 4096, 4096, 0xab).unwrap();
+    let seg = RawSegment {
+        gref: DATA_GREF + 2,
+        first_sect: 1,
+        last_sect: 2,
+    };
+    assert_eq!(g.one(RawRequest::new(OP_WRITE, 1, 40, &[seg])), RSP_OKAY);
+    assert_eq!(
+        g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[])),
+        RSP_OKAY
+    );
+    assert_eq!(g.one(RawRequest::new(OP_READ, 3, 40, &[full(3)])), RSP_OKAY);
+    let mut page = [0u8; 4096];
+    g.data.read_bytes(3 * 4096, &mut page).unwrap();
+    assert!(page[..1024].iter().all(|b| *b == 0xab));
+    assert!(page[1024..1536].iter().all(|b| *b == 42));
+    // Discard sectors 64..72 (one page): they read back as zeroes.
+    assert_eq!(g.one(RawRequest::new_discard(4, 64, 8, 0)), RSP_OKAY);
+    assert_eq!(g.one(RawRequest::new(OP_READ, 5, 64, &[full(3)])), RSP_OKAY);
+    g.data.read_bytes(3 * 4096, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0));
+}
+
+#[test]
+fn one_corrupted_field_gets_its_exact_status() {
+    let mut g = guest(false);
+    let ok = RawRequest::new(OP_READ, 9, 8, &[full(0)]);
+    assert_eq!(g.one(ok), RSP_OKAY);
+    let corrupt: Vec<(RawRequest, i16)> = vec![
+        (
+            {
+                let mut r = ok;
+                r.set_operation(77);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_operation(OP_INDIRECT);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_operation(OP_WRITE_BARRIER);
+                r
+            },
+            RSP_EOPNOTSUPP,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_nr_segments(0);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_nr_segments(12);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        first_sect: 4,
+                        last_sect: 3,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        last_sect: 8,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_segment(
+                    0,
+                    RawSegment {
+                        gref: 9999,
+                        ..full(0)
+                    },
+                );
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_sector(DISK_SECTORS - 7);
+                r
+            },
+            RSP_ERROR,
+        ),
+        (
+            {
+                let mut r = ok;
+                r.set_sector(u64::MAX);
+                r
+            },
+            RSP_ERROR,
+        ),
+    ];
+    for (r, want) in corrupt {
+        assert_eq!(g.one(r), want, "request {:?}", &r.0[..32]);
+    }
+    // The ring still works afterwards.
+    assert_eq!(g.one(ok), RSP_OKAY);
+}
+
+#[test]
+fn read_only_disks_refuse_writes() {
+    let mut g = guest(true);
+    assert_eq!(
+        g.one(RawRequest::new(OP_WRITE, 1, 0, &[full(0)])),
+        RSP_ERROR
+    );
+    assert_eq!(
+        g.one(RawRequest::new(OP_FLUSH_DISKCACHE, 2, 0, &[full(0)])),
+        RSP_ERROR
+    );
+    // Discard is not offered on a read-only disk.
+    assert_eq!(g.one(RawRequest::new_discard(3, 0, 8, 0)), RSP_EOPNOTSUPP);
+    assert_eq!(g.one(RawRequest::new(OP_READ, 4, 0, &[full(0)])), RSP_OKAY);
+}
+
+#[test]
+fn revoked_grant_is_an_error_not_a_crash() {
+    let mut g = guest(false);
+    g.grants.revoke(GUEST, DATA_GREF);
+    assert_eq!(g.one(RawRequest::new(OP_READ, 1, 0, &[full(0)])), RSP_ERROR);
+}
+
+#[test]
+fn a_batch_of_requests_is_answered_in_order() {
+    let mut g = guest(false);
+    let reqs: Vec<RawRequest> = (0..32)
+        .map(|i| RawRequest::new(OP_READ, i, i * 8, &[full((i % 11) as usize)]))
+        .collect();
+    let rsp = g.submit(&reqs);
+    assert_eq!(rsp.len(), 32);
+    for (i, r) in rsp.iter().enumerate() {
+        assert_eq!((r.id, r.status), (i as u64, RSP_OKAY));
+    }
+}
+
+#[test]
+fn producer_ahead_of_the_ring_is_a_protocol_violation() {
+    let mut g = guest(false);
+    // The frontend claims 33 requests on a 32-slot ring.
+    let ring = g.grants.map_grants(GUEST, &[RING_GREF], true).unwrap();
+    ring.write_u32(0, 33).unwrap();
+    assert!(matches!(g.back.process(), Err(RingError::Overflow { .. })));
+}
+
+#[test]
+fn a_flush_orders_its_batch() {
+    let mut g = guest(false);
+    g.data.fill(0, 4096, 0x5a).unwrap();
+    // One batch: write page 0 to sectors 8..16, flush, read them into page 1.
+    let rsp = g.submit(&[
+        RawRequest::new(OP_WRITE, 1, 8, &[full(0)]),
+        RawRequest::new(OP_WRITE, 2, 100, &[full(2)]),
+        RawRequest::new(OP_FLUSH_DISKCACHE, 3, 0, &[]),
+        RawRequest::new(OP_READ, 4, 8, &[full(1)]),
+        RawRequest::new(OP_READ, 5, 16, &[full(3)]),
+    ]);
+    let got: Vec<(u64, i16)> = rsp.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(got, vec![(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]);
+    let mut page = [0u8; 4096];
+    g.data.read_bytes(4096, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x5a));
+}

@@ -1,0 +1,43 @@
+# Guest side of block-bench: the same dom0 file as xvda (the kernel's xen-blkback,
+# through a loop device) and xvdb (rxblkback); sequential 1 MiB and random 4 KiB
+# reads and writes with O_DIRECT on each, twice, interleaved.
+MB=32          # sequential transfer per run
+OPS=200        # random 4 KiB operations per run
+BLOCKS=8192    # 4 KiB blocks in the first 32 MiB
+cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+wait_dev() {
+  i=0
+  while [ ! -b "/dev/$1" ]; do i=$((i + 1)); [ "$i" -gt $(($2 * 5)) ] && return 1; sleep 0.2; done
+}
+insmod /lib/modules/xen-blkfront.ko || exit 1
+wait_dev xvda 60 || { echo "BENCH: no xvda"; exit 1; }
+echo "=== BENCH-GUEST-READY ==="
+wait_dev xvdb 120 || { echo "BENCH: no xvdb"; exit 1; }
+dd if=/dev/urandom of=/tmp/4k bs=4096 count=1 2>/dev/null
+report() { # report DEV TEST UNITS CS
+  echo "BENCH dev=$1 test=$2 units=$3 cs=$4"
+}
+random_io() { # random_io DEV read|write
+  r=12345; n=0; t0=$(cs)
+  while [ $n -lt $OPS ]; do
+    r=$(( (r * 1103515245 + 12345) % 2147483648 )); b=$((r % BLOCKS))
+    if [ "$2" = read ]; then
+      dd if="/dev/$1" of=/dev/null bs=4096 count=1 skip=$b iflag=direct 2>/dev/null || return 1
+    else
+      dd if=/tmp/4k of="/dev/$1" bs=4096 count=1 seek=$b oflag=direct 2>/dev/null || return 1
+    fi
+    n=$((n + 1))
+  done
+  report "$1" "rand4k-$2" $OPS $(( $(cs) - t0 ))
+}
+for round in 1 2; do
+  for d in xvda xvdb; do
+    t0=$(cs); dd if=/dev/zero of=/dev/$d bs=1M count=$MB oflag=direct 2>/dev/null || exit 1
+    report $d seq1m-write $MB $(( $(cs) - t0 ))
+    t0=$(cs); dd if=/dev/$d of=/dev/null bs=1M count=$MB iflag=direct 2>/dev/null || exit 1
+    report $d seq1m-read $MB $(( $(cs) - t0 ))
+    random_io $d read || exit 1
+    random_io $d write || exit 1
+  done
+done
+echo "=== BENCH-GUEST-DONE ==="
