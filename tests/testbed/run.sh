@@ -214,9 +214,10 @@ mkdir -p "$G"/{bin,sbin,proc,sys,dev,tmp,guest.d}
 cp "$ROOTFS/bin/busybox" "$G/bin/busybox"
 cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
 cp "$HERE"/guest.d/*.sh "$G/guest.d/"
-# The guest's PV disk driver is a module in Debian's kernel; guest scripts insmod it.
+# The guest's PV frontends that are modules in Debian's kernel; guest scripts insmod them.
+GUEST_MODULES="drivers/block/xen-blkfront.ko"
 mkdir -p "$G/lib/modules"
-for m in drivers/block/xen-blkfront.ko; do
+for m in $GUEST_MODULES; do
   if [ -f "$MODDIR/$m" ]; then cp "$MODDIR/$m" "$G/lib/modules/"
   elif [ -f "$MODDIR/$m.xz" ]; then xz -dc "$MODDIR/$m.xz" > "$G/lib/modules/$(basename "$m")"; fi
 done

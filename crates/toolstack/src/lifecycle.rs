@@ -12,6 +12,7 @@ use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::loader::{KernelImage, LoaderError};
 use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
 use crate::config::{self, ConfigError, DomainConfig};
+use crate::device::{vbd, vbd::VbdError, DeviceError};
 use crate::domain::{self, DomainError, TreeInput};
 
 /// How many domains a name lookup scans (libxl asks for 1024 at a time).
@@ -63,6 +64,18 @@ pub enum LifecycleError {
     },
     #[error("random seed")]
     Rand(#[from] crate::rand::RandError),
+    #[error("disk {vdev}")]
+    Disk {
+        vdev: String,
+        #[source]
+        source: VbdError,
+    },
+    #[error("writing the nodes of disk {vdev}")]
+    DiskNodes {
+        vdev: String,
+        #[source]
+        source: DeviceError,
+    },
     #[error("timed out after {0:?} waiting for domain {1} to {2}")]
     Timeout(Duration, DomId, &'static str),
 }
@@ -137,6 +150,13 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             source,
         })?),
     };
+    // Disks are checked before anything is made (the domain id only fills in paths).
+    for disk in &cfg.disks {
+        vbd::nodes(0, disk).map_err(|source| LifecycleError::Disk {
+            vdev: disk.vdev.clone(),
+            source,
+        })?;
+    }
     step("config checked, kernel and initrd read");
     let input = BuildInput {
         cfg,
@@ -157,6 +177,21 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         });
         domain::write_tree(xs, domid, &nodes)?;
         step("xenstore tree written");
+        // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
+        // runs so that its blkfront finds them at boot (as libxl does).
+        for disk in &cfg.disks {
+            let vdev = disk.vdev.clone();
+            let device = vbd::nodes(domid, disk).map_err(|source| LifecycleError::Disk {
+                vdev: vdev.clone(),
+                source,
+            })?;
+            device
+                .write(xs)
+                .map_err(|source| LifecycleError::DiskNodes { vdev, source })?;
+        }
+        if !cfg.disks.is_empty() {
+            step("disk nodes written");
+        }
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {
                 step: "introducing the domain to xenstored",

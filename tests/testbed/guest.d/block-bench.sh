@@ -30,7 +30,7 @@ random_io() { # random_io DEV read|write
   done
   report "$1" "rand4k-$2" $OPS $(( $(cs) - t0 ))
 }
-for round in 1 2; do
+for _ in 1 2; do
   for d in xvda xvdb; do
     t0=$(cs); dd if=/dev/zero of=/dev/$d bs=1M count=$MB oflag=direct 2>/dev/null || exit 1
     report $d seq1m-write $MB $(( $(cs) - t0 ))

@@ -1,19 +1,29 @@
 # main: the README's main job, on rxen's own stack. rxenstored is dom0's xenstored
-# (it serves the dom0 kernel's ring and the guest's), rxconsoled is the console
-# backend, and `rxl create -c` builds the guest and attaches its console to dom0's
-# terminal (the serial log) until the guest powers off. Debian's xenstored and
-# xenconsoled never run in this boot; Debian's xen-init-dom0 writes dom0's own nodes.
-# Not yet: the guest's disk (rxblkback) and network (rxnetback).
+# (it serves the dom0 kernel's ring and the guest's), rxconsoled the console backend,
+# rxblkback the disk backend, and `rxl create -c` builds the guest with a disk
+# (disk=[...]) and attaches its console to dom0's terminal (the serial log) until the
+# guest powers off. The guest reads what dom0 wrote on its disk and writes an answer
+# that dom0 then finds in the backing file. Debian's xenstored and xenconsoled never
+# run in this boot; Debian's xen-init-dom0 writes dom0's own nodes.
+# Not yet: the guest's network (rxnetback).
 # timeout: 200
 
 name=main-guest
+disk=/var/lib/rxen/$name-disk.img
 
 pidof xenstored >/dev/null 2>&1 && fail "Debian's xenstored is running; main needs a boot of its own"
 start_rxenstored
 start_rxconsoled
-pass "rxenstored and rxconsoled are dom0's xenstored and console daemon"
+mkdir -p /var/lib/rxen
+rxblkback >> /tmp/rxblkback.log 2>&1 &
+echo $! > /var/run/rxblkback.pid
+sleep 0.5
+kill -0 "$(cat /var/run/rxblkback.pid)" 2>/dev/null || { cat /tmp/rxblkback.log; fail "rxblkback exited at start"; }
+pass "rxenstored, rxconsoled and rxblkback are dom0's xenstored, console and disk daemons"
 
-cfg=$(guest_cfg "$name" default)
+run dd if=/dev/zero of="$disk" bs=1M count=16
+echo "RXEN-MAIN-FROM-DOM0" | dd of="$disk" conv=notrunc 2>/dev/null
+cfg=$(guest_cfg "$name" main "disk = [ 'format=raw, vdev=xvda, access=rw, target=$disk' ]")
 log "guest config $cfg:"
 show_file cfg "$cfg"
 
@@ -29,5 +39,13 @@ pass "domain $name is gone (rxl's monitor destroyed it on poweroff)"
 log=$RXCONSOLED_LOG_DIR/guest-$name.log
 wait_for 10 "rxconsoled's log of $name" grep -q 'RXEN-GUEST-END' "$log"
 check "rxconsoled's log has the guest's kernel boot lines" grep -q 'Booting Linux on physical CPU' "$log"
-check "rxconsoled's log has the guest's markers" grep -q '=== RXEN-GUEST-END script=default rc=0 ===' "$log"
+check "rxconsoled's log has the guest's markers" grep -q '=== RXEN-GUEST-END script=main rc=0 ===' "$log"
+answer=$(dd if="$disk" bs=512 skip=1 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+log "sector 1 of $disk: $answer"
+case "$answer" in
+  RXEN-MAIN-FROM-GUEST*) pass "the guest's answer is in the backing file" ;;
+  *) fail "the guest's answer is not in the backing file" ;;
+esac
 check "no xenstore node of $name is left" sh -c "! xenstore-ls /local/domain | grep -q '$name'"
+check "no disk backend node is left" sh -c "! xenstore-ls /local/domain/0/backend 2>/dev/null | grep -q rxvbd"
+show_file rxblkback /tmp/rxblkback.log

@@ -7,6 +7,7 @@
 //! ([`domain_tree`]), then written in one transaction ([`write_tree`]), so that the
 //! list can be compared with what xl writes, node for node.
 
+use crate::device::vbd::BACKEND_TYPE as VBD_BACKEND;
 use xenstore::client::{Client, ClientError, Perm, PermAccess, XsOps};
 
 mod pipeline;
@@ -353,14 +354,15 @@ fn needs_set_perms(nodes: &[XsNode], n: &XsNode) -> bool {
     }
 }
 
-/// Removes a domain's nodes: its home, /vm/<uuid>, /libxl/N and the console
-/// backend in dom0's tree. Missing nodes are fine.
+/// Removes a domain's nodes: its home, /vm/<uuid>, /libxl/N and its console and
+/// disk backends in dom0's tree. Missing nodes are fine.
 pub fn remove_tree(xs: &mut Client, domid: u32, uuid: Option<&str>) -> Result<(), DomainError> {
     let mut roots = vec![
         dom_path(domid),
         libxl_path(domid),
         format!("/local/domain/{BACKEND_DOMID}/backend/console/{domid}"),
         format!("/local/domain/{BACKEND_DOMID}/backend/vuart/{domid}"),
+        format!("/local/domain/{BACKEND_DOMID}/backend/{VBD_BACKEND}/{domid}"),
     ];
     if let Some(u) = uuid {
         roots.push(vm_path(u));
@@ -377,6 +379,7 @@ pub fn remove_tree(xs: &mut Client, domid: u32, uuid: Option<&str>) -> Result<()
         for dir in [
             format!("{backend}/console"),
             format!("{backend}/vuart"),
+            format!("{backend}/{VBD_BACKEND}"),
             backend.clone(),
         ] {
             if let Ok(children) = tx.directory(&dir) {
