@@ -92,6 +92,7 @@ else
 fi
 for b in "${BOOTS[@]}"; do
   for s in $b; do
+    case "$s" in @gic=[23]|@mem=[0-9]*) continue ;; @*) die "unknown boot option '$s' in all.list (know @gic=2|3, @mem=MiB)" ;; esac
     [ -f "$HERE/scenarios/$s.sh" ] || die "no scenario '$s' (no $HERE/scenarios/$s.sh)"
   done
 done
@@ -256,6 +257,15 @@ for boot in "${BOOTS[@]}"; do
   bootno=$((bootno + 1))
   # shellcheck disable=SC2086
   set -- $boot
+  # all.list lines may start with per-boot options: @gic=2|3, @mem=MiB.
+  bgic=$GIC bmem=$MEM
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      @gic=*) bgic=${1#@gic=}; shift ;;
+      @mem=*) bmem=${1#@mem=}; shift ;;
+      *) break ;;
+    esac
+  done
   if [ "$boot_failed" = 1 ] && [ "$KEEP_GOING" = 0 ]; then
     for s in "$@"; do printf '%s\tFAIL\t-\tnot run: an earlier boot failed (--keep-going runs it)\n' "$s" >> "$RESULTS"; done
     continue
@@ -265,14 +275,14 @@ for boot in "${BOOTS[@]}"; do
   [ -z "$OVERALL_TIMEOUT" ] || limit=$OVERALL_TIMEOUT
   boot_overlay "$@" > "$WORK/overlay.cpio"
   cat "$BASE" "$WORK/overlay.cpio" > "$WORK/dom0.cpio"
-  tag=gic$GIC-smp$SMP-$(echo "$*" | tr ' ' '+')
+  tag=gic$bgic-smp$SMP-$(echo "$*" | tr ' ' '+')
   LOG=$LOGDIR/$run_id-boot$bootno-$tag.log
   LOGS_WRITTEN+=("$LOG")
-  stamp "boot $bootno: $* (GICv$GIC, $SMP CPUs, $MEM MiB, -cpu $CPU, limit ${limit}s)"
+  stamp "boot $bootno: $* (GICv$bgic, $SMP CPUs, $bmem MiB, -cpu $CPU, limit ${limit}s)"
   stamp "serial log: $LOG"
   set +e
   timeout --foreground -k 10 "$limit" qemu-system-aarch64 \
-    -machine virt,virtualization=on,gic-version=$GIC -cpu "$CPU" -smp "$SMP" -m "$MEM" \
+    -machine virt,virtualization=on,gic-version=$bgic -cpu "$CPU" -smp "$SMP" -m "$bmem" \
     -display none -monitor none -nic none -no-reboot \
     -chardev stdio,id=s0,signal=off -serial chardev:s0 \
     -kernel "$XEN" -append "$XEN_ARGS" \
@@ -304,7 +314,7 @@ done
 npass=$(awk -F'\t' '$2 == "PASS"' "$RESULTS" | wc -l)
 nfail=$(awk -F'\t' '$2 != "PASS"' "$RESULTS" | wc -l)
 echo
-echo "test bed summary (GICv$GIC, $SMP CPUs, -cpu $CPU; logs: ${LOGS_WRITTEN[*]:-none})"
+echo "test bed summary (default GICv$GIC, all.list lines may set @gic= and @mem=; $SMP CPUs, -cpu $CPU; logs: ${LOGS_WRITTEN[*]:-none})"
 printf '  %-24s %-6s %8s  %s\n' SCENARIO RESULT SECONDS REASON
 while IFS=$'\t' read -r name res secs reason; do
   printf '  %-24s %-6s %8s  %s\n' "$name" "$res" "$secs" "$reason"

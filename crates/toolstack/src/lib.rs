@@ -5,6 +5,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod arm;
+pub mod builder;
 pub mod config;
+pub mod domain;
 pub mod dtb;
+pub mod lifecycle;
+pub mod monitor;
 pub mod rand;

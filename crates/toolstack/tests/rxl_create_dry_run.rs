@@ -167,16 +167,17 @@ fn config_errors_and_missing_builder_are_reported() {
     let o = rxl(&["create", cfg.to_str().expect("utf8")]);
     assert!(!o.status.success());
     assert!(text(&o).1.contains("gzip-compressed"), "{}", text(&o).1);
+    // A valid config reaches the builder, which needs Xen: off Xen it says so.
     let cfg = guest(&d, "");
     let o = rxl(&["create", cfg.to_str().expect("utf8")]);
     assert!(!o.status.success());
-    assert!(
-        text(&o)
-            .1
-            .contains("domain builder needs the xen crate; not implemented yet"),
-        "{}",
-        text(&o).1
-    );
+    if !std::path::Path::new("/dev/xen/privcmd").exists() {
+        assert!(
+            text(&o).1.contains("opening Xen's privcmd"),
+            "{}",
+            text(&o).1
+        );
+    }
 }
 
 #[test]

@@ -329,6 +329,26 @@ pub trait DomainControl {
     fn domain_info_list(&self, first: DomId, max: u32) -> Result<Vec<DomainInfo>, CtrlError>;
     /// Creates a domain (paused) and returns its id.
     fn create_domain(&self, config: &CreateDomain) -> Result<DomId, CtrlError>;
+    /// Creates a domain (paused) and returns its id with the arch config Xen
+    /// chose (e.g. the GIC version for `GIC_NATIVE`, the timer frequency).
+    /// The default answers the requested arch config (for fakes).
+    fn create_domain_arch(
+        &self,
+        config: &CreateDomain,
+    ) -> Result<(DomId, crate::abi::arch::ArchDomainConfig), CtrlError> {
+        self.create_domain(config).map(|d| (d, config.arch))
+    }
+    /// `XEN_DOMCTL_vuart_op` INIT of a vpl011 whose ring is guest frame `gfn`,
+    /// served by `console_domid`; returns the guest's event channel port for it.
+    /// The default refuses (fakes without a vuart).
+    fn vuart_init(
+        &self,
+        _domid: DomId,
+        _gfn: XenPfn,
+        _console_domid: DomId,
+    ) -> Result<EvtchnPort, CtrlError> {
+        Err(CtrlError::Invalid("no vuart in this implementation"))
+    }
     fn destroy_domain(&self, domid: DomId) -> Result<(), CtrlError>;
     fn pause_domain(&self, domid: DomId) -> Result<(), CtrlError>;
     fn unpause_domain(&self, domid: DomId) -> Result<(), CtrlError>;
@@ -641,6 +661,37 @@ impl DomainControl for XenCtrl {
                 .map(|(d, _)| (d, ()))?,
         };
         Ok(d.domain)
+    }
+
+    fn create_domain_arch(
+        &self,
+        config: &CreateDomain,
+    ) -> Result<(DomId, crate::abi::arch::ArchDomainConfig), CtrlError> {
+        // Xen writes the id into `domain` and the chosen arch config back.
+        match encode_createdomain(self.domctl_version, config)? {
+            CreateDomainPayload::V15(p) => self
+                .domctl(cmd::CREATEDOMAIN, config.domid, p)
+                .map(|(d, p)| (d.domain, p.arch)),
+            CreateDomainPayload::V17(p) => self
+                .domctl(cmd::CREATEDOMAIN, config.domid, p)
+                .map(|(d, p)| (d.domain, p.arch)),
+        }
+    }
+
+    fn vuart_init(
+        &self,
+        domid: DomId,
+        gfn: XenPfn,
+        console_domid: DomId,
+    ) -> Result<EvtchnPort, CtrlError> {
+        let op = domctl::XenDomctlVuartOp {
+            cmd: domctl::XEN_DOMCTL_VUART_OP_INIT,
+            type_: domctl::XEN_DOMCTL_VUART_TYPE_VPL011,
+            gfn,
+            console_domid,
+            ..Default::default()
+        };
+        Ok(self.domctl(cmd::VUART_OP, domid, op)?.1.evtchn)
     }
 
     fn destroy_domain(&self, domid: DomId) -> Result<(), CtrlError> {

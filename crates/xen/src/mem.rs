@@ -201,12 +201,35 @@ impl MappedMemory {
         Ok(())
     }
 
-    /// Copies `buf` into the mapping at `offset` (volatile).
+    /// Copies `buf` into the mapping at `offset` (volatile): bytes up to the first
+    /// 8-byte aligned address, then 8-byte words, then the tail bytes (a domain
+    /// builder copies whole kernels this way).
     pub fn write_bytes(&self, offset: usize, buf: &[u8]) -> Result<(), MemError> {
         let p = self.check(offset, buf.len(), 1)?;
-        for (i, b) in buf.iter().enumerate() {
-            // SAFETY: `i < buf.len()` and `check` covered `buf.len()` bytes.
+        const WORD: usize = std::mem::size_of::<u64>();
+        let head = p.align_offset(WORD).min(buf.len());
+        for (i, b) in buf[..head].iter().enumerate() {
+            // SAFETY: `i < head <= buf.len()` and `check` covered `buf.len()` bytes.
             unsafe { std::ptr::write_volatile(p.add(i), *b) };
+        }
+        let words = buf[head..].chunks_exact(WORD);
+        let tail = words.remainder();
+        for (i, w) in words.enumerate() {
+            let mut a = [0u8; WORD];
+            a.copy_from_slice(w);
+            // SAFETY: `p + head` is 8-byte aligned (align_offset) and word `i` ends
+            // within the `buf.len()` bytes `check` covered.
+            unsafe {
+                std::ptr::write_volatile(
+                    p.add(head + i * WORD).cast::<u64>(),
+                    u64::from_ne_bytes(a),
+                )
+            };
+        }
+        let tail_start = buf.len() - tail.len();
+        for (i, b) in tail.iter().enumerate() {
+            // SAFETY: `tail_start + i < buf.len()`, covered by `check`.
+            unsafe { std::ptr::write_volatile(p.add(tail_start + i), *b) };
         }
         Ok(())
     }
@@ -261,6 +284,26 @@ mod tests {
         assert!(matches!(m.read_u32(2), Err(MemError::Misaligned { .. })));
         assert!(m.write_bytes(4090, &[0; 7]).is_err());
         assert!(m.sub(4000, 97).is_err());
+    }
+
+    #[test]
+    fn write_bytes_copies_exactly_at_any_alignment() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(7) | 1).collect();
+        for off in [0usize, 1, 3, 8, 13] {
+            for len in [0usize, 1, 7, 8, 9, 31, 100] {
+                m.fill(0, 256, 0).expect("clear");
+                m.write_bytes(off, &data[..len]).expect("write");
+                let mut back = vec![0u8; 256];
+                m.read_bytes(0, &mut back).expect("read");
+                assert!(back[..off].iter().all(|&b| b == 0), "before {off}/{len}");
+                assert_eq!(&back[off..off + len], &data[..len], "at {off}/{len}");
+                assert!(
+                    back[off + len..].iter().all(|&b| b == 0),
+                    "after {off}/{len}"
+                );
+            }
+        }
     }
 
     #[test]

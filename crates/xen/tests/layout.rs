@@ -170,6 +170,19 @@ fn arch_neutral(v: &mut Vec<Entry>) {
     fields!(v, "struct xen_domctl_max_vcpus", XenDomctlMaxVcpus, [max]);
     fields!(
         v,
+        "struct xen_domctl_vuart_op",
+        XenDomctlVuartOp,
+        [cmd, gfn, console_domid, evtchn]
+    );
+    field_as!(
+        v,
+        "struct xen_domctl_vuart_op",
+        "type",
+        XenDomctlVuartOp,
+        type_
+    );
+    fields!(
+        v,
         "struct xen_domctl_address_size",
         XenDomctlAddressSize,
         [size]

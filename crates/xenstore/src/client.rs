@@ -59,6 +59,40 @@ pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
 pub const XENBUS_PROC: &str = "/proc/xen/xenbus";
 /// How often [`Client::transaction`] runs its closure before giving up on `EAGAIN`.
 pub const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
+
+/// First and largest pause between two attempts of [`Client::transaction`]. Without
+/// a pause, clients that contend on the same nodes can starve one of them: the one
+/// that is slowest between its read and its commit loses every round.
+const TRANSACTION_BACKOFF_FIRST: Duration = Duration::from_micros(100);
+const TRANSACTION_BACKOFF_MAX: Duration = Duration::from_millis(20);
+
+/// A randomized ("full jitter") exponential backoff: a pause drawn uniformly from
+/// `[0, min(FIRST << attempt, MAX))`, so that contending clients spread out.
+fn transaction_backoff(attempt: u32) -> Duration {
+    let ceiling = TRANSACTION_BACKOFF_FIRST
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(TRANSACTION_BACKOFF_MAX);
+    let ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(jitter() % ceiling_ns)
+}
+
+/// Cheap per-call randomness for backoff (not for anything secret): the clock's
+/// nanoseconds and a per-process counter mixed by a SplitMix64 step.
+fn jitter() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut z = u64::from(nanos)
+        ^ COUNTER
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .rotate_left(17);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 /// Size of one read from the connection.
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest reply payload the client accepts. Requests are held to the protocol's
@@ -459,19 +493,23 @@ impl Client {
 
     /// Runs `body` in a transaction and commits it; when the commit fails with
     /// `EAGAIN` (another writer touched what the transaction used) the whole body
-    /// runs again, at most [`MAX_TRANSACTION_ATTEMPTS`] times. An error from `body`
-    /// aborts the transaction and is returned as is.
+    /// runs again after a short randomized pause, at most
+    /// [`MAX_TRANSACTION_ATTEMPTS`] times. An error from `body` aborts the
+    /// transaction and is returned as is.
     pub fn transaction<T, E, F>(&mut self, mut body: F) -> Result<T, E>
     where
         F: FnMut(&mut Transaction<'_>) -> Result<T, E>,
         E: From<ClientError>,
     {
-        for _ in 0..MAX_TRANSACTION_ATTEMPTS {
+        for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
             let mut tx = self.transaction_start()?;
             match body(&mut tx) {
                 Ok(v) => match tx.commit() {
                     Ok(()) => return Ok(v),
-                    Err(e) if e.is_eagain() => continue,
+                    Err(e) if e.is_eagain() => {
+                        std::thread::sleep(transaction_backoff(attempt));
+                        continue;
+                    }
                     Err(e) => return Err(e.into()),
                 },
                 Err(e) => {

@@ -111,6 +111,40 @@ start_debian_xenstored() {
   xen-init-dom0 || fail "xen-init-dom0 failed"
 }
 
+# start_rxenstored [ARGS...] -- rxen's rxenstored as dom0's xenstored (it serves dom0's
+# ring and guests), then Debian's xen-init-dom0; its log (-V) goes to
+# /var/log/rxenstored.log. No-op if running. Never start Debian's xenstored in that boot.
+start_rxenstored() {
+  if pidof rxenstored >/dev/null 2>&1 && [ -S "$XENSTORED_SOCKET" ]; then return 0; fi
+  log "starting rxenstored"
+  rxenstored --socket="$XENSTORED_SOCKET" --pid-file=/var/run/xenstored.pid \
+    --log-file=/var/log/rxenstored.log -V "$@" \
+    || fail "rxenstored did not start"
+  _rx_end=$(( $(uptime_cs) + 3000 ))
+  while ! [ -S "$XENSTORED_SOCKET" ] || ! pidof rxenstored >/dev/null 2>&1; do
+    if ! pidof rxenstored >/dev/null 2>&1 || [ "$(uptime_cs)" -gt "$_rx_end" ]; then
+      [ -f /var/log/rxenstored.log ] && show_file rxenstored /var/log/rxenstored.log
+      fail "rxenstored is not serving $XENSTORED_SOCKET"
+    fi
+    sleep 0.2
+  done
+  xen-init-dom0 || fail "xen-init-dom0 failed on rxenstored"
+}
+
+# start_rxconsoled -- rxen's rxconsoled in place of xenconsoled, in the foreground
+# mode (-i) in the background, logging every guest console with timestamps to
+# $RXCONSOLED_LOG_DIR/guest-NAME.log; its own messages go to /tmp/rxconsoled.log.
+# No-op if running.
+RXCONSOLED_LOG_DIR=/var/log/rxen/console
+start_rxconsoled() {
+  pidof rxconsoled >/dev/null 2>&1 && return 0
+  mkdir -p "$RXCONSOLED_LOG_DIR"
+  rxconsoled -i --log=guest --log-dir="$RXCONSOLED_LOG_DIR" --timestamp >> /tmp/rxconsoled.log 2>&1 &
+  echo $! > /var/run/rxconsoled.pid
+  sleep 0.5
+  kill -0 "$(cat /var/run/rxconsoled.pid)" 2>/dev/null || { cat /tmp/rxconsoled.log; fail "rxconsoled exited at start"; }
+}
+
 # start_xenconsoled -- Debian's xenconsoled logging every guest console to
 # $XEN_CONSOLE_LOG_DIR/guest-NAME.log; no-op if running.
 start_xenconsoled() {

@@ -28,6 +28,7 @@ pub mod cmd {
     pub const GETVCPUCONTEXT: u32 = 13;
     pub const MAX_VCPUS: u32 = 15;
     pub const SET_ADDRESS_SIZE: u32 = 35;
+    pub const VUART_OP: u32 = 81;
 }
 
 /// `XEN_DOMCTL_CDF_*` flags of `createdomain`.
@@ -167,6 +168,26 @@ pub struct XenDomctlAddressSize {
     pub size: u32,
 }
 
+/// `XEN_DOMCTL_VUART_OP_INIT`.
+pub const XEN_DOMCTL_VUART_OP_INIT: u32 = 0;
+/// `XEN_DOMCTL_VUART_TYPE_VPL011`: the SBSA UART emulated by Xen on ARM.
+pub const XEN_DOMCTL_VUART_TYPE_VPL011: u32 = 0;
+
+/// `struct xen_domctl_vuart_op`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XenDomctlVuartOp {
+    pub cmd: u32,
+    pub type_: u32,
+    /// The guest frame of the ring page.
+    pub gfn: u64,
+    /// The domain running the console backend.
+    pub console_domid: DomId,
+    pub _pad: [u8; 2],
+    /// OUT: the event channel port (in the guest) for the backend to bind.
+    pub evtchn: u32,
+}
+
 /// Size of the payload union of `struct xen_domctl` (`uint8_t pad[128]`).
 pub const XEN_DOMCTL_PAYLOAD_SIZE: usize = 128;
 
@@ -183,6 +204,7 @@ pub struct XenDomctl {
 }
 
 unsafe_impl_pod!(
+    XenDomctlVuartOp,
     XenDomctlCreateDomainV15<super::arch::arm::ArchDomainConfig>,
     XenDomctlCreateDomainV15<super::arch::x86::ArchDomainConfig>,
     XenDomctlCreateDomainV17<super::arch::arm::ArchDomainConfig>,

@@ -88,6 +88,10 @@ struct Cli {
     /// its requests (and drops, then disconnects, a client not reading its events).
     #[arg(long, value_name = "NB", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED)]
     max_queued: usize,
+    /// Serve the unix socket only, even where /dev/xen/evtchn exists (no dom0
+    /// ring, no guests).
+    #[arg(long)]
+    no_xen: bool,
     /// Bytes a connection's queued replies and events may take before the daemon
     /// stops reading its requests and drops (then disconnects on) its events.
     #[arg(long, value_name = "BYTES", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED_BYTES)]
@@ -293,6 +297,10 @@ fn main() -> Result<()> {
         Some(signals),
     )
     .context("cannot start the daemon")?;
+    if !cli.no_xen && Path::new(xen::evtchn::EVTCHN_PATH).exists() {
+        let parts = xenstore::daemon::XenParts::open().context("cannot open the Xen devices")?;
+        daemon.attach_xen(parts).context("cannot serve domains")?;
+    }
     tracing::info!(socket = %socket.display(), "rxenstored listening");
     let exit = daemon.run().context("event loop failed")?;
     drop(daemon);

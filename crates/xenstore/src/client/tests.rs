@@ -417,3 +417,17 @@ fn absurd_reply_lengths_are_refused() {
     theirs.write_all(&h.encode()).expect("send");
     assert!(matches!(c.read("/x"), Err(ClientError::Wire(_))));
 }
+
+#[test]
+fn transaction_backoff_grows_within_its_bounds() {
+    for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
+        let ceiling =
+            (TRANSACTION_BACKOFF_FIRST * (1u32 << attempt.min(16))).min(TRANSACTION_BACKOFF_MAX);
+        for _ in 0..50 {
+            assert!(transaction_backoff(attempt) < ceiling, "attempt {attempt}");
+        }
+    }
+    // Jittered: many draws at a high attempt are not all the same pause.
+    let draws: std::collections::HashSet<_> = (0..64).map(|_| transaction_backoff(10)).collect();
+    assert!(draws.len() > 32, "only {} distinct pauses", draws.len());
+}

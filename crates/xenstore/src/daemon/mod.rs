@@ -15,7 +15,9 @@
 //! Memory per connection is therefore bounded whatever the peer does.
 
 mod conn;
+mod ring;
 mod trace;
+mod xen_hooks;
 
 use std::collections::HashMap;
 use std::io;
@@ -35,6 +37,7 @@ use crate::wire::Message;
 use conn::{Connection, ReadEnd, RequestSink, READ_CHUNK};
 pub use conn::{SocketTransport, Transport};
 pub use trace::Trace;
+pub use xen_hooks::{GrantOrForeign, RingMapper, XenHooks, XenParts, XenSetupError};
 
 /// Token of the listening socket.
 const LISTENER: Token = Token(0);
@@ -183,6 +186,8 @@ pub struct Daemon {
     scratch: Vec<u8>,
     /// accept() failed for lack of descriptors: retry when one is freed.
     accept_blocked: bool,
+    /// Domain rings and event channels, once [`Daemon::attach_xen`] ran.
+    xen: Option<xen_hooks::XenIo>,
 }
 
 impl Daemon {
@@ -223,6 +228,7 @@ impl Daemon {
             work: Vec::new(),
             scratch: vec![0; READ_CHUNK],
             accept_blocked: false,
+            xen: None,
         })
     }
 
@@ -256,6 +262,7 @@ impl Daemon {
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => self.accept_all(),
+                xen_hooks::EVTCHN => self.handle_evtchn(),
                 SIGNALS => {
                     if let Some(exit) = self.take_signals() {
                         self.trace.flush();
@@ -379,9 +386,17 @@ impl Daemon {
         // Writing may unblock reading (the core pauses a connection whose queue
         // is full) and reading produces output: go round until neither moves.
         loop {
+            if self
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| self.is_ignored(c.id))
+            {
+                return;
+            }
             let wrote = match self.flush(slot) {
                 Ok(w) => w,
-                Err(why) => return self.close(slot, &why),
+                Err(why) => return self.misbehaved(slot, &why, ring::XENSTORE_ERROR_COMM),
             };
             let Some(Some(c)) = self.slots.get_mut(slot) else {
                 return;
@@ -409,7 +424,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     tracing::info!(%id, error = %e, "dropping connection");
-                    return self.close(slot, "bad input");
+                    return self.misbehaved(slot, "bad input", ring::XENSTORE_ERROR_PROTO);
                 }
             }
             self.after_requests(handled, slot);
@@ -488,16 +503,13 @@ impl Daemon {
                     }
                 }
                 Action::Print(text) => self.trace.print(&text),
-                Action::Introduced { domid, conn, .. } => {
-                    // No ring transport yet: the domain is known to the store but
-                    // its ring is not served.
-                    tracing::info!(domid, %conn, "domain introduced (its ring is not served: no ring transport)");
-                }
-                Action::Reintroduced { domid, .. } => {
-                    tracing::info!(domid, "domain reintroduced");
+                Action::Introduced { domid, conn, .. } => self.ring_introduced(domid, conn),
+                Action::Reintroduced { domid, conn, port } => {
+                    self.ring_reintroduced(domid, conn, port)
                 }
                 Action::Released { domid, conn } => {
                     tracing::info!(domid, %conn, "domain released");
+                    self.ring_released(conn);
                     if let Some(slot) = self.by_id.get(&conn).copied() {
                         self.close(slot, "domain released");
                     }

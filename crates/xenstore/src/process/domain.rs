@@ -97,10 +97,19 @@ impl Server {
     pub(super) fn domain_existing(&mut self, domid: u32) -> Option<&mut Domain> {
         if !self.domains.contains_key(&domid) {
             self.hooks.domain_state(domid)?;
-            let gen = self.generation;
+            let gen = self.new_domain_generation();
             self.domains.insert(domid, Domain::new(domid, gen));
         }
         self.domains.get_mut(&domid)
+    }
+
+    /// The generation of a domain record created now: newer than every node
+    /// written so far. A node takes the counter's value after incrementing it
+    /// (C assigns before incrementing), so a record taking the counter as it is
+    /// would share the last node's generation, and permissions a dead domain of the
+    /// same id held on that node would pass to the new domain.
+    pub(super) fn new_domain_generation(&self) -> u64 {
+        self.generation + 1
     }
 
     /// True when `domid`'s record is older than generation `gen` (C
@@ -171,7 +180,7 @@ impl Server {
         let introduced = self.domains.get(&domid).is_some_and(|d| d.introduced);
         if !introduced {
             self.hooks.introduce(domid, gfn, port)?;
-            let gen = self.generation;
+            let gen = self.new_domain_generation();
             self.domains
                 .entry(domid)
                 .or_insert_with(|| Domain::new(domid, gen));

@@ -322,6 +322,17 @@ impl Server {
         self.max_queued_bytes = bytes;
     }
 
+    /// Replaces the hypervisor hooks (the daemon attaches Xen after start-up).
+    pub fn set_hooks(&mut self, hooks: Box<dyn DomainHooks>) {
+        self.hooks = hooks;
+    }
+
+    /// C `domain_conn_reset` for a ring whose guest asked to reconnect: the
+    /// connection's watches, transactions and queued output are dropped.
+    pub fn reset_connection(&mut self, conn: ConnId) {
+        self.reset_conn(conn);
+    }
+
     /// True while CONTROL `log on` is in effect.
     pub fn logging(&self) -> bool {
         self.logging
@@ -359,7 +370,7 @@ impl Server {
             },
         );
         if let ConnKind::Domain { domid } = kind {
-            let gen = self.generation;
+            let gen = self.new_domain_generation();
             let d = self
                 .domains
                 .entry(domid)

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use toolstack::arm::fdt::RNG_SEED_SIZE;
 use toolstack::arm::layout::{self, BootLayout, GUEST_GNTTAB_BASE, GUEST_GNTTAB_SIZE, PAGE_SHIFT};
@@ -33,8 +33,8 @@ pub struct CreateArgs {
     /// Parse, validate and plan the layout and device tree without Xen; print the layout.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// With --dry-run: write the guest's DTB to this file.
-    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    /// Write the guest's DTB to this file (dry run or real create).
+    #[arg(long, value_name = "FILE")]
     pub dtb_out: Option<PathBuf>,
     /// With --dry-run: the host GIC that gic_version = "default" resolves to.
     #[arg(long, value_enum, default_value = "v3", requires = "dry_run")]
@@ -83,7 +83,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
         ),
     };
     if !args.dry_run {
-        bail!("domain builder needs the xen crate; not implemented yet (try --dry-run to see the layout and DTB rxl would build)");
+        return crate::build::create_real(&args, &cfg);
     }
     let host = HostParams {
         native_gic: host_gic,

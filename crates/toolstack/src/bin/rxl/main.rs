@@ -5,9 +5,12 @@
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod check_dtb;
+mod console;
 mod create;
 mod info;
+mod lifecycle_cmds;
 mod list;
 
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
@@ -29,11 +32,45 @@ enum Command {
     Create(create::CreateArgs),
     /// Check a guest DTB against the ARM VM System Specification for a Xen guest.
     CheckDtb(check_dtb::CheckDtbArgs),
+    /// Attach to a domain's console (like `xl console`); Ctrl-] leaves.
+    Console(console::ConsoleArgs),
     /// List domains (like `xl list`).
     List {
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
+    /// Destroy a domain at once (like `xl destroy`).
+    Destroy {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Pause a domain.
+    Pause {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Unpause a domain.
+    Unpause {
+        /// The domain (name or id).
+        domain: String,
+    },
+    /// Ask a domain to shut down (control/shutdown = poweroff).
+    Shutdown(lifecycle_cmds::ShutdownArgs),
+    /// Ask a domain to reboot (control/shutdown = reboot).
+    Reboot(lifecycle_cmds::ShutdownArgs),
+    /// Print a domain's id from its name.
+    Domid {
+        /// The domain's name.
+        domain: String,
+    },
+    /// Print a domain's name from its id.
+    Domname {
+        /// The domain's id.
+        domid: String,
+    },
+    /// (internal) The per-domain monitor `rxl create` starts.
+    #[command(hide = true)]
+    Monitor(lifecycle_cmds::MonitorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +81,15 @@ fn main() -> anyhow::Result<()> {
         Command::List { domains } => list::run(&domains),
         Command::Create(args) => create::run(args),
         Command::CheckDtb(args) => check_dtb::run(args),
+        Command::Destroy { domain } => lifecycle_cmds::destroy(&domain),
+        Command::Pause { domain } => lifecycle_cmds::pause(&domain, true),
+        Command::Unpause { domain } => lifecycle_cmds::pause(&domain, false),
+        Command::Shutdown(args) => lifecycle_cmds::shutdown(&args, "poweroff"),
+        Command::Reboot(args) => lifecycle_cmds::shutdown(&args, "reboot"),
+        Command::Domid { domain } => lifecycle_cmds::domid(&domain),
+        Command::Domname { domid } => lifecycle_cmds::domname(&domid),
+        Command::Monitor(args) => lifecycle_cmds::monitor(&args),
+        Command::Console(args) => console::run(args),
     }
 }
 

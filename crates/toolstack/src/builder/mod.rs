@@ -1,0 +1,521 @@
+//! The ARM domain builder: carries out a [`DomainPlan`] on Xen, in the order
+//! libxl/libxenguest 4.17 do it (libxl_create.c libxl__domain_make,
+//! libxl_dom.c libxl__build_pre/libxl__build_dom, xg_dom_arm.c, xg_dom_boot.c,
+//! xg_dom_core.c xc_dom_gnttab_seed):
+//!
+//! createdomain (GIC, SPIs, vCPUs, grant/maptrack frames, handle = UUID) → read
+//! back the GIC Xen chose and the guest's address size → plan the DTB with them →
+//! max_vcpus → setmaxmem → event channels for xenstore and console (unbound, for
+//! dom0) → set_address_size → populate RAM with the largest extents → copy kernel,
+//! initrd and DTB in through foreign mappings → magic pages populated and cleared →
+//! HVM params → grant entries 0 and 1 for dom0 → vpl011 (vuart) → vCPU 0's context.
+//!
+//! Any failure destroys the domain and names the step that failed. The domain is
+//! left paused; the caller writes xenstore ([`crate::domain`]), introduces it and
+//! unpauses it.
+
+use xen::abi::arch::arm::{VcpuGuestContext, VGCF_ONLINE};
+use xen::abi::domctl::{cdf, grant_version};
+use xen::abi::grant_table::{
+    GrantEntryV1, GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, GTF_PERMIT_ACCESS,
+};
+use xen::abi::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_MONITOR_RING_PFN,
+    HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
+use xen::abi::memory::{XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED};
+use xen::abi::xen::{DomId, EvtchnPort, XenPfn, XEN_PAGE_SIZE};
+use xen::ctrl::CreateDomain;
+use xen::{CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdError};
+
+use crate::arm::fdt::RNG_SEED_SIZE;
+use crate::arm::layout::{ExtentRun, NR_MAGIC_PAGES, PAGE_SHIFT, PAGE_SIZE};
+use crate::arm::loader::KernelImage;
+use crate::arm::plan::{plan_domain, DomainPlan, HostParams, PlanError};
+use crate::arm::Gic;
+use crate::config::{DomainConfig, GicVersion, Vuart};
+
+/// The domain that runs xenstored and the console backend (dom0).
+pub const BACKEND_DOMID: DomId = 0;
+/// libxl's default event channel limit (`LIBXL_DEFAULT_EVENT_CHANNELS` is 1023).
+pub const DEFAULT_MAX_EVTCHN_PORT: u32 = 1023;
+/// libxl's grant frame default as Xen 4.17 applies it (`gnttab_max_frames`).
+pub const DEFAULT_MAX_GRANT_FRAMES: i32 = 64;
+/// libxl's maptrack frame default as Xen 4.17 applies it (`gnttab_max_maptrack_frames`).
+pub const DEFAULT_MAX_MAPTRACK_FRAMES: i32 = 1024;
+/// Grant table version for ARM guests (v2 is x86-only).
+pub const GRANT_TABLE_VERSION: u32 = 1;
+/// Slack libxl adds to a domain's maximum memory (`LIBXL_MAXMEM_CONSTANT`, KiB).
+pub const MAXMEM_SLACK_KIB: u64 = 1024;
+/// Guest address size assumed when Xen does not report one (before 4.17).
+pub const DEFAULT_GPADDR_BITS: u32 = 40;
+/// Frames mapped at once while copying images into the guest (4 MiB).
+const COPY_CHUNK_PAGES: u64 = 1024;
+/// Extents per populate_physmap call (bounds the hypercall buffer).
+const POPULATE_BATCH: usize = 512;
+/// Order step between extent sizes (LPAE: 512 entries a level).
+const EXTENT_ORDER_STEP: u32 = 9;
+
+/// Maps guest memory for the builder: by frame and the grant table by resource.
+pub trait GuestMemory {
+    /// Maps `gfns` of `domid` contiguously, failing if any frame fails.
+    fn map_foreign(
+        &self,
+        domid: DomId,
+        gfns: &[XenPfn],
+        writable: bool,
+    ) -> Result<MappedMemory, PrivcmdError>;
+    /// Maps the first frame of `domid`'s (shared) grant table, writable.
+    fn map_grant_table(&self, domid: DomId) -> Result<MappedMemory, PrivcmdError>;
+}
+
+impl GuestMemory for Privcmd {
+    fn map_foreign(
+        &self,
+        domid: DomId,
+        gfns: &[XenPfn],
+        writable: bool,
+    ) -> Result<MappedMemory, PrivcmdError> {
+        Privcmd::map_foreign(self, domid, gfns, writable)
+    }
+    fn map_grant_table(&self, domid: DomId) -> Result<MappedMemory, PrivcmdError> {
+        self.map_resource(
+            domid,
+            XENMEM_RESOURCE_GRANT_TABLE.into(),
+            XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED,
+            0,
+            1,
+            true,
+        )
+    }
+}
+
+/// Why a build failed: the step and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{step} failed")]
+    Xen {
+        step: &'static str,
+        #[source]
+        source: CtrlError,
+    },
+    #[error("{step} failed")]
+    Map {
+        step: &'static str,
+        #[source]
+        source: PrivcmdError,
+    },
+    #[error("{step} failed")]
+    Memory {
+        step: &'static str,
+        #[source]
+        source: MemError,
+    },
+    #[error("planning the guest's layout and device tree failed")]
+    Plan(#[from] PlanError),
+    #[error("{step}: {what}")]
+    Refused { step: &'static str, what: String },
+}
+
+fn xen_step(step: &'static str) -> impl FnOnce(CtrlError) -> BuildError {
+    move |source| BuildError::Xen { step, source }
+}
+fn map_step(step: &'static str) -> impl FnOnce(PrivcmdError) -> BuildError {
+    move |source| BuildError::Map { step, source }
+}
+fn mem_step(step: &'static str) -> impl FnOnce(MemError) -> BuildError {
+    move |source| BuildError::Memory { step, source }
+}
+
+/// What the builder needs besides the config.
+#[derive(Debug)]
+pub struct BuildInput<'a> {
+    pub cfg: &'a DomainConfig,
+    pub kernel: KernelImage,
+    pub kernel_bytes: &'a [u8],
+    pub initrd: Option<&'a [u8]>,
+    pub rng_seed: [u8; RNG_SEED_SIZE],
+    /// Xen's (major, minor), for the DTB.
+    pub xen_version: (u32, u32),
+}
+
+/// A built (paused) domain and what xenstore and the backends need to know of it.
+#[derive(Debug, Clone)]
+pub struct BuiltDomain {
+    pub domid: DomId,
+    pub plan: DomainPlan,
+    pub store_port: EvtchnPort,
+    pub console_port: EvtchnPort,
+    pub store_gfn: XenPfn,
+    pub console_gfn: XenPfn,
+    /// The vpl011's ring frame and event channel, when vuart = "sbsa_uart".
+    pub vuart: Option<(XenPfn, EvtchnPort)>,
+}
+
+/// The createdomain request for `cfg` (libxl__domain_make / libxl__arch_domain_prepare_config).
+pub fn create_request(cfg: &DomainConfig, nr_spis: u32) -> CreateDomain {
+    CreateDomain {
+        handle: cfg.uuid.0,
+        flags: cdf::HVM | cdf::HAP,
+        max_vcpus: cfg.max_vcpus,
+        max_evtchn_port: DEFAULT_MAX_EVTCHN_PORT,
+        max_grant_frames: DEFAULT_MAX_GRANT_FRAMES,
+        max_maptrack_frames: DEFAULT_MAX_MAPTRACK_FRAMES,
+        grant_opts: grant_version(GRANT_TABLE_VERSION),
+        arch: arch_config(cfg.gic_version, nr_spis),
+        ..Default::default()
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn arch_config(gic: GicVersion, nr_spis: u32) -> xen::abi::arch::ArchDomainConfig {
+    use xen::abi::arch::arm;
+    arm::ArchDomainConfig {
+        gic_version: match gic {
+            GicVersion::V2 => arm::GIC_V2,
+            GicVersion::V3 => arm::GIC_V3,
+            GicVersion::Native => arm::GIC_NATIVE,
+        },
+        tee_type: arm::TEE_NONE,
+        nr_spis,
+        ..Default::default()
+    }
+}
+
+/// Off arm64 the arch config is x86's: the builder's logic still runs over the fakes.
+#[cfg(not(target_arch = "aarch64"))]
+fn arch_config(_gic: GicVersion, _nr_spis: u32) -> xen::abi::arch::ArchDomainConfig {
+    xen::abi::arch::ArchDomainConfig::default()
+}
+
+/// The GIC and timer frequency Xen chose, from createdomain's answer.
+#[cfg(target_arch = "aarch64")]
+fn arch_result(
+    arch: &xen::abi::arch::ArchDomainConfig,
+    _asked: GicVersion,
+) -> Result<(Gic, u32), BuildError> {
+    use xen::abi::arch::arm;
+    let gic = match arch.gic_version {
+        arm::GIC_V2 => Gic::V2,
+        arm::GIC_V3 => Gic::V3,
+        other => {
+            return Err(BuildError::Refused {
+                step: "createdomain",
+                what: format!("Xen answered an unknown GIC version {other}"),
+            })
+        }
+    };
+    Ok((gic, arch.clock_frequency))
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn arch_result(
+    _arch: &xen::abi::arch::ArchDomainConfig,
+    asked: GicVersion,
+) -> Result<(Gic, u32), BuildError> {
+    Ok((
+        match asked {
+            GicVersion::V2 => Gic::V2,
+            GicVersion::V3 | GicVersion::Native => Gic::V3,
+        },
+        0,
+    ))
+}
+
+/// Maximum memory Xen allows the domain, KiB (libxl__build_pre).
+pub fn max_mem_kib(cfg: &DomainConfig) -> u64 {
+    cfg.maxmem_mib.max(cfg.memory_mib) * 1024 + MAXMEM_SLACK_KIB
+}
+
+/// Builds the domain; on failure it is destroyed and the error names the step.
+pub fn build<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    input: &BuildInput<'_>,
+) -> Result<BuiltDomain, BuildError> {
+    let cfg = input.cfg;
+    let nr_spis = match cfg.vuart {
+        Some(Vuart::SbsaUart) => {
+            crate::arm::layout::GUEST_VPL011_SPI - crate::arm::fdt::GIC_SPI_BASE + 1
+        }
+        None => 0,
+    };
+    let req = create_request(cfg, nr_spis);
+    let (domid, arch) = ctl
+        .create_domain_arch(&req)
+        .map_err(xen_step("createdomain"))?;
+    tracing::info!(domid, "domain created");
+    match build_created(ctl, mem, input, domid, &arch) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            if let Err(d) = ctl.destroy_domain(domid) {
+                tracing::error!(domid, "rollback: destroying the domain failed: {d}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn build_created<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    input: &BuildInput<'_>,
+    domid: DomId,
+    arch: &xen::abi::arch::ArchDomainConfig,
+) -> Result<BuiltDomain, BuildError> {
+    let cfg = input.cfg;
+    let t0 = std::time::Instant::now();
+    let step = |what: &str| tracing::info!(domid, ms = t0.elapsed().as_millis() as u64, "{what}");
+    let (gic, clock_frequency) = arch_result(arch, cfg.gic_version)?;
+    let info = ctl.domain_info(domid).map_err(xen_step("getdomaininfo"))?;
+    let gpaddr_bits = match info.gpaddr_bits {
+        0 => DEFAULT_GPADDR_BITS,
+        b => u32::from(b),
+    };
+    let host = HostParams {
+        native_gic: gic,
+        xen_version: input.xen_version,
+        gpaddr_bits,
+        clock_frequency,
+    };
+    let plan = plan_domain(
+        cfg,
+        input.kernel,
+        input.initrd.map(|i| i.len() as u64),
+        host,
+        input.rng_seed,
+    )?;
+    if plan.gic != gic {
+        return Err(BuildError::Refused {
+            step: "createdomain",
+            what: format!(
+                "asked for {} but Xen gave the domain {}",
+                plan.gic.name(),
+                gic.name()
+            ),
+        });
+    }
+    ctl.set_max_vcpus(domid, cfg.max_vcpus)
+        .map_err(xen_step("max_vcpus"))?;
+    ctl.set_max_mem(domid, max_mem_kib(cfg))
+        .map_err(xen_step("setmaxmem"))?;
+    // libxl__build_pre: xenstore's port first, then the console's.
+    let store_port = ctl
+        .evtchn_alloc_unbound(domid, BACKEND_DOMID)
+        .map_err(xen_step("allocating the xenstore event channel"))?;
+    let console_port = ctl
+        .evtchn_alloc_unbound(domid, BACKEND_DOMID)
+        .map_err(xen_step("allocating the console event channel"))?;
+    let arch_kind = plan.layout.arch;
+    ctl.set_address_size(domid, arch_kind.address_size())
+        .map_err(xen_step("set_address_size"))?;
+    step("planned; vCPUs, maxmem, event channels and address size set");
+    for run in &plan.populate {
+        populate(ctl, domid, *run)?;
+    }
+    step("RAM populated");
+    copy_in(
+        mem,
+        domid,
+        plan.layout.kernel.start,
+        input.kernel_bytes,
+        "copying the kernel into guest memory",
+    )?;
+    if let (Some(r), Some(bytes)) = (plan.layout.initrd, input.initrd) {
+        copy_in(
+            mem,
+            domid,
+            r.start,
+            bytes,
+            "copying the initrd into guest memory",
+        )?;
+    }
+    copy_in(
+        mem,
+        domid,
+        plan.layout.dtb.start,
+        &plan.dtb,
+        "copying the device tree into guest memory",
+    )?;
+    step("kernel, initrd and DTB copied in");
+    let magic = plan.layout.magic;
+    let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
+    let n = ctl
+        .populate_physmap(domid, 0, &magic_gfns)
+        .map_err(xen_step("populating the magic pages"))?;
+    if n != magic_gfns.len() {
+        return Err(BuildError::Refused {
+            step: "populating the magic pages",
+            what: format!("Xen populated {n} of {} pages", magic_gfns.len()),
+        });
+    }
+    let pages = mem
+        .map_foreign(domid, &magic_gfns, true)
+        .map_err(map_step("mapping the magic pages"))?;
+    pages
+        .fill(0, pages.len(), 0)
+        .map_err(mem_step("clearing the magic pages"))?;
+    drop(pages);
+    let params = [
+        (HVM_PARAM_CONSOLE_PFN, magic.console_pfn),
+        (HVM_PARAM_STORE_PFN, magic.xenstore_pfn),
+        (HVM_PARAM_MONITOR_RING_PFN, magic.memaccess_pfn),
+        (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
+        (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
+    ];
+    for (index, value) in params {
+        ctl.hvm_param_set(domid, index, value)
+            .map_err(xen_step("setting the HVM params"))?;
+    }
+    seed_grant_table(mem, domid, magic.console_pfn, magic.xenstore_pfn)?;
+    let vuart = match cfg.vuart {
+        Some(Vuart::SbsaUart) => {
+            let port = ctl
+                .vuart_init(domid, magic.vuart_pfn, BACKEND_DOMID)
+                .map_err(xen_step("vuart_op init (vpl011)"))?;
+            Some((magic.vuart_pfn, port))
+        }
+        None => None,
+    };
+    step("magic pages, HVM params, grant table and vuart set");
+    let ctx = boot_context(&plan);
+    ctl.set_vcpu_context(domid, 0, &ctx)
+        .map_err(xen_step("setvcpucontext for vCPU 0"))?;
+    Ok(BuiltDomain {
+        domid,
+        store_port,
+        console_port,
+        store_gfn: magic.xenstore_pfn,
+        console_gfn: magic.console_pfn,
+        vuart,
+        plan,
+    })
+}
+
+/// populate_physmap of one run; when Xen gives fewer extents than asked (no free
+/// superpage), the rest is populated with the next smaller extents.
+fn populate<C: DomainControl>(ctl: &C, domid: DomId, run: ExtentRun) -> Result<(), BuildError> {
+    const STEP: &str = "populating guest RAM";
+    let gfns: Vec<XenPfn> = (0..run.count)
+        .map(|i| run.base_pfn + (i << run.shift))
+        .collect();
+    for (chunk_no, chunk) in gfns.chunks(POPULATE_BATCH).enumerate() {
+        let done = ctl
+            .populate_physmap(domid, run.shift, chunk)
+            .map_err(xen_step(STEP))?;
+        if done > chunk.len() {
+            return Err(BuildError::Refused {
+                step: STEP,
+                what: format!("Xen claims {done} extents of {} asked", chunk.len()),
+            });
+        }
+        if done < chunk.len() {
+            if run.shift == 0 {
+                return Err(BuildError::Refused {
+                    step: STEP,
+                    what: format!(
+                        "out of memory: Xen populated {} of {} pages",
+                        chunk_no * POPULATE_BATCH + done,
+                        gfns.len()
+                    ),
+                });
+            }
+            let smaller = run.shift.saturating_sub(EXTENT_ORDER_STEP);
+            let left = (chunk.len() - done) as u64;
+            tracing::debug!(
+                shift = run.shift,
+                left,
+                "superpages short, falling back to order {smaller}"
+            );
+            populate(
+                ctl,
+                domid,
+                ExtentRun {
+                    base_pfn: chunk[done],
+                    shift: smaller,
+                    count: left << (run.shift - smaller),
+                },
+            )?;
+            // The fallback covered the rest of this chunk; later chunks go on.
+        }
+    }
+    Ok(())
+}
+
+/// Copies `bytes` to guest physical address `addr` (page aligned) in chunks.
+fn copy_in<M: GuestMemory>(
+    mem: &M,
+    domid: DomId,
+    addr: u64,
+    bytes: &[u8],
+    step: &'static str,
+) -> Result<(), BuildError> {
+    if addr % PAGE_SIZE != 0 {
+        return Err(BuildError::Refused {
+            step,
+            what: format!("address {addr:#x} is not page aligned"),
+        });
+    }
+    let chunk_bytes = (COPY_CHUNK_PAGES * PAGE_SIZE) as usize;
+    for (i, chunk) in bytes.chunks(chunk_bytes).enumerate() {
+        let first = (addr >> PAGE_SHIFT) + i as u64 * COPY_CHUNK_PAGES;
+        let pages = chunk.len().div_ceil(XEN_PAGE_SIZE) as u64;
+        let gfns: Vec<XenPfn> = (first..first + pages).collect();
+        let m = mem
+            .map_foreign(domid, &gfns, true)
+            .map_err(map_step(step))?;
+        m.write_bytes(0, chunk).map_err(mem_step(step))?;
+    }
+    Ok(())
+}
+
+/// Grant entries 0 (console) and 1 (xenstore) for dom0, as xc_dom_gnttab_seed:
+/// frame and domid first, the flags that make the entry valid last.
+fn seed_grant_table<M: GuestMemory>(
+    mem: &M,
+    domid: DomId,
+    console_gfn: XenPfn,
+    xenstore_gfn: XenPfn,
+) -> Result<(), BuildError> {
+    const STEP: &str = "seeding the grant table";
+    let gt = mem.map_grant_table(domid).map_err(map_step(STEP))?;
+    let entry = std::mem::size_of::<GrantEntryV1>();
+    for (gref, gfn) in [
+        (GNTTAB_RESERVED_CONSOLE, console_gfn),
+        (GNTTAB_RESERVED_XENSTORE, xenstore_gfn),
+    ] {
+        let frame = u32::try_from(gfn).map_err(|_| BuildError::Refused {
+            step: STEP,
+            what: format!("frame {gfn:#x} does not fit a v1 grant entry"),
+        })?;
+        let off = gref as usize * entry;
+        let base = GrantEntryV1 {
+            flags: 0,
+            domid: BACKEND_DOMID,
+            frame,
+        };
+        gt.write(off, base).map_err(mem_step(STEP))?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        gt.write::<u16>(off, GTF_PERMIT_ACCESS)
+            .map_err(mem_step(STEP))?;
+    }
+    Ok(())
+}
+
+/// vCPU 0's context from the plan (xg_dom_arm.c vcpu_arm64/vcpu_arm32).
+pub fn boot_context(plan: &DomainPlan) -> VcpuGuestContext {
+    let st = plan.layout.boot_cpu_state();
+    let mut ctx = VcpuGuestContext::default();
+    ctx.user_regs.pc64 = st.pc;
+    for (i, r) in st.regs.iter().enumerate() {
+        ctx.user_regs.x[i] = *r;
+    }
+    ctx.user_regs.cpsr = st.cpsr;
+    ctx.sctlr = st.sctlr;
+    // AArch32 guests: r0..r2 and pc32 alias x0..x2 and pc64 in this layout.
+    ctx.flags = VGCF_ONLINE;
+    ctx
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,373 @@
+//! The builder's steps and rollback over `xen`'s fakes (logic only: real Xen is
+//! the test bed's job).
+
+use super::*;
+use crate::arm::layout::{GUEST_MAGIC_BASE, GUEST_RAM0_BASE};
+use crate::config::from_text;
+use std::cell::Cell;
+use xen::abi::arch::arm::VcpuGuestContext;
+use xen::abi::xen::XenPfn;
+use xen::ctrl::{DomainInfo, PhysInfo, XenVersion};
+use xen::fake::{FakeForeignMemory, FakeXen};
+use xen::ForeignMemory;
+
+const MIB: u64 = 1 << 20;
+const MAGIC_GFN: u64 = GUEST_MAGIC_BASE >> PAGE_SHIFT;
+
+/// Guest memory over one fake region from the magic pages to the end of RAM,
+/// plus a grant table page.
+struct FakeGuest {
+    ram: FakeForeignMemory,
+    region: MappedMemory,
+    gnttab: MappedMemory,
+    fail_grant_table: bool,
+}
+
+impl FakeGuest {
+    fn new(domid: DomId, memory: u64) -> Self {
+        let len = (GUEST_RAM0_BASE + memory - GUEST_MAGIC_BASE) as usize;
+        let region = MappedMemory::anonymous(len).expect("region");
+        // Junk that the builder must clear in the magic pages.
+        region
+            .fill(0, NR_MAGIC_PAGES as usize * XEN_PAGE_SIZE, 0xff)
+            .expect("fill");
+        let ram = FakeForeignMemory::new();
+        ram.add_ram(domid, MAGIC_GFN, region.clone());
+        FakeGuest {
+            ram,
+            region,
+            gnttab: MappedMemory::anonymous(XEN_PAGE_SIZE).expect("gnttab"),
+            fail_grant_table: false,
+        }
+    }
+    fn at(&self, gpa: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        self.region
+            .read_bytes((gpa - GUEST_MAGIC_BASE) as usize, &mut v)
+            .expect("read");
+        v
+    }
+}
+
+impl GuestMemory for FakeGuest {
+    fn map_foreign(
+        &self,
+        domid: DomId,
+        gfns: &[XenPfn],
+        writable: bool,
+    ) -> Result<MappedMemory, PrivcmdError> {
+        self.ram.map_foreign(domid, gfns, writable)
+    }
+    fn map_grant_table(&self, domid: DomId) -> Result<MappedMemory, PrivcmdError> {
+        if self.fail_grant_table {
+            return Err(PrivcmdError::Map {
+                domid,
+                count: 1,
+                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+            });
+        }
+        Ok(self.gnttab.clone())
+    }
+}
+
+/// A [`FakeXen`] that fails one named operation and can short superpages.
+struct Flaky {
+    inner: FakeXen,
+    fail: &'static str,
+    /// populate_physmap of order > 0 gives only half of what is asked.
+    short_superpages: bool,
+    calls: Cell<u32>,
+}
+
+impl Flaky {
+    fn new(fail: &'static str) -> Self {
+        Flaky {
+            inner: FakeXen::new(),
+            fail,
+            short_superpages: false,
+            calls: Cell::new(0),
+        }
+    }
+    fn check(&self, op: &'static str) -> Result<(), CtrlError> {
+        self.calls.set(self.calls.get() + 1);
+        if self.fail == op {
+            Err(CtrlError::Invalid("injected failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl DomainControl for Flaky {
+    fn xen_version(&self) -> Result<XenVersion, CtrlError> {
+        self.inner.xen_version()
+    }
+    fn physinfo(&self) -> Result<PhysInfo, CtrlError> {
+        self.inner.physinfo()
+    }
+    fn sched_id(&self) -> Result<u32, CtrlError> {
+        self.inner.sched_id()
+    }
+    fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {
+        self.inner.free_cpus()
+    }
+    fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError> {
+        self.check("domain_info")?;
+        self.inner.domain_info(domid)
+    }
+    fn domain_info_list(&self, first: DomId, max: u32) -> Result<Vec<DomainInfo>, CtrlError> {
+        self.inner.domain_info_list(first, max)
+    }
+    fn create_domain(&self, config: &CreateDomain) -> Result<DomId, CtrlError> {
+        self.check("create_domain")?;
+        self.inner.create_domain(config)
+    }
+    fn destroy_domain(&self, domid: DomId) -> Result<(), CtrlError> {
+        self.inner.destroy_domain(domid)
+    }
+    fn pause_domain(&self, domid: DomId) -> Result<(), CtrlError> {
+        self.inner.pause_domain(domid)
+    }
+    fn unpause_domain(&self, domid: DomId) -> Result<(), CtrlError> {
+        self.inner.unpause_domain(domid)
+    }
+    fn set_max_mem(&self, domid: DomId, kib: u64) -> Result<(), CtrlError> {
+        self.check("set_max_mem")?;
+        self.inner.set_max_mem(domid, kib)
+    }
+    fn set_max_vcpus(&self, domid: DomId, max: u32) -> Result<(), CtrlError> {
+        self.check("set_max_vcpus")?;
+        self.inner.set_max_vcpus(domid, max)
+    }
+    fn set_address_size(&self, domid: DomId, bits: u32) -> Result<(), CtrlError> {
+        self.check("set_address_size")?;
+        self.inner.set_address_size(domid, bits)
+    }
+    fn populate_physmap(
+        &self,
+        domid: DomId,
+        order: u32,
+        gfns: &[XenPfn],
+    ) -> Result<usize, CtrlError> {
+        self.check("populate_physmap")?;
+        if self.short_superpages && order > 0 {
+            let half = gfns.len() / 2;
+            return self.inner.populate_physmap(domid, order, &gfns[..half]);
+        }
+        self.inner.populate_physmap(domid, order, gfns)
+    }
+    fn hvm_param_get(&self, domid: DomId, index: u32) -> Result<u64, CtrlError> {
+        self.inner.hvm_param_get(domid, index)
+    }
+    fn hvm_param_set(&self, domid: DomId, index: u32, value: u64) -> Result<(), CtrlError> {
+        self.check("hvm_param_set")?;
+        self.inner.hvm_param_set(domid, index, value)
+    }
+    fn evtchn_alloc_unbound(&self, domid: DomId, remote: DomId) -> Result<EvtchnPort, CtrlError> {
+        self.check("evtchn_alloc_unbound")?;
+        self.inner.evtchn_alloc_unbound(domid, remote)
+    }
+    fn gnttab_query_size(&self, domid: DomId) -> Result<(u32, u32), CtrlError> {
+        self.inner.gnttab_query_size(domid)
+    }
+    fn set_vcpu_context(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        ctx: &VcpuGuestContext,
+    ) -> Result<(), CtrlError> {
+        self.check("set_vcpu_context")?;
+        self.inner.set_vcpu_context(domid, vcpu, ctx)
+    }
+    fn get_vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<VcpuGuestContext, CtrlError> {
+        self.inner.get_vcpu_context(domid, vcpu)
+    }
+}
+
+/// A synthetic arm64 Image: header with the magic, then a recognisable body.
+fn kernel_bytes() -> Vec<u8> {
+    let mut k = vec![0u8; 300 * 1024];
+    k[0x38..0x3c].copy_from_slice(&crate::arm::loader::ARM64_MAGIC.to_le_bytes());
+    // image_size 1 MiB, flags: 4K pages, anywhere.
+    k[16..24].copy_from_slice(&(MIB).to_le_bytes());
+    k[24..32].copy_from_slice(&0b1010u64.to_le_bytes());
+    for (i, b) in k.iter_mut().enumerate().skip(64) {
+        *b = (i % 251) as u8;
+    }
+    k
+}
+
+fn config(memory_mib: u64, extra: &str) -> DomainConfig {
+    from_text(
+        &format!("name='g'\nkernel='/k'\nramdisk='/r'\nmemory={memory_mib}\nvcpus=2\n{extra}"),
+        "g.cfg",
+        &[],
+    )
+    .expect("config")
+}
+
+fn run(
+    ctl: &Flaky,
+    guest: &FakeGuest,
+    cfg: &DomainConfig,
+    kernel: &[u8],
+    initrd: &[u8],
+) -> Result<BuiltDomain, BuildError> {
+    let input = BuildInput {
+        cfg,
+        kernel: KernelImage::probe(kernel).expect("probe"),
+        kernel_bytes: kernel,
+        initrd: Some(initrd),
+        rng_seed: [7; RNG_SEED_SIZE],
+        xen_version: (4, 17),
+    };
+    build(ctl, guest, &input)
+}
+
+#[test]
+fn builds_a_paused_domain_with_everything_in_place() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let kernel = kernel_bytes();
+    let initrd: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8 + 1).collect();
+    let b = run(&ctl, &guest, &cfg, &kernel, &initrd).expect("build");
+    assert_eq!(b.domid, 1);
+    let info = ctl.inner.domain_info(1).expect("exists");
+    assert!(info.paused(), "left paused for the caller");
+    assert_eq!(info.max_vcpu_id, 1);
+    assert_eq!(info.max_pages, max_mem_kib(&cfg) / 4);
+    assert_eq!(info.handle, cfg.uuid.0);
+    // All of RAM plus the 4 magic pages, no frame twice.
+    assert_eq!(info.tot_pages, 64 * MIB / PAGE_SIZE + NR_MAGIC_PAGES);
+    // The kernel, initrd and DTB are where the plan put them.
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    let r = l.initrd.expect("initrd");
+    assert_eq!(guest.at(r.start, initrd.len()), initrd);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    // Magic pages cleared.
+    assert!(guest
+        .at(GUEST_MAGIC_BASE, NR_MAGIC_PAGES as usize * XEN_PAGE_SIZE)
+        .iter()
+        .all(|&x| x == 0));
+    // HVM params name the magic pages and the ports.
+    let p = |i| ctl.inner.hvm_param_get(1, i).expect("param");
+    assert_eq!(p(HVM_PARAM_CONSOLE_PFN), b.console_gfn);
+    assert_eq!(p(HVM_PARAM_STORE_PFN), b.store_gfn);
+    assert_eq!(p(HVM_PARAM_STORE_EVTCHN), u64::from(b.store_port));
+    assert_eq!(p(HVM_PARAM_CONSOLE_EVTCHN), u64::from(b.console_port));
+    assert_ne!(b.store_port, b.console_port);
+    assert_eq!(b.console_gfn, MAGIC_GFN);
+    assert_eq!(b.store_gfn, MAGIC_GFN + 1);
+    // Grant entries 0 and 1 for dom0.
+    let e0: GrantEntryV1 = guest.gnttab.read(0).expect("entry 0");
+    let e1: GrantEntryV1 = guest.gnttab.read(8).expect("entry 1");
+    assert_eq!(
+        (e0.flags, e0.domid, u64::from(e0.frame)),
+        (GTF_PERMIT_ACCESS, 0, b.console_gfn)
+    );
+    assert_eq!(
+        (e1.flags, e1.domid, u64::from(e1.frame)),
+        (GTF_PERMIT_ACCESS, 0, b.store_gfn)
+    );
+    // vCPU 0 starts at the entry with x0 = DTB.
+    let ctx = ctl.inner.get_vcpu_context(1, 0).expect("ctx");
+    assert_eq!(ctx.user_regs.pc64, l.entry);
+    assert_eq!(ctx.user_regs.x[0], l.dtb.start);
+    assert_eq!(ctx.flags & VGCF_ONLINE, VGCF_ONLINE);
+    assert!(b.vuart.is_none());
+}
+
+#[test]
+fn every_failing_step_destroys_the_domain_and_names_the_step() {
+    let cases = [
+        ("domain_info", "getdomaininfo"),
+        ("set_max_vcpus", "max_vcpus"),
+        ("set_max_mem", "setmaxmem"),
+        ("evtchn_alloc_unbound", "xenstore event channel"),
+        ("set_address_size", "set_address_size"),
+        ("populate_physmap", "populating guest RAM"),
+        ("hvm_param_set", "HVM params"),
+        ("set_vcpu_context", "setvcpucontext"),
+    ];
+    let kernel = kernel_bytes();
+    for (op, step) in cases {
+        let ctl = Flaky::new(op);
+        let cfg = config(64, "");
+        let guest = FakeGuest::new(1, 64 * MIB);
+        let err = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect_err(op);
+        assert!(err.to_string().contains(step), "{op}: {err}");
+        assert!(
+            matches!(ctl.inner.domain_info(1), Err(CtrlError::NoSuchDomain(1))),
+            "{op}: domain left behind"
+        );
+    }
+}
+
+#[test]
+fn createdomain_failure_leaves_nothing_to_destroy() {
+    let ctl = Flaky::new("create_domain");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
+    assert!(err.to_string().starts_with("createdomain failed"), "{err}");
+    assert_eq!(ctl.inner.domain_info_list(1, 10).expect("list").len(), 0);
+}
+
+#[test]
+fn mapping_failures_roll_back_too() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.fail_grant_table = true;
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
+    assert!(err.to_string().contains("seeding the grant table"), "{err}");
+    assert!(ctl.inner.domain_info(1).is_err());
+    // Guest RAM that Xen did not populate (here: no fake region) fails the copy.
+    let ctl = Flaky::new("");
+    let guest = FakeGuest::new(2, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
+    assert!(err.to_string().contains("copying the kernel"), "{err}");
+    assert!(ctl.inner.domain_info(1).is_err());
+}
+
+#[test]
+fn short_superpages_fall_back_to_smaller_extents() {
+    let mut ctl = Flaky::new("");
+    ctl.short_superpages = true;
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("build");
+    let info = ctl.inner.domain_info(1).expect("exists");
+    assert_eq!(info.tot_pages, 64 * MIB / PAGE_SIZE + NR_MAGIC_PAGES);
+    let mut gfns = ctl.inner.populated(1);
+    let n = gfns.len();
+    gfns.sort_unstable();
+    gfns.dedup();
+    assert_eq!(gfns.len(), n, "no extent populated twice");
+}
+
+#[test]
+fn vuart_needs_a_hypervisor_that_has_one() {
+    // FakeXen has no vpl011: the step fails and the domain goes.
+    let ctl = Flaky::new("");
+    let cfg = config(64, "vuart='sbsa_uart'\n");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("no vuart");
+    assert!(err.to_string().contains("vuart_op"), "{err}");
+    assert!(ctl.inner.domain_info(1).is_err());
+}
+
+#[test]
+fn createdomain_request_is_libxls() {
+    let cfg = config(128, "maxvcpus=4\n");
+    let r = create_request(&cfg, 1);
+    assert_eq!(r.flags, cdf::HVM | cdf::HAP);
+    assert_eq!(r.max_vcpus, 4);
+    assert_eq!(r.max_evtchn_port, 1023);
+    assert_eq!((r.max_grant_frames, r.max_maptrack_frames), (64, 1024));
+    assert_eq!(r.grant_opts, 1);
+    assert_eq!(r.handle, cfg.uuid.0);
+    assert_eq!(max_mem_kib(&cfg), 128 * 1024 + 1024);
+}

@@ -1,0 +1,262 @@
+//! Domain lifecycle over Xen and xenstore: create (build → xenstore tree →
+//! introduce → unpause, rolled back on failure), destroy, shutdown requests.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use xen::abi::xen::DomId;
+use xen::{CtrlError, DomainControl};
+use xenstore::client::{Client, ClientError, XsOps};
+
+use crate::arm::fdt::RNG_SEED_SIZE;
+use crate::arm::loader::{KernelImage, LoaderError};
+use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
+use crate::config::{self, ConfigError, DomainConfig};
+use crate::domain::{self, DomainError, TreeInput};
+
+/// How many domains a name lookup scans (libxl asks for 1024 at a time).
+pub const MAX_DOMAINS: u32 = 1024;
+/// `SHUTDOWN_*` reasons (xen/include/public/sched.h).
+pub const SHUTDOWN_POWEROFF: u32 = 0;
+pub const SHUTDOWN_REBOOT: u32 = 1;
+pub const SHUTDOWN_SUSPEND: u32 = 2;
+pub const SHUTDOWN_CRASH: u32 = 3;
+pub const SHUTDOWN_WATCHDOG: u32 = 4;
+pub const SHUTDOWN_SOFT_RESET: u32 = 5;
+
+/// Lifecycle errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kernel {path}")]
+    Kernel {
+        path: String,
+        #[source]
+        source: LoaderError,
+    },
+    #[error("cannot read ramdisk {path}")]
+    Ramdisk {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no kernel in the config")]
+    NoKernel,
+    #[error("domain with name \"{0}\" already exists")]
+    NameInUse(String),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{step} failed")]
+    Xen {
+        step: &'static str,
+        #[source]
+        source: CtrlError,
+    },
+    #[error("{step} failed")]
+    Xenstore {
+        step: &'static str,
+        #[source]
+        source: ClientError,
+    },
+    #[error("random seed")]
+    Rand(#[from] crate::rand::RandError),
+    #[error("timed out after {0:?} waiting for domain {1} to {2}")]
+    Timeout(Duration, DomId, &'static str),
+}
+
+/// A config as loaded, with where it came from (for a restart).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub overrides: Vec<String>,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<DomainConfig, ConfigError> {
+        config::load(&self.path, &self.overrides)
+    }
+}
+
+/// The ids of all domains.
+pub fn domids<C: DomainControl>(ctl: &C) -> Result<Vec<u32>, LifecycleError> {
+    Ok(ctl
+        .domain_info_list(0, MAX_DOMAINS)
+        .map_err(|source| LifecycleError::Xen {
+            step: "listing domains",
+            source,
+        })?
+        .iter()
+        .map(|d| u32::from(d.domid))
+        .collect())
+}
+
+/// `start_time` as libxl writes it: seconds since the epoch, two decimals.
+pub fn start_time() -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:02}", t.as_secs(), t.subsec_millis() / 10)
+}
+
+/// Everything `create` needs besides Xen.
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub cfg: &'a DomainConfig,
+    pub paused: bool,
+    pub xen_version: (u32, u32),
+}
+
+/// Creates, describes in xenstore, introduces and (unless paused) unpauses a domain.
+/// Any failure destroys the domain and removes its xenstore nodes.
+pub fn create<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    xs: &mut Client,
+    req: &CreateRequest<'_>,
+) -> Result<BuiltDomain, LifecycleError> {
+    let cfg = req.cfg;
+    let t0 = Instant::now();
+    let step = |what: &str| tracing::info!(ms = t0.elapsed().as_millis() as u64, "{what}");
+    let ids = domids(ctl)?;
+    if domain::resolve(xs, &ids, &cfg.name).is_ok() && cfg.name.parse::<u32>().is_err() {
+        return Err(LifecycleError::NameInUse(cfg.name.clone()));
+    }
+    let kernel_path = cfg.kernel.as_ref().ok_or(LifecycleError::NoKernel)?;
+    let (kernel, kernel_bytes) =
+        KernelImage::load(kernel_path).map_err(|source| LifecycleError::Kernel {
+            path: kernel_path.display().to_string(),
+            source,
+        })?;
+    let initrd = match &cfg.ramdisk {
+        None => None,
+        Some(p) => Some(std::fs::read(p).map_err(|source| LifecycleError::Ramdisk {
+            path: p.display().to_string(),
+            source,
+        })?),
+    };
+    step("config checked, kernel and initrd read");
+    let input = BuildInput {
+        cfg,
+        kernel,
+        kernel_bytes: &kernel_bytes,
+        initrd: initrd.as_deref(),
+        rng_seed: crate::rand::bytes::<RNG_SEED_SIZE>()?,
+        xen_version: req.xen_version,
+    };
+    let built = builder::build(ctl, mem, &input)?;
+    step("domain built");
+    let domid = u32::from(built.domid);
+    let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
+        let nodes = domain::domain_tree(&TreeInput {
+            cfg,
+            built: &built,
+            start_time: start_time(),
+        });
+        domain::write_tree(xs, domid, &nodes)?;
+        step("xenstore tree written");
+        xs.introduce(domid, built.store_gfn, built.store_port)
+            .map_err(|source| LifecycleError::Xenstore {
+                step: "introducing the domain to xenstored",
+                source,
+            })?;
+        step("introduced to xenstored");
+        if !req.paused {
+            ctl.unpause_domain(built.domid)
+                .map_err(|source| LifecycleError::Xen {
+                    step: "unpausing the domain",
+                    source,
+                })?;
+            step("unpaused");
+        }
+        Ok(())
+    };
+    if let Err(e) = finish(xs) {
+        tracing::warn!(domid, "create failed, rolling back: {e}");
+        if let Err(d) = ctl.destroy_domain(built.domid) {
+            tracing::error!(domid, "rollback: destroy failed: {d}");
+        }
+        let uuid = cfg.uuid.to_string();
+        if let Err(r) = domain::remove_tree(xs, domid, Some(&uuid)) {
+            tracing::error!(domid, "rollback: removing xenstore nodes failed: {r}");
+        }
+        return Err(e);
+    }
+    Ok(built)
+}
+
+/// Destroys a domain like `xl destroy`: pause, remove its xenstore nodes, destroy.
+pub fn destroy<C: DomainControl>(
+    ctl: &C,
+    xs: &mut Client,
+    domid: u32,
+) -> Result<(), LifecycleError> {
+    let id = DomId::try_from(domid).map_err(|_| LifecycleError::Xen {
+        step: "destroying the domain",
+        source: CtrlError::Invalid("domain id out of range"),
+    })?;
+    let uuid = domain::recorded_uuid(xs, domid);
+    // A domain that is already dying cannot be paused; that is fine.
+    if let Err(e) = ctl.pause_domain(id) {
+        tracing::debug!(domid, "pause before destroy: {e}");
+    }
+    domain::remove_tree(xs, domid, uuid.as_deref())?;
+    ctl.destroy_domain(id)
+        .map_err(|source| LifecycleError::Xen {
+            step: "destroying the domain",
+            source,
+        })
+}
+
+/// Asks the guest to power off or reboot through `control/shutdown`.
+pub fn request_shutdown(xs: &mut Client, domid: u32, what: &str) -> Result<(), LifecycleError> {
+    xs.write(
+        &format!("{}/control/shutdown", domain::dom_path(domid)),
+        what.as_bytes(),
+    )
+    .map_err(|source| LifecycleError::Xenstore {
+        step: "writing control/shutdown",
+        source,
+    })
+}
+
+/// Waits until the domain no longer exists (or, with `or_shutdown`, has shut
+/// down), polling every 100 ms.
+pub fn wait_gone<C: DomainControl>(
+    ctl: &C,
+    domid: u32,
+    timeout: Duration,
+    or_shutdown: bool,
+) -> Result<(), LifecycleError> {
+    let id = DomId::try_from(domid).unwrap_or(DomId::MAX);
+    let start = Instant::now();
+    loop {
+        match ctl.domain_info(id) {
+            Err(CtrlError::NoSuchDomain(_)) => return Ok(()),
+            Ok(i) if or_shutdown && i.shutdown() => return Ok(()),
+            Ok(_) => {}
+            Err(source) => {
+                return Err(LifecycleError::Xen {
+                    step: "getdomaininfo",
+                    source,
+                })
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(LifecycleError::Timeout(timeout, id, "go away"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The config file a monitor re-reads to restart a domain, pinned to its uuid.
+pub fn restart_source(src: &ConfigSource, cfg: &DomainConfig) -> ConfigSource {
+    let mut overrides = src.overrides.clone();
+    overrides.push(format!("uuid=\"{}\"", cfg.uuid));
+    ConfigSource {
+        path: src.path.clone(),
+        overrides,
+    }
+}

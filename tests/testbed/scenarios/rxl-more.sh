@@ -1,0 +1,69 @@
+# rxl-more: (1) vuart = "sbsa_uart": the guest sees ttyAMA0 (Xen's vpl011, wired by
+# rxl's vuart_op and xenstore nodes), and its DTB passes check-dtb; (2) a guest with
+# more than 3 GiB: RAM in both banks, all of it visible in the guest. Needs a machine
+# with enough RAM (all.list runs it with @mem=5120).
+# timeout: 300
+
+start_debian_xenstored
+start_xenconsoled
+
+name=rxlvu
+cfg=$(guest_cfg "$name" rxl-fdt vcpus=1 memory=128 extra_args=quiet 'vuart="sbsa_uart"')
+run rxl create --dtb-out /tmp/$name.dtb "$cfg"
+run rxl check-dtb /tmp/$name.dtb
+xenstore-ls -fp "/local/domain/$(rxl domid $name)/vuart" | sed 's/^/vuart-xs| /'
+wait_domain_gone "$name" 150
+log=$(guest_console_log "$name")
+wait_for 10 "xenconsoled's log $log" grep -q RXEN-GUEST-END "$log"
+grep -v '^FDTW ' "$log" | tr -d '\r' | sed "s/^/$name| /"
+check "the guest sees the vpl011 as ttyAMA0" grep -q 'RXEN-GUEST-TTYS .*ttyAMA0' "$log"
+
+name=rxlbig
+mem=3328
+cfg=$(guest_cfg "$name" default vcpus=2 memory=$mem)
+run rxl create -p "$cfg"
+xl list | sed 's/^/xl-list| /'
+rxl list | sed 's/^/rxl-list| /'
+run rxl unpause "$name"
+wait_domain_gone "$name" 200
+log=$(guest_console_log "$name")
+wait_for 10 "xenconsoled's log $log" grep -q RXEN-GUEST-END "$log"
+show_file "$name" "$log"
+kb=$(tr -d '\r' < "$log" | sed -n 's/.*memtotal_kb=\([0-9]*\).*/\1/p')
+log "guest MemTotal ${kb} kB of ${mem} MiB"
+# More than bank 0's 3 GiB is visible, so bank 1 is in use.
+check "guest sees more than 3 GiB (${kb} kB)" [ "${kb:-0}" -gt 3145728 ]
+
+# ---------------------------------------------------------------- rxl shutdown -w
+name=rxlsd
+cfg=$(guest_cfg "$name" rxl-wait vcpus=1 memory=128)
+run rxl create "$cfg"
+id=$(rxl domid "$name") || fail "rxl domid $name"
+uuid=$(xenstore-read "/local/domain/$id/vm"); uuid=${uuid#/vm/}
+log=$(guest_console_log "$name")
+wait_for 150 "guest $name to wait for its shutdown" grep -q RXEN-GUEST-WAITING "$log"
+run rxl shutdown -w "$name"
+check "rxl shutdown -w returned with $name gone" sh -c "! xl domid $name >/dev/null 2>&1"
+check "the guest was asked to power off" grep -q RXEN-GUEST-POWEROFF-REQUESTED "$log"
+wait_for 10 "xenstore nodes of $id to go" sh -c "! xenstore-exists /local/domain/$id && ! xenstore-exists /vm/$uuid && ! xenstore-exists /libxl/$id"
+pass "no xenstore nodes of domain $id left after rxl shutdown"
+
+# ---------------------------------------------------------------- on_reboot=restart
+# The guest reboots; the monitor restarts it from the config file, which by then
+# names the default script (it powers off: on_poweroff=destroy ends it).
+name=rxlrb
+cfg=$(guest_cfg "$name" rxl-reboot vcpus=1 memory=128 'on_reboot="restart"')
+run rxl create "$cfg"
+id1=$(rxl domid "$name") || fail "rxl domid $name"
+sed -i 's/rxen.guest=rxl-reboot/rxen.guest=default/' "$cfg"
+wait_for 150 "domain $name to be restarted with a new id" \
+  sh -c "id=\$(xl domid $name 2>/dev/null) && [ \"\$id\" != $id1 ]"
+id2=$(xl domid "$name")
+pass "domain $name rebooted and was restarted by the monitor (id $id1 -> $id2)"
+wait_domain_gone "$name" 150
+pass "the restarted $name powered off and was destroyed"
+log=$(guest_console_log "$name")
+show_file "$name" "$log"
+show_file "monitor-$name" "/var/log/xen/rxl-$name.log"
+check "no xenstore nodes of $id1 or $id2 left" \
+  sh -c "! xenstore-exists /local/domain/$id1 && ! xenstore-exists /local/domain/$id2"
