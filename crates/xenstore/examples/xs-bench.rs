@@ -49,6 +49,9 @@ struct Args {
     /// Skip the memory measurement.
     #[arg(long)]
     no_memory: bool,
+    /// Only the memory measurement (no throughput or fan-out runs before it).
+    #[arg(long, conflicts_with = "no_memory")]
+    memory_only: bool,
 }
 
 /// A daemon under test.
@@ -374,12 +377,17 @@ fn main() -> Result<()> {
     let mut cpu_rows: Vec<Vec<f64>> = Vec::new();
     let mut fan = Vec::new();
     let mut mem = Vec::new();
+    let idles: Vec<usize> = if args.memory_only {
+        Vec::new()
+    } else {
+        args.idle.clone()
+    };
     for (di, kind) in args.daemons.iter().enumerate() {
         let d = start(kind, &args).with_context(|| format!("starting {kind}"))?;
         names.push(d.name);
         setup(&d.socket).with_context(|| format!("setting up {}", d.name))?;
         let mut row = 0;
-        for &idle in &args.idle {
+        for &idle in &idles {
             let mut idle_conns: Vec<_> = (0..idle)
                 .map(|_| Client::connect_socket(&d.socket))
                 .collect::<Result<_, _>>()?;
@@ -424,59 +432,61 @@ fn main() -> Result<()> {
             mem.push((b, a));
         }
     }
-    println!(
-        "| workload | clients | idle conns | {} | {} |",
-        names.join(" ops/s | "),
-        ratio_header(&names)
-    );
-    println!(
-        "|---|---|---|{}{}",
-        "---|".repeat(names.len()),
-        "---|".repeat(names.len().saturating_sub(1))
-    );
-    for (label, vals) in &rows {
-        println!("| {label} | {} | {} |", fmt_vals(vals), ratios(vals));
-    }
-    println!();
-    println!(
-        "| workload | clients | idle conns | {} | {} |",
-        names.join(" CPU us/op | "),
-        names
-            .iter()
-            .skip(1)
-            .map(|n| format!("{n} / rx"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!(
-        "|---|---|---|{}{}",
-        "---|".repeat(names.len()),
-        "---|".repeat(names.len().saturating_sub(1))
-    );
-    for ((label, _), cpu) in rows.iter().zip(&cpu_rows) {
-        let inv: Vec<f64> = cpu.iter().map(|c| 1.0 / c).collect();
+    if !args.memory_only {
         println!(
-            "| {label} | {} | {} |",
-            cpu.iter()
-                .map(|c| format!("{c:.2}"))
+            "| workload | clients | idle conns | {} | {} |",
+            names.join(" ops/s | "),
+            ratio_header(&names)
+        );
+        println!(
+            "|---|---|---|{}{}",
+            "---|".repeat(names.len()),
+            "---|".repeat(names.len().saturating_sub(1))
+        );
+        for (label, vals) in &rows {
+            println!("| {label} | {} | {} |", fmt_vals(vals), ratios(vals));
+        }
+        println!();
+        println!(
+            "| workload | clients | idle conns | {} | {} |",
+            names.join(" CPU us/op | "),
+            names
+                .iter()
+                .skip(1)
+                .map(|n| format!("{n} / rx"))
                 .collect::<Vec<_>>()
-                .join(" | "),
-            ratios(&inv)
+                .join(" | ")
         );
-    }
-    println!();
-    println!(
-        "| watch fan-out (1 writer, 100 watchers) | idle conns | {} events/s | {} |",
-        names.join(" | "),
-        ratio_header(&names)
-    );
-    for &idle in &args.idle {
-        let vals: Vec<f64> = fan.iter().filter(|f| f.0 == idle).map(|f| f.2).collect();
         println!(
-            "| 200 distinct writes | {idle} | {} | {} |",
-            fmt_vals(&vals),
-            ratios(&vals)
+            "|---|---|---|{}{}",
+            "---|".repeat(names.len()),
+            "---|".repeat(names.len().saturating_sub(1))
         );
+        for ((label, _), cpu) in rows.iter().zip(&cpu_rows) {
+            let inv: Vec<f64> = cpu.iter().map(|c| 1.0 / c).collect();
+            println!(
+                "| {label} | {} | {} |",
+                cpu.iter()
+                    .map(|c| format!("{c:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                ratios(&inv)
+            );
+        }
+        println!();
+        println!(
+            "| watch fan-out (1 writer, 100 watchers) | idle conns | {} events/s | {} |",
+            names.join(" | "),
+            ratio_header(&names)
+        );
+        for &idle in &idles {
+            let vals: Vec<f64> = fan.iter().filter(|f| f.0 == idle).map(|f| f.2).collect();
+            println!(
+                "| 200 distinct writes | {idle} | {} | {} |",
+                fmt_vals(&vals),
+                ratios(&vals)
+            );
+        }
     }
     if !mem.is_empty() {
         println!();
@@ -495,6 +505,22 @@ fn main() -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(" | ")
         );
+        let growth: Vec<f64> = mem.iter().map(|m| m.1 as f64 - m.0 as f64).collect();
+        println!(
+            "| growth | {} |",
+            growth
+                .iter()
+                .map(|g| format!("{g:.0}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        if growth.len() > 1 {
+            let rel: Vec<String> = growth[1..]
+                .iter()
+                .map(|g| format!("{:.2}", growth[0] / g))
+                .collect();
+            println!("| rx growth / peer growth | - | {} |", rel.join(" | "));
+        }
     }
     Ok(())
 }

@@ -755,6 +755,24 @@ mod tests {
     }
 
     #[test]
+    fn reassembler_idle_only_between_messages() {
+        let bytes = Message::new(MsgType::Read, 1, 0, b"/a\0".to_vec()).encode();
+        let mut r = Reassembler::new();
+        assert!(r.is_idle());
+        let (used, msg) = r.push(&bytes[..3]).expect("header bytes");
+        assert_eq!((used, msg), (3, None));
+        assert!(!r.is_idle());
+        let (_, msg) = r.push(&bytes[3..HEADER_SIZE + 1]).expect("payload byte");
+        assert!(msg.is_none() && !r.is_idle());
+        let (_, msg) = r.push(&bytes[HEADER_SIZE + 1..]).expect("rest");
+        assert!(msg.is_some() && r.is_idle());
+        let mut bad = bytes.clone();
+        bad[12..16].copy_from_slice(&(XENSTORE_PAYLOAD_MAX as u32 + 1).to_le_bytes());
+        assert!(r.push(&bad).is_err());
+        assert!(!r.is_idle());
+    }
+
+    #[test]
     fn reassembler_byte_by_byte() {
         let a = Message::new(MsgType::Read, 1, 0, b"/local\0".to_vec());
         let b = Message::new(MsgType::Directory, 2, 3, Vec::new());

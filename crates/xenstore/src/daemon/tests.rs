@@ -3,11 +3,11 @@
 
 use super::conn::{Connection, ReadEnd, RequestSink, Transport, OUT_BUF_LIMIT};
 use super::*;
-use crate::wire::{Header, Message, MsgType};
+use crate::wire::{Header, Message, MsgType, HEADER_SIZE};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A transport fed from a script of read results; writes accept at most
@@ -159,6 +159,8 @@ fn output_is_bounded_and_resumes_after_would_block() {
 /// A daemon on a temporary socket, run in a thread until dropped.
 struct Running {
     stop: Arc<AtomicBool>,
+    /// The daemon's open connections after its last loop iteration.
+    conns: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
 }
@@ -185,16 +187,20 @@ impl Running {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c2 = conns.clone();
         let thread = std::thread::spawn(move || {
             let mut d = Daemon::new(config, listener, None).expect("daemon");
             let mut events = Events::with_capacity(64);
             while !s2.load(Ordering::Relaxed) {
                 d.run_once(&mut events, Some(Duration::from_millis(20)))
                     .expect("loop");
+                c2.store(d.connections(), Ordering::Relaxed);
             }
         });
         Running {
             stop,
+            conns,
             thread: Some(thread),
             path,
         }
@@ -274,4 +280,57 @@ fn serves_requests_and_drops_a_watcher_that_never_reads() {
         &Message::new(MsgType::Read, 9, 0, format!("{path}/7\0").into_bytes()),
     );
     assert_eq!(r.payload, value);
+}
+
+#[test]
+fn peers_that_close_right_after_sending_are_dropped() {
+    // A request, or part of one, then an immediate close: all in one wake-up of
+    // the daemon. Its read loop may stop early after a short read (no EAGAIN
+    // read); it must still notice every one of these closes.
+    let d = Running::start(16);
+    let full = Message::new(MsgType::Read, 1, 0, b"/\0".to_vec()).encode();
+    for i in 0..40 {
+        let mut s = StdStream::connect(&d.path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        // Accepted and registered first, so that the close below is not seen
+        // through the registration's first readiness report.
+        let r = roundtrip(&mut s, &Message::new(MsgType::Read, 3, 0, b"/\0".to_vec()));
+        assert_eq!(r.header.msg_type, MsgType::Read as u32);
+        let bytes = match i % 4 {
+            0 => &full[..],
+            1 => &full[..HEADER_SIZE + 1],
+            2 => &full[..3],
+            _ => &[full.clone(), full.clone()].concat()[..],
+        };
+        s.write_all(bytes).expect("send");
+        if i % 8 == 3 {
+            // Half-close: the peer still reads its replies.
+            s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("replies");
+            let mut replies = Vec::new();
+            crate::wire::Reassembler::new()
+                .feed(&buf, &mut replies)
+                .expect("frames");
+            assert_eq!(replies.len(), 2, "two replies, then EOF");
+        }
+    }
+    let mut last = StdStream::connect(&d.path).expect("connect");
+    last.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let r = roundtrip(
+        &mut last,
+        &Message::new(MsgType::Read, 2, 0, b"/\0".to_vec()),
+    );
+    assert_eq!(r.header.msg_type, MsgType::Read as u32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while d.conns.load(Ordering::Relaxed) != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        d.conns.load(Ordering::Relaxed),
+        1,
+        "closed peers still connected"
+    );
 }
