@@ -3,4 +3,5 @@
 
 pub mod block;
 pub mod console;
+pub mod net;
 pub mod xenbus;
