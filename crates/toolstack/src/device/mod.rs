@@ -8,6 +8,7 @@
 //! transaction with libxl's permissions; [`remove`] takes them away again.
 
 pub mod vbd;
+pub mod vif;
 
 use std::fmt;
 use xenstore::client::{ClientError, Perm, PermAccess, XsOps};
