@@ -35,6 +35,7 @@ pub mod hypercall;
 pub mod mem;
 pub mod privcmd;
 pub mod ring;
+pub mod tap;
 pub mod traits;
 pub mod xenbus_backend;
 
@@ -45,5 +46,6 @@ pub use gntdev::{Gntdev, GntdevError, GrantMapping};
 pub use mem::{MappedMemory, MemError};
 pub use privcmd::{Privcmd, PrivcmdError};
 pub use ring::{BackRing, FrontRing, RingError};
+pub use tap::{Tap, TapError, VirtioNetHdr};
 pub use traits::{EventChannels, ForeignMemory, GrantMapper};
 pub use xenbus_backend::{XenbusBackend, XenbusBackendError};

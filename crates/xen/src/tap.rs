@@ -1,0 +1,316 @@
+//! `/dev/net/tun`: a TAP device for a NIC's packets in dom0 (Linux
+//! include/uapi/linux/if_tun.h, drivers/net/tun.c). Not a Xen device, but a thin
+//! ioctl wrapper, so it lives with the crate's other `unsafe` code.
+//!
+//! A TAP opened with [`IFF_VNET_HDR`] prefixes every frame read or written with a
+//! [`VirtioNetHdr`] (include/uapi/linux/virtio_net.h), which carries the
+//! checksum and segmentation offload metadata netif's flags and GSO extra carry.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Path of the TUN/TAP clone device.
+pub const TUN_PATH: &str = "/dev/net/tun";
+
+/// `IFF_TAP`: Ethernet frames.
+pub const IFF_TAP: u16 = 0x0002;
+/// `IFF_NO_PI`: no packet-information prefix.
+pub const IFF_NO_PI: u16 = 0x1000;
+/// `IFF_VNET_HDR`: frames carry a `struct virtio_net_hdr` prefix.
+pub const IFF_VNET_HDR: u16 = 0x4000;
+
+/// `TUN_F_CSUM`: the reader accepts frames with partial checksums.
+pub const TUN_F_CSUM: u32 = 0x01;
+/// `TUN_F_TSO4`.
+pub const TUN_F_TSO4: u32 = 0x02;
+/// `TUN_F_TSO6`.
+pub const TUN_F_TSO6: u32 = 0x04;
+
+/// `IFNAMSIZ` (the name's bytes plus its NUL).
+pub const IFNAMSIZ: usize = 16;
+/// `sizeof(struct ifreq)` on 64-bit Linux: the name and a 24-byte union.
+const IFREQ_SIZE: usize = 40;
+/// Offset of `ifr_flags` (a short) in `struct ifreq`.
+const IFREQ_FLAGS_OFFSET: usize = IFNAMSIZ;
+
+/// `_IOW(type, nr, size)` of include/uapi/asm-generic/ioctl.h (arm64 and x86
+/// share it).
+const fn iow(ty: u8, nr: u8, size: usize) -> u64 {
+    const IOC_WRITE: u64 = 1;
+    (IOC_WRITE << 30) | ((size as u64) << 16) | ((ty as u64) << 8) | nr as u64
+}
+/// `TUNSETIFF = _IOW('T', 202, int)`.
+pub const TUNSETIFF: u64 = iow(b'T', 202, 4);
+/// `TUNSETOFFLOAD = _IOW('T', 208, unsigned int)`.
+pub const TUNSETOFFLOAD: u64 = iow(b'T', 208, 4);
+/// `TUNSETVNETHDRSZ = _IOW('T', 216, int)`.
+pub const TUNSETVNETHDRSZ: u64 = iow(b'T', 216, 4);
+
+/// Errors of TAP operations.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("{0:?} is not a valid interface name")]
+    BadName(String),
+    #[error("cannot open {TUN_PATH}")]
+    Open(#[source] io::Error),
+    #[error("creating TAP {name} failed")]
+    SetIff {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting offloads {flags:#x} failed")]
+    Offload {
+        flags: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting the vnet header size {size} failed")]
+    VnetHdrSize {
+        size: usize,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A `struct ifreq` naming `name` with `flags`.
+fn ifreq(name: &str, flags: u16) -> Result<[u8; IFREQ_SIZE], TapError> {
+    let ok = !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        return Err(TapError::BadName(name.to_string()));
+    }
+    let mut r = [0u8; IFREQ_SIZE];
+    r[..name.len()].copy_from_slice(name.as_bytes());
+    r[IFREQ_FLAGS_OFFSET..IFREQ_FLAGS_OFFSET + 2].copy_from_slice(&flags.to_ne_bytes());
+    Ok(r)
+}
+
+/// An open TAP device (non-blocking, close-on-exec). Dropping it removes the
+/// interface (it is not made persistent).
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+    vnet_hdr: bool,
+}
+
+impl Tap {
+    /// Creates (or attaches to) TAP interface `name`, with a
+    /// [`VirtioNetHdr`] prefix on every frame when `vnet_hdr`.
+    pub fn open(name: &str, vnet_hdr: bool) -> Result<Self, TapError> {
+        let mut flags = IFF_TAP | IFF_NO_PI;
+        if vnet_hdr {
+            flags |= IFF_VNET_HDR;
+        }
+        let mut req = ifreq(name, flags)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(TUN_PATH)
+            .map_err(TapError::Open)?;
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a buffer
+        // of its size that lives through the call.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, req.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(TapError::SetIff {
+                name: name.to_string(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        // The kernel writes back the name it chose (the same, as we gave one).
+        let end = req[..IFNAMSIZ].iter().position(|&b| b == 0).unwrap_or(0);
+        let name = String::from_utf8_lossy(&req[..end]).into_owned();
+        let tap = Tap {
+            file,
+            name,
+            vnet_hdr,
+        };
+        if vnet_hdr {
+            tap.set_vnet_hdr_size(VIRTIO_NET_HDR_SIZE)?;
+        }
+        Ok(tap)
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether frames carry a [`VirtioNetHdr`].
+    pub fn has_vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// Which offloads frames read from the TAP may use (`TUN_F_*`).
+    pub fn set_offload(&self, flags: u32) -> Result<(), TapError> {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int);
+        // no memory is passed.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETOFFLOAD as _,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if rc < 0 {
+            return Err(TapError::Offload {
+                flags,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_vnet_hdr_size(&self, size: usize) -> Result<(), TapError> {
+        let mut n: libc::c_int = size as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points
+        // at a live local for the duration of the call.
+        let rc = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                TUNSETVNETHDRSZ as _,
+                &mut n as *mut libc::c_int,
+            )
+        };
+        if rc < 0 {
+            return Err(TapError::VnetHdrSize {
+                size,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The device file: read one frame per `read`, write one per `write`.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// `sizeof(struct virtio_net_hdr)`.
+pub const VIRTIO_NET_HDR_SIZE: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: checksum from `csum_start`, stored at
+/// `csum_start + csum_offset`.
+pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`.
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_NONE`.
+pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+pub const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN`.
+pub const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// `struct virtio_net_hdr` (a TAP uses native byte order unless told otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VirtioNetHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub hdr_len: u16,
+    pub gso_size: u16,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl VirtioNetHdr {
+    pub fn to_bytes(self) -> [u8; VIRTIO_NET_HDR_SIZE] {
+        let mut b = [0u8; VIRTIO_NET_HDR_SIZE];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b
+    }
+    pub fn from_bytes(b: &[u8; VIRTIO_NET_HDR_SIZE]) -> Self {
+        let u = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
+        VirtioNetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_if_tun_h() {
+        // As printed by a C program including <linux/if_tun.h> on arm64/x86_64.
+        assert_eq!(TUNSETIFF, 0x4004_54ca);
+        assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
+        assert_eq!(TUNSETVNETHDRSZ, 0x4004_54d8);
+    }
+
+    #[test]
+    fn ifreq_holds_name_and_flags() {
+        let r = ifreq("vif3.0", IFF_TAP | IFF_NO_PI).unwrap();
+        assert_eq!(&r[..7], b"vif3.0\0");
+        assert_eq!(u16::from_ne_bytes([r[16], r[17]]), IFF_TAP | IFF_NO_PI);
+        assert!(r[18..].iter().all(|&b| b == 0));
+        for bad in ["", "fifteen-chars-xx", "a/b", "a b"] {
+            assert!(matches!(ifreq(bad, 0), Err(TapError::BadName(_))), "{bad}");
+        }
+        assert!(ifreq("fifteen-chars-x", 0).is_ok());
+    }
+
+    #[test]
+    fn virtio_net_hdr_layout() {
+        let h = VirtioNetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 0x0201,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let b = h.to_bytes();
+        assert_eq!(b[0], 1);
+        assert_eq!(b[1], 1);
+        assert_eq!(&b[4..6], &1448u16.to_ne_bytes());
+        assert_eq!(&b[8..10], &16u16.to_ne_bytes());
+        assert_eq!(VirtioNetHdr::from_bytes(&b), h);
+    }
+
+    /// Needs CAP_NET_ADMIN and /dev/net/tun: `cargo test -p xen -- --ignored tap`.
+    #[test]
+    #[ignore]
+    fn opens_a_real_tap() {
+        let tap = Tap::open("rxtaptest0", true).unwrap();
+        assert_eq!(tap.name(), "rxtaptest0");
+        assert!(tap.has_vnet_hdr());
+        tap.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+            .unwrap();
+        assert!(std::path::Path::new("/sys/class/net/rxtaptest0").exists());
+        drop(tap);
+        assert!(!std::path::Path::new("/sys/class/net/rxtaptest0").exists());
+    }
+}
