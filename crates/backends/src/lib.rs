@@ -5,3 +5,6 @@ pub mod block;
 pub mod console;
 pub mod net;
 pub mod xenbus;
+
+#[cfg(test)]
+mod test_xs;

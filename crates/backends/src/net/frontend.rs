@@ -157,35 +157,8 @@ pub fn read_frontend<X: XsOps + ?Sized>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use xenstore::wire::{MsgType, XsError};
 
-    /// A map of nodes answering READ only.
-    struct MapXs(HashMap<String, String>);
-
-    impl XsOps for MapXs {
-        fn raw_request(&mut self, kind: MsgType, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-            let path = String::from_utf8_lossy(payload.split(|b| *b == 0).next().unwrap_or(&[]))
-                .into_owned();
-            match (kind, self.0.get(&path)) {
-                (MsgType::Read, Some(v)) => Ok(v.as_bytes().to_vec()),
-                _ => Err(ClientError::Xs {
-                    request: kind,
-                    arg: path,
-                    error: XsError::Enoent,
-                }),
-            }
-        }
-    }
-
-    fn fe(nodes: &[(&str, &str)]) -> MapXs {
-        MapXs(
-            nodes
-                .iter()
-                .map(|(k, v)| (format!("/fe/{k}"), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::test_xs::{fe, MapXs};
 
     /// What Linux netfront writes for one queue with split event channels.
     fn netfront_one_queue() -> Vec<(&'static str, &'static str)> {

@@ -1,35 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
-use std::collections::HashMap;
-use xenstore::wire::{MsgType, XsError};
 
-/// A map of nodes answering READ only: enough for the readers here.
-#[derive(Default)]
-struct MapXs(HashMap<String, String>);
-
-impl XsOps for MapXs {
-    fn raw_request(&mut self, kind: MsgType, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        let path =
-            String::from_utf8_lossy(payload.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
-        match (kind, self.0.get(&path)) {
-            (MsgType::Read, Some(v)) => Ok(v.as_bytes().to_vec()),
-            _ => Err(ClientError::Xs {
-                request: kind,
-                arg: path,
-                error: XsError::Enoent,
-            }),
-        }
-    }
-}
-
-fn fe(nodes: &[(&str, &str)]) -> MapXs {
-    MapXs(
-        nodes
-            .iter()
-            .map(|(k, v)| (format!("/fe/{k}"), v.to_string()))
-            .collect(),
-    )
-}
+use crate::test_xs::fe;
 
 #[test]
 fn one_page_ring() {
