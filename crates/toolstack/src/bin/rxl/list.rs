@@ -1,13 +1,13 @@
 //! `rxl list`: domains in `xl list`'s format (tools/xl/xl_info.c, list_domains).
 //!
 //! Domain states come from `XEN_SYSCTL_getdomaininfolist`; names from xenstore
-//! `/local/domain/<id>/name`, read with a single xenstore READ over
-//! /dev/xen/xenbus until the `xenstore` crate's client is ready. A missing name
-//! prints as `(null)`, as xl's printf of a NULL name does.
+//! `/local/domain/<id>/name`, read once per listing through the `xenstore` client.
+//! A missing name prints as `(null)`, as xl's printf of a NULL name does.
 
 use anyhow::Context;
-use std::io::{Read, Write};
+use std::collections::HashMap;
 use xen::{DomainControl, DomainInfo};
+use xenstore::client::XsOps;
 
 /// How many domains one listing asks for (libxl asks for 1024 at a time).
 const MAX_DOMAINS: u32 = 1024;
@@ -45,43 +45,21 @@ pub fn row(name: Option<&str>, d: &DomainInfo) -> String {
     )
 }
 
-/// Xenstore wire message types (xen/include/public/io/xs_wire.h).
-const XS_READ: u32 = 2;
-const XS_ERROR: u32 = 16;
-const XS_HEADER_LEN: usize = 16;
-/// `XENSTORE_PAYLOAD_MAX`.
-const XS_PAYLOAD_MAX: usize = 4096;
-const XENBUS_DEV: &str = "/dev/xen/xenbus";
-
-/// Reads one xenstore node through /dev/xen/xenbus; `None` if absent or on any
-/// error. (Temporary: to be replaced by the `xenstore` crate's client.)
-pub fn xenstore_read(path: &str) -> Option<String> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(XENBUS_DEV)
-        .ok()?;
-    let mut msg = Vec::with_capacity(XS_HEADER_LEN + path.len() + 1);
-    let len = u32::try_from(path.len() + 1).ok()?;
-    for word in [XS_READ, 0, 0, len] {
-        msg.extend_from_slice(&word.to_ne_bytes());
-    }
-    msg.extend_from_slice(path.as_bytes());
-    msg.push(0);
-    f.write_all(&msg).ok()?;
-    let mut hdr = [0u8; XS_HEADER_LEN];
-    f.read_exact(&mut hdr).ok()?;
-    let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-    let (ty, len) = (word(0), word(12) as usize);
-    if len > XS_PAYLOAD_MAX {
-        return None;
-    }
-    let mut body = vec![0u8; len];
-    f.read_exact(&mut body).ok()?;
-    if ty == XS_ERROR || ty != XS_READ {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&body).into_owned())
+/// The names of `domains` from xenstore `/local/domain/<id>/name`, read over one
+/// connection of the project's client; a domain without one (or no xenstored)
+/// is left out, and prints as `(null)`.
+fn domain_names(domains: &[DomainInfo]) -> HashMap<u16, String> {
+    let Ok(mut xs) = toolstack::domain::connect() else {
+        return HashMap::new();
+    };
+    domains
+        .iter()
+        .filter_map(|d| {
+            let path = format!("/local/domain/{}/name", d.domid);
+            let name = xs.try_read(&path).ok().flatten()?;
+            Some((d.domid, String::from_utf8_lossy(&name).into_owned()))
+        })
+        .collect()
 }
 
 /// Renders the listing of `domains`, naming each with `name_of`.
@@ -123,7 +101,8 @@ pub fn run(filter: &[String]) -> anyhow::Result<()> {
     let domains = ctl
         .domain_info_list(0, MAX_DOMAINS)
         .context("XEN_SYSCTL_getdomaininfolist")?;
-    let name_of = |id: u16| xenstore_read(&format!("/local/domain/{id}/name"));
+    let names = domain_names(&domains);
+    let name_of = |id: u16| names.get(&id).cloned();
     let domains = select(domains, filter, &name_of)?;
     print!("{}", render(&domains, &name_of));
     Ok(())
