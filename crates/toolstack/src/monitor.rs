@@ -3,9 +3,9 @@
 //! on_poweroff / on_reboot / on_crash / on_watchdog action (destroy, restart from
 //! the config, preserve). It ends when the domain is gone or preserved.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use xen::abi::xen::DomId;
+use xen::abi::xen::{DomId, XenPfn};
 use xen::{CtrlError, DomainControl};
 
 use crate::builder::GuestMemory;
@@ -109,12 +109,14 @@ pub fn run<C: DomainControl, M: GuestMemory>(
                     ShutdownAction::Destroy
                     | ShutdownAction::CoredumpDestroy
                     | ShutdownAction::SoftReset => {
+                        wait_console_drained(mem, &mut xs, domid);
                         lifecycle::destroy(ctl, &mut xs, domid)?;
                         return Ok(());
                     }
                     ShutdownAction::Restart
                     | ShutdownAction::CoredumpRestart
                     | ShutdownAction::RenameRestart => {
+                        wait_console_drained(mem, &mut xs, domid);
                         lifecycle::destroy(ctl, &mut xs, domid)?;
                         lifecycle::wait_gone(ctl, domid, DESTROY_WAIT, false)?;
                         cfg = src.load()?;
@@ -135,6 +137,50 @@ pub fn run<C: DomainControl, M: GuestMemory>(
             }
         }
     }
+}
+
+/// How long a shut-down domain's console may take to be read out before the
+/// monitor destroys the domain anyway.
+const CONSOLE_DRAIN_WAIT: Duration = Duration::from_secs(2);
+const CONSOLE_DRAIN_POLL: Duration = Duration::from_millis(20);
+/// `struct xencons_interface` (xen/include/public/io/console.h): `out_cons` and
+/// `out_prod` follow in[1024], out[2048], in_cons and in_prod.
+const XENCONS_OUT_CONS: usize = 3080;
+const XENCONS_OUT_PROD: usize = 3084;
+
+/// Waits (bounded) until the console daemon has read everything the domain wrote
+/// to its primary console ring, so that destroying the domain right after its
+/// poweroff does not lose its last lines. Best effort: any failure (no console,
+/// no mapping, bogus indices) just ends the wait.
+fn wait_console_drained<M: GuestMemory>(mem: &M, xs: &mut xenstore::client::Client, domid: u32) {
+    let Ok(id) = DomId::try_from(domid) else {
+        return;
+    };
+    let path = format!("/local/domain/{domid}/console/ring-ref");
+    let Some(gfn) = xenstore::client::XsOps::try_read(xs, &path)
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8_lossy(&v).trim().parse::<XenPfn>().ok())
+    else {
+        return;
+    };
+    let Ok(ring) = mem.map_foreign(id, &[gfn], false) else {
+        return;
+    };
+    let deadline = Instant::now() + CONSOLE_DRAIN_WAIT;
+    while Instant::now() < deadline {
+        match (
+            ring.read_u32(XENCONS_OUT_CONS),
+            ring.read_u32(XENCONS_OUT_PROD),
+        ) {
+            (Ok(cons), Ok(prod)) if cons != prod => std::thread::sleep(CONSOLE_DRAIN_POLL),
+            _ => return,
+        }
+    }
+    tracing::info!(
+        domid,
+        "console not drained after {CONSOLE_DRAIN_WAIT:?}; destroying anyway"
+    );
 }
 
 #[cfg(test)]
