@@ -37,6 +37,8 @@ OUT=$HERE/out
 LOGDIR=$OUT/logs
 TARGET=aarch64-unknown-linux-gnu
 RXEN_BINS="rxl rxenstored rxconsoled rxblkback rxnetback"
+# Test programs that run inside guests (copied into the guest initramfs's /bin).
+GUEST_BINS="rxen-hostile"
 # Version of the dom0 base image's layout: bump when the base image's contents change.
 BASE_LAYOUT=3
 DOM0_MEM=512M
@@ -201,7 +203,7 @@ if [ "$BUILD" = 1 ]; then
      /usr/bin/cargo build -q --release --target $TARGET --target-dir "$TARGET_DIR" -j 2 \
        --workspace --bins) || die "the aarch64 cross build failed"
 fi
-for b in $RXEN_BINS; do
+for b in $RXEN_BINS $GUEST_BINS; do
   [ -x "$BINDIR/$b" ] || die "rxen binary $BINDIR/$b missing (cross build failed, or --no-build before any build)"
   file "$BINDIR/$b" | grep -q 'ARM aarch64.*statically linked' || die "$BINDIR/$b is not a static aarch64 binary"
 done
@@ -214,8 +216,11 @@ mkdir -p "$G"/{bin,sbin,proc,sys,dev,tmp,guest.d}
 cp "$ROOTFS/bin/busybox" "$G/bin/busybox"
 cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
 cp "$HERE"/guest.d/*.sh "$G/guest.d/"
-# The guest's PV frontends that are modules in Debian's kernel; guest scripts insmod them.
-GUEST_MODULES="drivers/block/xen-blkfront.ko"
+for b in $GUEST_BINS; do cp "$BINDIR/$b" "$G/bin/"; done
+# The guest's PV frontends and /dev/xen devices that are modules in Debian's kernel;
+# guest scripts insmod them (the hostile guest loads xen-evtchn and xen-gntalloc and is
+# its own block frontend).
+GUEST_MODULES="drivers/block/xen-blkfront.ko drivers/xen/xen-evtchn.ko drivers/xen/xen-gntalloc.ko"
 mkdir -p "$G/lib/modules"
 for m in $GUEST_MODULES; do
   if [ -f "$MODDIR/$m" ]; then cp "$MODDIR/$m" "$G/lib/modules/"

@@ -1,0 +1,22 @@
+# Guest side of hostile-guest: the hostile guest. It loads xen-evtchn and
+# xen-gntalloc but not xen-blkfront, so that rxen-hostile is its disk's frontend, and
+# runs every attack of rxen-hostile (xenstore, block, console flood) against dom0's
+# daemons. rxen.honest=DOMID on the kernel command line names the honest guest.
+honest=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in rxen.honest=*) honest=${arg#rxen.honest=} ;; esac
+done
+[ -n "$honest" ] || { echo "HOSTILE: no rxen.honest= on the command line"; exit 1; }
+for m in xen-evtchn xen-gntalloc; do
+  insmod "/lib/modules/$m.ko" || { echo "HOSTILE: insmod $m failed"; exit 1; }
+done
+for d in xenbus evtchn gntalloc; do
+  [ -e "/dev/xen/$d" ] || { echo "HOSTILE: no /dev/xen/$d"; exit 1; }
+done
+echo "=== RXEN-HOSTILE-START ==="
+rc=0
+rxen-hostile xenstore --honest "$honest" || rc=1
+rxen-hostile block --devid 51712 || rc=1
+rxen-hostile console-flood --seconds 8 || rc=1
+echo "=== RXEN-HOSTILE-END rc=$rc ==="
+exit "$rc"

@@ -1,0 +1,135 @@
+# hostile-guest: a hostile guest harms only itself. On rxen's own stack (rxenstored,
+# rxconsoled, rxblkback), an honest guest keeps writing and reading back a checked
+# disk pattern and printing a console line per round while a hostile guest runs
+# rxen-hostile: xenstore attacks (other domains' nodes, privileged and malformed
+# messages, every quota, a request flood, a watch storm, watch events about nodes it
+# cannot read), blkif attacks through its own frontend (bad segments, grants never
+# given, ranges past the end, bad operations, requests rewritten after notification,
+# a producer index far ahead) and a console flood. Afterwards: every attack ended as
+# expected (HOSTILE-OK lines, checked by name), the honest guest's rounds went on
+# during the attack and its data is intact in the backing file, nothing the hostile
+# guest tried to write exists, the daemons still run and their VmRSS grew by at most
+# RSS_BOUND_KB each.
+# timeout: 600
+
+RSS_BOUND_KB=8192
+ATTACKS="xs-read-dom0 xs-read-other xs-write-other xs-write-dom0 xs-privileged-ops
+  xs-oversized xs-bad-messages xs-quota-nodes xs-quota-node-size xs-quota-watches
+  xs-quota-transactions xs-flood xs-watch-storm xs-watch-leak xs-still-served
+  blk-handshake blk-valid blk-inverted-segment blk-segment-beyond-page
+  blk-too-many-segments blk-no-segments blk-never-granted blk-read-only-grant
+  blk-past-end blk-bad-operation blk-unconsumed-responses blk-rewrite-after-notify
+  blk-producer-far-ahead blk-reconnect"
+
+pidof xenstored >/dev/null 2>&1 && fail "Debian's xenstored is running; hostile-guest needs a boot of its own"
+start_rxenstored
+start_rxconsoled
+mkdir -p /var/lib/rxen
+rxblkback >> /tmp/rxblkback.log 2>&1 &
+echo $! > /var/run/rxblkback.pid
+sleep 0.5
+kill -0 "$(cat /var/run/rxblkback.pid)" 2>/dev/null || { cat /tmp/rxblkback.log; fail "rxblkback exited at start"; }
+xs_pid=$(pidof rxenstored)
+cons_pid=$(cat /var/run/rxconsoled.pid)
+blk_pid=$(cat /var/run/rxblkback.pid)
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+hdisk=/var/lib/rxen/honest-disk.img
+xdisk=/var/lib/rxen/hostile-disk.img
+run dd if=/dev/zero of="$hdisk" bs=1M count=16
+run dd if=/dev/zero of="$xdisk" bs=1M count=8
+hlog=$RXCONSOLED_LOG_DIR/guest-honest.log
+xlog=$RXCONSOLED_LOG_DIR/guest-hostile.log
+rounds() { cat "$hlog" 2>/dev/null | grep -ac 'HONEST-ROUND '; }
+
+cfg=$(guest_cfg honest honest "disk = [ 'format=raw, vdev=xvda, access=rw, target=$hdisk' ]")
+run rxl create "$cfg"
+hid=$(rxl domid honest) || fail "no domid for the honest guest"
+wait_for 200 "the honest guest's first disk round" grep -q 'HONEST-ROUND 0 ' "$hlog"
+rss0_xs=$(rss "$xs_pid") rss0_cons=$(rss "$cons_pid") rss0_blk=$(rss "$blk_pid")
+log "VmRSS before the attack (kB): rxenstored $rss0_xs, rxconsoled $rss0_cons, rxblkback $rss0_blk"
+
+# dom0 keeps writing nodes that the hostile guest may watch but must never hear about.
+( i=0; while :; do
+    xenstore-write "/local/domain/$hid/data/secret" "s$i" /local/domain/0/secret "s$i" 2>/dev/null
+    i=$((i + 1)); sleep 0.3
+  done ) &
+writer=$!
+
+cfg=$(guest_cfg hostile hostile "disk = [ 'format=raw, vdev=xvda, access=rw, target=$xdisk' ]" extra_args="rxen.honest=$hid")
+run rxl create "$cfg"
+xid=$(rxl domid hostile) || fail "no domid for the hostile guest"
+log "honest guest is domain $hid, hostile guest is domain $xid"
+wait_for 200 "the hostile guest to start its attacks" grep -q 'RXEN-HOSTILE-START' "$xlog"
+r0=$(rounds)
+wait_for 400 "the hostile guest to finish" grep -q 'RXEN-GUEST-END script=hostile' "$xlog"
+r1=$(rounds)
+kill "$writer"
+grep -a 'HOSTILE' "$xlog" | grep -av 'hostile flood' | sed 's/^/hostile| /'
+log "honest rounds: $r0 when the attack started, $r1 when it ended"
+[ $((r1 - r0)) -ge 3 ] || fail "the honest guest did only $((r1 - r0)) disk rounds during the attack"
+pass "the honest guest did $((r1 - r0)) checked disk rounds during the attack"
+
+# Every attack ended as expected, each one checked by name.
+grep -aq 'HOSTILE-FAIL' "$xlog" && fail "an attack did not end as expected (HOSTILE-FAIL above)"
+for a in $ATTACKS; do
+  grep -aq "HOSTILE-OK $a:" "$xlog" || fail "attack $a has no HOSTILE-OK line"
+done
+pass "every attack ($(echo $ATTACKS | wc -w) kinds, $(grep -ac 'HOSTILE-OK' "$xlog") checks) ended as expected"
+for p in xenstore block console; do
+  grep -aq "HOSTILE-SUMMARY $p ok=[0-9]* fail=0" "$xlog" || fail "no clean summary of the $p attacks"
+done
+check "the hostile guest's script ended with status 0" grep -aq '=== RXEN-GUEST-END script=hostile rc=0 ===' "$xlog"
+check "the console flood ran" grep -aq 'RXEN-HOSTILE-CONSOLE-FLOOD-END' "$xlog"
+log "hostile console log: $(wc -c < "$xlog") bytes"
+
+# dom0's view: nothing the hostile guest tried to write exists; the honest guest's
+# nodes are intact; only the hostile disk was dropped as misbehaving.
+for n in "/local/domain/$hid/hostile-was-here" /local/domain/0/hostile-was-here \
+         /tool/hostile-was-here /local/domain/0/backend/hostile-was-here; do
+  check "no node $n" sh -c "! xenstore-read '$n' >/dev/null 2>&1"
+done
+expect_eq "the honest guest's name" "$(xenstore-read "/local/domain/$hid/name")" honest
+expect_eq "the honest disk's backend state" \
+  "$(xenstore-read "/local/domain/0/backend/rxvbd/$hid/51712/state")" 4
+check "rxblkback dropped the hostile ring" grep -q "rxvbd/$xid/51712: disconnecting a misbehaving frontend" /tmp/rxblkback.log
+check "rxblkback dropped no honest ring" sh -c "! grep -q 'rxvbd/$hid/.*misbehaving' /tmp/rxblkback.log"
+
+# The honest guest stops on dom0's word; its work is complete and intact.
+printf 'RXEN-HONEST-STOP' | dd of="$hdisk" bs=4096 seek=4095 conv=notrunc,fsync 2>/dev/null
+wait_for 120 "the honest guest to finish" grep -q 'RXEN-GUEST-END script=honest' "$hlog"
+done_line=$(grep -a 'HONEST-DONE' "$hlog" | sed 's/.*HONEST-DONE/HONEST-DONE/')
+log "$done_line"
+n=$(echo "$done_line" | sed -n 's/.*rounds=\([0-9]*\).*/\1/p')
+expect_eq "the honest guest's disk errors" "$(echo "$done_line" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')" 0
+seq_ok=$(grep -a 'HONEST-ROUND ' "$hlog" | sed 's/.*HONEST-ROUND \([0-9]*\) .*/\1/' \
+  | awk -v n="$n" '$1 != NR - 1 { bad = 1 } END { print (!bad && NR == n) ? "yes" : "no" }')
+expect_eq "every one of the honest guest's $n console lines arrived, in order" "$seq_ok" yes
+bad=0
+k=0
+while [ "$k" -lt 16 ] && [ "$k" -lt "$n" ]; do
+  last=$(( ((n - 1 - k) / 16) * 16 + k ))
+  awk -v r="$last" 'BEGIN { for (i = 0; i < 128; i++) printf "HONEST-r%06d-l%04d-%010d\n", r, i, r * 128 + i }' > /tmp/want
+  dd if="$hdisk" bs=4096 skip=$((256 + k)) count=1 2>/dev/null > /tmp/got
+  cmp -s /tmp/want /tmp/got || { bad=$((bad + 1)); log "block $((256 + k)) does not hold round $last"; }
+  k=$((k + 1))
+done
+expect_eq "blocks of the honest guest's last rounds in the backing file that differ" "$bad" 0
+
+wait_for 60 "both guests to be gone" sh -c '! rxl domid honest >/dev/null 2>&1 && ! rxl domid hostile >/dev/null 2>&1'
+check "no xenstore node of either guest is left" sh -c "! xenstore-ls /local/domain | grep -q 'hostile\|honest'"
+
+# The daemons survived, and their memory stayed bounded.
+for p in "$xs_pid" "$cons_pid" "$blk_pid"; do
+  kill -0 "$p" 2>/dev/null || fail "daemon $p ($(cat /proc/$p/comm 2>/dev/null)) is gone"
+done
+pass "rxenstored, rxconsoled and rxblkback are still running"
+check "rxenstored still answers" xenstore-read /local/domain/0/name
+rss1_xs=$(rss "$xs_pid") rss1_cons=$(rss "$cons_pid") rss1_blk=$(rss "$blk_pid")
+log "VmRSS after (kB): rxenstored $rss1_xs, rxconsoled $rss1_cons, rxblkback $rss1_blk (bound: +$RSS_BOUND_KB each)"
+for pair in "rxenstored $rss0_xs $rss1_xs" "rxconsoled $rss0_cons $rss1_cons" "rxblkback $rss0_blk $rss1_blk"; do
+  set -- $pair
+  [ "$3" -le $(($2 + RSS_BOUND_KB)) ] || fail "$1's VmRSS grew from $2 kB to $3 kB (more than $RSS_BOUND_KB kB)"
+  pass "$1 VmRSS $2 kB -> $3 kB (+$(($3 - $2)) kB, bound +$RSS_BOUND_KB kB)"
+done
+grep -a 'misbehaving\|refused\|error' /tmp/rxblkback.log | tail -n 20 | sed 's/^/rxblkback| /'
