@@ -291,12 +291,14 @@ pub fn run(report: &mut Report, devid: u32) -> Result<()> {
     let ro = gnt
         .share(BACKEND_DOMID, 1, false)
         .context("granting a read-only page")?;
+    let g = data.refs().to_vec();
+    let mut front = connect(&mut xs, &gnt, &dev)?;
+    // A grant given and taken back again (after the ring's, so that no page of
+    // this connection reuses its number).
     let freed: GrantRef = {
         let s = gnt.share(BACKEND_DOMID, 1, true)?;
         s.refs()[0]
     };
-    let g = data.refs().to_vec();
-    let mut front = connect(&mut xs, &gnt, &dev)?;
     report.ok(
         "blk-handshake",
         format!(

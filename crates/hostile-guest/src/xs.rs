@@ -306,7 +306,7 @@ fn access_attacks(report: &mut Report, xs: &mut Client, me: u32, honest: u32) {
                 access: PermAccess::Both,
             }],
         ),
-        &deny,
+        &[XsError::Eacces, XsError::Eperm],
     );
     expect_xs(
         report,
