@@ -40,8 +40,9 @@ const STORM_WRITES: u32 = 200;
 const LEAK_LISTEN: Duration = Duration::from_secs(4);
 /// A message type no xenstored knows.
 const UNKNOWN_TYPE: u32 = 99;
-/// Where this guest keeps the nodes of its attacks (relative to its home).
-const SCRATCH: &str = "hostile";
+/// Where this guest keeps the nodes of its attacks (relative to its home; `data` is
+/// the one directory of its home that a guest owns).
+const SCRATCH: &str = "data/hostile";
 
 /// A raw connection over `/dev/xen/xenbus`: whole messages out, whole messages in.
 #[derive(Debug)]
