@@ -606,10 +606,17 @@ pub fn run(report: &mut Report, devid: u32) -> Result<()> {
         drop(front);
         close(&mut xs, &dev)
     })();
+    let err = xs
+        .try_read(&format!("{}/error", dev.back_dir))
+        .ok()
+        .flatten();
     report.check(
         "blk-reconnect",
         recovered.is_ok(),
-        format!("closed, reconnected, write+read intact, closed: {recovered:?}"),
+        format!(
+            "closed, reconnected, write+read intact, closed: {recovered:?} (backend error node {:?})",
+            err.map(|e| String::from_utf8_lossy(&e).into_owned())
+        ),
     );
     Ok(())
 }

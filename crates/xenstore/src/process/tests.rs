@@ -1030,3 +1030,37 @@ fn fuzz_entry_point_survives_garbage() {
     // The structured mode must reach the node-creating paths.
     assert!(grew > iters / 20, "{grew} of {iters}");
 }
+
+/// What the hostile guest of the test bed found: a guest filling one directory is
+/// stopped by the node-size quota (the record holds the children's names, as in
+/// C), long before the node quota; spread over directories it reaches the node
+/// quota itself, counting the nodes it already owns.
+#[test]
+fn a_guest_meets_the_node_size_quota_in_a_directory_and_the_node_quota_across_them() {
+    let mut h = H::new();
+    let c = h.sock();
+    let d = h.dom(c, 4);
+    let tx = h.start(c);
+    assert_eq!(h.twrite(c, tx, "/local/domain/4", ""), ok());
+    assert_eq!(h.twrite(c, tx, "/local/domain/4/data", ""), ok());
+    assert_eq!(h.end(c, tx, true), ok());
+    h.set_perms(c, "/local/domain/4/data", &["n4"]).expect("sp");
+    let quota = h.s.config().quotas.nodes as usize;
+    let names_per_record = h.s.config().quotas.node_size as usize / "n000\0".len();
+    let mut n = 0;
+    while h.write(d, &format!("data/flat/n{n:03}"), "x").is_ok() {
+        n += 1;
+    }
+    assert!(n > 300 && n < names_per_record, "one directory took {n} children");
+    assert_eq!(h.write(d, &format!("data/flat/n{n:03}"), "x"), Err("ENOSPC"));
+    h.one(d, MsgType::Rm, "data/flat").expect("rm");
+    let mut total = 0;
+    while h.write(d, &format!("data/tree/d{}/n{}", total / 100, total % 100), "x").is_ok() {
+        total += 1;
+        assert!(total <= quota, "more than the node quota");
+    }
+    // data, data/tree, one node per directory dN and the leaves: the quota exactly.
+    let dirs = total.div_ceil(100);
+    assert_eq!(1 + 1 + dirs + total, quota, "{total} leaves in {dirs} directories");
+    h.check();
+}
