@@ -497,15 +497,24 @@ fn quota_nodes(report: &mut Report, xs: &mut Client) -> Result<()> {
     let rest_refused = replies[created..]
         .iter()
         .all(|r| matches!(r, Some(Some(e)) if e == "ENOSPC"));
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &replies {
+        let k = match r {
+            Some(None) => "OK".to_string(),
+            Some(Some(e)) => e.clone(),
+            None => "none".to_string(),
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
     // The quota (C's default 1000) counts every node the guest owns, including its
     // directories here and what the toolstack made it own.
     report.check(
         "xs-quota-nodes",
         created > 0 && created < NODE_ATTEMPTS as usize && rest_refused,
         format!(
-            "{created} nodes created in {} directories, the other {} writes refused with ENOSPC: {rest_refused}",
+            "{created} nodes created in {} directories before the first refusal ({:?}), then all refused with ENOSPC: {rest_refused}; answers {kinds:?}",
             created.div_ceil(100),
-            NODE_ATTEMPTS as usize - created
+            replies.get(created)
         ),
     );
     drop(bus);
