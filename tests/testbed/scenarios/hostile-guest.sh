@@ -56,6 +56,14 @@ log "VmRSS before the attack (kB): rxenstored $rss0_xs, rxconsoled $rss0_cons, r
   done ) &
 writer=$!
 
+# While the attack runs: the daemons' VmRSS and CPU time and the hostile guest's last
+# attack line every 5 s (shows where a stall started, if one ever does).
+( while :; do
+    sleep 5
+    log "monitor: load $(cut -d' ' -f1-3 /proc/loadavg); VmRSS kB rxenstored $(rss "$xs_pid") rxconsoled $(rss "$cons_pid") rxblkback $(rss "$blk_pid"); utime+stime ticks rxenstored $(awk '{ print $14 + $15 }' "/proc/$xs_pid/stat"); hostile: $(grep -a 'HOSTILE' "$xlog" 2>/dev/null | grep -av 'hostile flood' | tail -n 1 | cut -c1-160)"
+  done ) &
+monitor=$!
+
 cfg=$(guest_cfg hostile hostile "disk = [ 'format=raw, vdev=xvda, access=rw, target=$xdisk' ]" extra_args="rxen.honest=$hid")
 run rxl create "$cfg"
 xid=$(rxl domid hostile) || fail "no domid for the hostile guest"
@@ -64,7 +72,7 @@ wait_for 200 "the hostile guest to start its attacks" grep -q 'RXEN-HOSTILE-STAR
 r0=$(rounds)
 wait_for 400 "the hostile guest to finish" grep -q 'RXEN-GUEST-END script=hostile' "$xlog"
 r1=$(rounds)
-kill "$writer"
+kill "$writer" "$monitor"
 grep -a 'HOSTILE' "$xlog" | grep -av 'hostile flood' | sed 's/^/hostile| /'
 grep -a "rxvbd/$xid/" /tmp/rxblkback.log | sed 's/^/rxblkback| /'
 log "honest rounds: $r0 when the attack started, $r1 when it ended"
