@@ -172,8 +172,9 @@ unpack_debs() {
   if [ "$(cat "$root/.debs-id" 2>/dev/null)" != "$id" ]; then
     stamp "unpacking packages into $root" >&2
     rm -rf "$root"; mkdir -p "$root"
-    for p in "$@"; do dpkg-deb -x "$(newest_deb "$dir" "$p" "$arch")" "$root"; done
-    echo "$id" > "$root/.debs-id"
+    # (Explicit returns: errexit does not reach into the command substitution.)
+    for p in "$@"; do dpkg-deb -x "$(newest_deb "$dir" "$p" "$arch")" "$root" || return 1; done
+    echo "$id" > "$root/.debs-id" || return 1
   fi
   echo "$id"
 }
@@ -182,9 +183,9 @@ fetch_debs "$DEBS" arm64 $PKGS
 # shellcheck disable=SC2086
 fetch_debs "$DEBS32" armhf $PKGS32
 # shellcheck disable=SC2086
-debs_id=$(unpack_debs "$DEBS" arm64 "$ROOTFS" $PKGS)
+debs_id=$(unpack_debs "$DEBS" arm64 "$ROOTFS" $PKGS) || die "unpacking the arm64 packages into $ROOTFS failed"
 # shellcheck disable=SC2086
-debs32_id=$(unpack_debs "$DEBS32" armhf "$ROOTFS32" $PKGS32)
+debs32_id=$(unpack_debs "$DEBS32" armhf "$ROOTFS32" $PKGS32) || die "unpacking the armhf packages into $ROOTFS32 failed"
 XEN=$ROOTFS/boot/xen-4.17-arm64
 IMAGE=$CACHE/Image-$KVER
 if [ ! -s "$IMAGE" ]; then
@@ -195,7 +196,7 @@ fi
 [ -s "$XEN" ] || die "no Xen hypervisor at $XEN"
 MODDIR=$ROOTFS/lib/modules/$KVER/kernel
 ZIMAGE=$ROOTFS32/boot/vmlinuz-$KVER32
-file "$ZIMAGE" | grep -q 'ARM.*zImage' || die "$ZIMAGE is not an ARM zImage"
+file "$ZIMAGE" | grep 'ARM.*zImage' >/dev/null || die "$ZIMAGE is not an ARM zImage"
 MODDIR32=$ROOTFS32/lib/modules/$KVER32/kernel
 
 # newc cpio of a directory, files owned by root, in a stable order.
