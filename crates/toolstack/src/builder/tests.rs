@@ -486,3 +486,92 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
     assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
     assert_eq!(ctl.calls.get(), 0, "no domain was created");
 }
+
+/// Marks a fake domain as shut down with `reason`.
+fn shut_down(ctl: &FakeXen, domid: DomId, reason: u32) {
+    use xen::abi::domctl::dominf;
+    let mut info = ctl.domain_info(domid).expect("domain");
+    info.flags = dominf::SHUTDOWN | (reason << dominf::SHUTDOWN_SHIFT);
+    ctl.add_domain(info);
+}
+
+/// Polls `f` every 50 ms for up to 20 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn on_reboot_restart_re_reads_the_config_file() {
+    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("mon");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let k = std::env::temp_dir().join(format!("rxl-lc-mon-{}.img", std::process::id()));
+    std::fs::write(&k, kernel_bytes()).expect("kernel file");
+    let file = k.with_extension("cfg");
+    let text = |bridge: &str| {
+        format!(
+            "name='g'\nkernel='{}'\nmemory=64\non_reboot='restart'\non_poweroff='destroy'\nvif=['bridge={bridge}']\n",
+            k.display()
+        )
+    };
+    std::fs::write(&file, text("br0")).expect("config file");
+    let src = ConfigSource {
+        path: file.clone(),
+        overrides: Vec::new(),
+    };
+    let cfg = src.load().expect("config");
+    let ctl = FakeXen::new();
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: false,
+        xen_version: (4, 17),
+    };
+    let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
+        .expect("create")
+        .domid;
+    let src = lifecycle::restart_source(&src, &cfg);
+    let bridge = "/local/domain/0/backend/rxvif/1/0/bridge";
+    let mac = "/local/domain/1/device/vif/0/mac";
+    let mac_before = xs.read_string(mac).expect("mac");
+    std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            crate::monitor::run_with(&ctl, &guest, &src, u32::from(domid), (4, 17), || {
+                Client::connect_socket(&sock)
+            })
+        });
+        // The admin edits the config while the guest runs; the guest reboots.
+        std::fs::write(&file, text("br7")).expect("edit config");
+        shut_down(&ctl, domid, SHUTDOWN_REBOOT);
+        eventually("the restarted domain's NIC on the new bridge", || {
+            xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        // Same uuid (pinned), so the same generated MAC.
+        assert_eq!(xs.read_string(mac).expect("mac"), mac_before);
+        // A config that no longer parses: the restart uses the last good one.
+        std::fs::write(&file, "memory = = 3\n").expect("break config");
+        eventually("domain 1 running again", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+        });
+        shut_down(&ctl, 1, SHUTDOWN_REBOOT);
+        eventually("the restart with the last good config", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+                && xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        shut_down(&ctl, 1, SHUTDOWN_POWEROFF);
+        monitor
+            .join()
+            .expect("monitor thread")
+            .expect("monitor ends when the domain is destroyed");
+    });
+    assert!(ctl.domain_info(1).is_err(), "destroyed on poweroff");
+    assert!(!xs.exists("/local/domain/1").expect("exists"));
+    assert!(!xs.exists("/local/domain/0/backend/rxvif").expect("exists"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&k);
+}
