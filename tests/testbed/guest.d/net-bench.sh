@@ -3,7 +3,7 @@
 # bridge and link-local subnet. dom0 -> guest: the guest fetches dom0's file over each
 # NIC (busybox wget from dom0's httpd), twice, interleaved, and prints the times;
 # guest -> dom0: the guest serves the same amount over httpd and dom0 fetches it.
-MB=32                 # bytes per transfer, MiB (the file lives in RAM on both sides)
+MB=16                 # bytes per transfer, MiB (the file lives in RAM on both sides)
 PORT=8080
 KERNEL_IP=169.254.1.2 KERNEL_PEER=169.254.1.1
 RX_IP=169.254.2.2     RX_PEER=169.254.2.1
@@ -43,7 +43,7 @@ echo "=== BENCH-GUEST-SERVING ==="
 # dom0 now fetches /blob from this guest over both NICs; it publishes /done when finished.
 i=0
 until wget -q -O /dev/null "http://$KERNEL_PEER:$PORT/done" 2>/dev/null; do
-  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BENCH: dom0 never finished"; exit 1; }
+  i=$((i + 1)); [ "$i" -gt 900 ] && { echo "BENCH: dom0 never finished"; exit 1; }
   sleep 1
 done
 echo "=== BENCH-GUEST-DONE ==="
