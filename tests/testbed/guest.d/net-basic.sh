@@ -40,7 +40,9 @@ echo "NET: g2d sent"
 total=$((NET_BLOCKS * (1048576 + 16)))
 mkfifo /tmp/d2g.fifo
 head -c $total < /tmp/d2g.fifo | md5sum > /tmp/d2g.md5 &
-nc -l -p 5002 > /tmp/d2g.fifo &
+# nc's stdin must stay open: at its EOF nc half-closes, and the sender's busybox nc
+# ends on the network's EOF.
+sleep 100000 | nc -l -p 5002 > /tmp/d2g.fifo &
 ncpid=$!
 sleep 1
 echo "=== NET-LISTENING-5002 ==="

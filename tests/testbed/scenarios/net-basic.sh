@@ -7,6 +7,15 @@
 # xenstore and from dom0 (its TAP); the guest's end removes the rest.
 # timeout: 900
 
+# On failure, show what the guest and rxnetback said first.
+fail() {
+  [ -n "${log:-}" ] && [ -f "$log" ] && show_file guest "$log"
+  [ -f /tmp/rxnetback.log ] && show_file rxnetback /tmp/rxnetback.log
+  ls -l /tmp/g2d.data 2>/dev/null
+  echo "FAIL: $*"
+  exit 1
+}
+
 start_debian_xenstored
 start_xenconsoled
 load_module xen-gntdev tun bridge || fail "loading xen-gntdev, tun, bridge"
@@ -15,7 +24,6 @@ load_module xen-gntdev tun bridge || fail "loading xen-gntdev, tun, bridge"
 n=0
 for br in xenbr0:169.254.1.1 xenbr1:169.254.2.1; do
   run brctl addbr "${br%%:*}"
-  run brctl setfd "${br%%:*}" 0
   run ip link set "${br%%:*}" address "02:52:58:00:00:0$n"
   run ip addr add "${br#*:}/24" dev "${br%%:*}"
   run ip link set "${br%%:*}" up
@@ -36,8 +44,10 @@ gen() {
 }
 # Guest to dom0: hash exactly the stream's length, then close the connection.
 mkfifo /tmp/g2d.fifo
-head -c $total < /tmp/g2d.fifo | md5sum > /tmp/g2d.md5 &
-nc -l -p 5001 > /tmp/g2d.fifo &
+(head -c $total < /tmp/g2d.fifo > /tmp/g2d.data; md5sum < /tmp/g2d.data > /tmp/g2d.md5) &
+# nc's stdin must stay open: at its EOF nc half-closes, and the sender's busybox nc
+# ends on the network's EOF.
+sleep 100000 | nc -l -p 5001 > /tmp/g2d.fifo &
 G2D_NC=$!
 
 name=net-guest
@@ -58,13 +68,23 @@ pass "dom0 pinged the guest: $(grep -o '[0-9]* packets received' /tmp/ping.out)"
 
 wait_for 60 "the guest to start sending" grep -q 'NET: g2d sending' "$log"
 t0=$(uptime_cs)
-wait_for 600 "100 MiB from the guest" test -s /tmp/g2d.md5
+end=$((t0 + 60000)); next=$((t0 + 3000))
+while [ ! -s /tmp/g2d.md5 ]; do
+  now=$(uptime_cs)
+  [ "$now" -le "$end" ] || fail "timed out after 600 s waiting for 100 MiB from the guest"
+  if [ "$now" -ge "$next" ]; then
+    log "received $(wc -c < /tmp/g2d.data) bytes so far"; next=$((now + 3000))
+  fi
+  sleep 0.5
+done
 t1=$(uptime_cs)
 kill $G2D_NC 2>/dev/null
+log "received $(wc -c < /tmp/g2d.data) bytes, $(grep -c RXEN-BLOCK- /tmp/g2d.data) block headers"
 ms=$(( (t1 - t0) * 10 ))
 log "guest to dom0: $total bytes in $ms ms ($(( total / 1024 * 1000 / (ms + 1) )) KiB/s)"
 want=$(sed -n 's/.*NET: g2d md5 \([0-9a-f]*\).*/\1/p' "$log" | head -n 1)
 expect_eq "md5 of the 100 MiB guest to dom0" "$(cut -d' ' -f1 /tmp/g2d.md5)" "$want"
+rm -f /tmp/g2d.data
 
 dd if=/dev/urandom of=/tmp/blk bs=1024 count=1024 2>/dev/null
 want=$(gen /tmp/blk | md5sum | cut -d' ' -f1)

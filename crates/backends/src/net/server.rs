@@ -140,6 +140,12 @@ enum Delivery {
     NoBuffers,
 }
 
+/// Whether the `n`th event of a kind (counted from 1) is worth a warning: the
+/// first and then every power of two, so that a flood stays a few lines.
+fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
 /// One queue of one NIC.
 #[derive(Debug)]
 pub struct NetQueue<G, F> {
@@ -213,8 +219,14 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 pos += parsed.consumed;
                 let status = match &parsed.result {
                     Err(e) => {
-                        tracing::debug!(domid = self.domid, "dropped a bad packet: {e}");
                         self.stats.tx_errors += 1;
+                        if worth_logging(self.stats.tx_errors) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.tx_errors,
+                                "dropped a bad packet: {e}"
+                            );
+                        }
                         RSP_ERROR
                     }
                     // Multicast control: rxnetback does not filter, nothing to do.
@@ -243,15 +255,27 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         }));
         let (hdr, frame) = self.txbuf.split_at_mut(VIRTIO_NET_HDR_SIZE);
         if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, frame) {
-            tracing::debug!(domid = self.domid, "tx grant copy failed: {e}");
             self.stats.tx_errors += 1;
+            if worth_logging(self.stats.tx_errors) {
+                tracing::warn!(
+                    domid = self.domid,
+                    n = self.stats.tx_errors,
+                    "tx grant copy failed: {e}"
+                );
+            }
             return RSP_ERROR;
         }
         let vh = match tx_vnet_hdr(p, frame) {
             Ok(h) => h,
             Err(e) => {
-                tracing::debug!(domid = self.domid, "dropped a packet: {e}");
                 self.stats.tx_errors += 1;
+                if worth_logging(self.stats.tx_errors) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_errors,
+                        "dropped a packet: {e}"
+                    );
+                }
                 return RSP_ERROR;
             }
         };
@@ -263,8 +287,14 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 RSP_OKAY
             }
             Err(e) => {
-                tracing::debug!(domid = self.domid, "TAP write failed: {e}");
                 self.stats.tx_dropped += 1;
+                if worth_logging(self.stats.tx_dropped) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_dropped,
+                        "TAP write failed: {e}"
+                    );
+                }
                 RSP_DROPPED
             }
         }
@@ -297,6 +327,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                     let since = *self.stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.rx_stall_drop {
                         self.stats.rx_dropped += 1;
+                        if worth_logging(self.stats.rx_dropped) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.rx_dropped,
+                                "no rx buffers: dropped a frame"
+                            );
+                        }
                         self.pending = None;
                         delivered += 1;
                         continue;
@@ -318,6 +355,12 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     fn deliver(&mut self, n: usize) -> Result<Delivery, QueueError> {
         let drop = |stats: &mut NetStats| {
             stats.rx_dropped += 1;
+            if worth_logging(stats.rx_dropped) {
+                tracing::warn!(
+                    n = stats.rx_dropped,
+                    "dropped a frame the frontend cannot take"
+                );
+            }
             Ok(Delivery::Done)
         };
         if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > self.rxbuf.len() {
@@ -364,7 +407,9 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
             Ok(()) => true,
             Err(e) => {
-                tracing::debug!(domid = self.domid, "rx grant copy failed: {e}");
+                if worth_logging(self.stats.rx_errors + 1) {
+                    tracing::warn!(domid = self.domid, "rx grant copy failed: {e}");
+                }
                 false
             }
         };
