@@ -107,6 +107,40 @@ pub struct RxFeatures {
     pub gso_tcpv6: bool,
 }
 
+/// xl's `rate=`: at most `bytes` transmitted per `interval` (Linux
+/// xen-netback's credit scheme: the credit is refilled once an interval has
+/// passed, and a packet larger than a whole interval's credit still goes, alone,
+/// with a full refill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxRate {
+    pub bytes: u64,
+    pub interval: Duration,
+}
+
+#[derive(Debug)]
+struct Credit {
+    rate: TxRate,
+    remaining: u64,
+    next_refill: Instant,
+}
+
+impl Credit {
+    /// Takes `len` bytes of credit, refilling first when an interval passed.
+    fn take(&mut self, len: usize, now: Instant) -> bool {
+        let len = len as u64;
+        if now >= self.next_refill {
+            self.remaining = self.rate.bytes.max(len);
+            self.next_refill = now + self.rate.interval;
+        }
+        if len <= self.remaining {
+            self.remaining -= len;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Counters of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetStats {
@@ -155,7 +189,10 @@ pub struct NetQueue<G, F> {
     grants: Arc<G>,
     io: Arc<F>,
     features: RxFeatures,
+    /// Slots copied out of the tx ring; those from `pos` on wait for credit.
     slots: Vec<RawTxSlot>,
+    pos: usize,
+    credit: Option<Credit>,
     pieces: Vec<GrantPiece>,
     txbuf: Vec<u8>,
     rxbuf: Vec<u8>,
@@ -183,6 +220,8 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             io,
             features,
             slots: Vec::new(),
+            pos: 0,
+            credit: None,
             pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
             txbuf: Vec::with_capacity(VIRTIO_NET_HDR_SIZE + MAX_TX_SIZE),
             rxbuf: vec![0; RX_FRAME_MAX],
@@ -190,6 +229,23 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             stalled_since: None,
             rx_stall_drop: RX_STALL_DROP,
             stats: NetStats::default(),
+        }
+    }
+
+    /// Limits transmission to `rate` (xl's `rate=`).
+    pub fn set_tx_rate(&mut self, rate: TxRate) {
+        self.credit = Some(Credit {
+            rate,
+            remaining: rate.bytes,
+            next_refill: Instant::now() + rate.interval,
+        });
+    }
+
+    /// When transmission waits for credit: the time it is refilled.
+    pub fn tx_throttled_until(&self) -> Option<Instant> {
+        match &self.credit {
+            Some(c) if self.pos < self.slots.len() => Some(c.next_refill),
+            _ => None,
         }
     }
 
@@ -209,14 +265,23 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         let mut notify = false;
         let mut raw = [0u8; TX_REQUEST_SIZE];
         loop {
-            self.slots.clear();
-            while self.tx.next_request(&mut raw)? {
-                self.slots.push(RawTxSlot(raw));
+            if self.pos >= self.slots.len() {
+                self.slots.clear();
+                self.pos = 0;
+                while self.tx.next_request(&mut raw)? {
+                    self.slots.push(RawTxSlot(raw));
+                }
             }
-            let mut pos = 0;
-            while pos < self.slots.len() {
-                let parsed = parse_packet(&self.slots[pos..])?;
-                pos += parsed.consumed;
+            while self.pos < self.slots.len() {
+                let parsed = parse_packet(&self.slots[self.pos..])?;
+                if let (Ok(TxItem::Packet(p)), Some(c)) = (&parsed.result, &mut self.credit) {
+                    if !c.take(p.total_len, Instant::now()) {
+                        // Out of credit: the rest waits (copied out, unanswered).
+                        notify |= self.tx.push_responses()?;
+                        return Ok(notify);
+                    }
+                }
+                self.pos += parsed.consumed;
                 let status = match &parsed.result {
                     Err(e) => {
                         self.stats.tx_errors += 1;
