@@ -255,7 +255,7 @@ done
 run_id=$(date -u +%Y%m%d-%H%M%S)
 WORK=$OUT/work; rm -rf "$WORK"; mkdir -p "$WORK"
 # The guest's PV frontends that are modules in Debian's kernel; guest scripts insmod them.
-GUEST_MODULES="drivers/block/xen-blkfront.ko"
+GUEST_MODULES="drivers/block/xen-blkfront.ko drivers/net/xen-netfront.ko"
 # guest_initramfs ROOTFS MODDIR OUT -- the guest initramfs (busybox, /init, the guest.d
 # scripts, GUEST_MODULES) from one architecture's unpacked packages.
 guest_initramfs() {
