@@ -55,6 +55,10 @@ struct Cli {
     /// Rotated log files kept per console.
     #[arg(long, default_value_t = 1)]
     log_keep: u32,
+    /// The domain rxconsoled runs in: secondary consoles are served from
+    /// `/local/domain/<this>/backend/console`.
+    #[arg(long, default_value_t = 0)]
+    backend_domid: u16,
     /// Write the daemon's pid here.
     #[arg(long)]
     pid_file: Option<PathBuf>,
@@ -77,6 +81,13 @@ impl ConsoleStore for Store {
             .try_read(path)
             .map_err(xs_err)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+    fn directory(&mut self, path: &str) -> Result<Vec<String>, ConsoleError> {
+        match self.0.directory(path) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_enoent() => Ok(Vec::new()),
+            Err(e) => Err(xs_err(e)),
+        }
     }
     fn write(&mut self, path: &str, value: &str) -> Result<(), ConsoleError> {
         self.0.write(path, value.as_bytes()).map_err(xs_err)
@@ -126,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             keep: cli.log_keep,
         },
         ptys: true,
+        backend_domid: cli.backend_domid,
     };
     let ctrl = xen::XenCtrl::open().context("opening /dev/xen/privcmd")?;
     let evtchn = xen::Evtchn::open().context("opening /dev/xen/evtchn")?;
@@ -175,7 +187,7 @@ fn main() -> anyhow::Result<()> {
         // Watch events queue up during any request: hand them all out.
         while let Some(ev) = store.0.try_next_event().context("reading xenstore")? {
             tracing::debug!(path = %ev.path, token = %ev.token, "watch");
-            if let Err(e) = daemon.on_watch(&mut store, &ev.token) {
+            if let Err(e) = daemon.on_watch(&mut store, &ev.path, &ev.token) {
                 tracing::warn!("handling watch {}: {e}", ev.path);
             }
         }
