@@ -183,14 +183,22 @@ fn main() -> anyhow::Result<()> {
     let mut tokens: HashMap<ConsoleId, Token> = HashMap::new();
     let mut next_token = FIRST_PTY;
     let mut events = Events::with_capacity(256);
+    // The xenstore socket is read to its end when it was readable (its source is
+    // edge-triggered) or when requests queued events; not on every wake-up, where
+    // the read would only say EAGAIN.
+    let mut xenstore_ready = true;
     loop {
         // Watch events queue up during any request: hand them all out.
-        while let Some(ev) = store.0.try_next_event().context("reading xenstore")? {
+        while xenstore_ready || store.0.queued_events() > 0 {
+            let Some(ev) = store.0.try_next_event().context("reading xenstore")? else {
+                break;
+            };
             tracing::debug!(path = %ev.path, token = %ev.token, "watch");
             if let Err(e) = daemon.on_watch(&mut store, &ev.path, &ev.token) {
                 tracing::warn!("handling watch {}: {e}", ev.path);
             }
         }
+        xenstore_ready = false;
         let changes = daemon.take_fd_changes();
         for (id, fd) in changes.removed {
             if let Some(t) = tokens.remove(&id) {
@@ -223,7 +231,7 @@ fn main() -> anyhow::Result<()> {
         }
         for ev in events.iter() {
             match ev.token() {
-                XENSTORE => {} // drained at the top of the loop
+                XENSTORE => xenstore_ready = true, // drained at the top of the loop
                 SIGNALS => {
                     while let Ok(Some(info)) = signals.read_signal() {
                         if info.ssi_signo == Signal::SIGHUP as u32 {

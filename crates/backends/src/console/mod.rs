@@ -166,6 +166,14 @@ struct Console {
     log: Option<LogFile>,
     pty: Option<Pty>,
     pty_pending: VecDeque<u8>,
+    /// The last write to the pty would have blocked: wait for its writable
+    /// event instead of trying again on every chunk of output.
+    pty_blocked: bool,
+    /// Typed bytes may wait in the pty that did not fit the guest's `in` ring:
+    /// look again when the guest signals (it may have consumed some).
+    input_waiting: bool,
+    /// Reused buffer for output taken from the ring.
+    scratch: Vec<u8>,
     /// Events in the current rate-limit period.
     events: u32,
     /// The port is left masked until the period ends.
@@ -539,6 +547,9 @@ where
             log: None,
             pty: None,
             pty_pending: VecDeque::new(),
+            pty_blocked: false,
+            input_waiting: false,
+            scratch: Vec::with_capacity(OUT_SIZE),
             events: 0,
             throttled: false,
             logged: 0,
@@ -809,24 +820,38 @@ where
     /// Moves what is in the ring to the log and pty (one ring's worth at most),
     /// then releases it to the guest and notifies it.
     fn drain_out(&mut self, id: ConsoleId, c: &mut Console) -> Result<(), ConsoleError> {
-        let chunk = c.ring.peek_out(OUT_SIZE)?;
-        if chunk.data.is_empty() {
+        let mut data = std::mem::take(&mut c.scratch);
+        let result = self.drain_out_via(id, c, &mut data);
+        c.scratch = data;
+        result
+    }
+
+    fn drain_out_via(
+        &mut self,
+        id: ConsoleId,
+        c: &mut Console,
+        data: &mut Vec<u8>,
+    ) -> Result<(), ConsoleError> {
+        let cons = c.ring.peek_out_into(OUT_SIZE, data)?;
+        if data.is_empty() {
             return Ok(());
         }
         if let Some(log) = &mut c.log {
-            if let Err(e) = log.write(&chunk.data) {
+            if let Err(e) = log.write(data) {
                 // A full disk must not stop the guest: keep serving the pty.
                 tracing::warn!(domid = id.0, "{e}");
             }
         }
-        c.logged += chunk.data.len() as u64;
+        c.logged += data.len() as u64;
         if c.pty.is_some() {
-            c.pty_pending.extend(&chunk.data);
+            c.pty_pending.extend(data.iter());
             let over = c.pty_pending.len().saturating_sub(PTY_BUFFER_MAX);
             c.pty_pending.drain(..over);
-            flush_pty(c);
+            if !c.pty_blocked {
+                flush_pty(c);
+            }
         }
-        c.ring.commit_out(&chunk, chunk.data.len())?;
+        c.ring.commit_out_at(cons, data.len())?;
         self.evtchn.notify(c.local_port)?;
         Ok(())
     }
@@ -860,7 +885,10 @@ where
     fn service(&mut self, id: ConsoleId, c: &mut Console) -> Result<(), ConsoleError> {
         self.drain_out(id, c)?;
         // The guest may have consumed input: more typed bytes may now fit.
-        self.pty_input(c)
+        if c.input_waiting {
+            self.pty_input(c)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` on a connected console; a failure disconnects it.
@@ -906,6 +934,12 @@ where
         for id in ids {
             self.with_console(id, |d, c| {
                 c.events = 0;
+                // A pty's writable edge may never come while nobody reads it:
+                // try it again once a period.
+                if c.pty_blocked {
+                    c.pty_blocked = false;
+                    flush_pty(c);
+                }
                 if c.throttled {
                     c.throttled = false;
                     d.service(id, c)?;
@@ -919,6 +953,8 @@ where
     /// The pty of console `id` is readable or writable.
     pub fn on_pty(&mut self, id: ConsoleId) {
         self.with_console(id, |d, c| {
+            // Readable or writable: either way, try both directions once.
+            c.pty_blocked = false;
             flush_pty(c);
             d.pty_input(c)
         });
@@ -932,16 +968,23 @@ where
         loop {
             let space = c.ring.in_space()?;
             if space == 0 {
+                // The pty was not read to its end: its readiness will not
+                // fire again for what is left, so look on the guest's next
+                // signal.
+                c.input_waiting = true;
                 break;
             }
             let mut buf = [0u8; ring::IN_SIZE];
             match p.read(&mut buf[..space]) {
-                Ok(0) => break,
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     c.ring.write_in(&buf[..n])?;
                     moved = true;
                 }
-                Err(_) => break, // WouldBlock, or EIO while no slave is open
+                // Drained (WouldBlock), or EIO while no slave is open.
+                _ => {
+                    c.input_waiting = false;
+                    break;
+                }
             }
         }
         if moved {
@@ -1003,10 +1046,14 @@ fn flush_pty(c: &mut Console) {
     while !c.pty_pending.is_empty() {
         let (a, _) = c.pty_pending.as_slices();
         match p.write(a) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
+            Ok(n) if n > 0 => {
                 c.pty_pending.drain(..n);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                c.pty_blocked = true;
+                break;
+            }
+            _ => break,
         }
     }
 }

@@ -87,6 +87,10 @@ const CONSOLE_GFN: XenPfn = 0x39000;
 
 impl Bed {
     fn new(tag: &str) -> Self {
+        Self::with_ptys(tag, false)
+    }
+
+    fn with_ptys(tag: &str, ptys: bool) -> Self {
         let dir =
             std::env::temp_dir().join(format!("rxconsoled-daemon-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -100,7 +104,7 @@ impl Bed {
             Config {
                 log_dir: Some(dir.clone()),
                 log_policy: LogPolicy::default(),
-                ptys: false,
+                ptys,
                 backend_domid: 0,
             },
         );
@@ -582,4 +586,38 @@ fn a_channel_removed_by_the_toolstack_is_closed_and_forgotten() {
     b.xs.values.retain(|k, _| !k.starts_with(&be));
     b.fire(24, 1);
     assert_eq!(b.d.console_state((24, ConsoleKind::Secondary(1))), None);
+}
+
+#[test]
+fn typed_input_larger_than_the_ring_reaches_the_guest_as_it_makes_room() {
+    use super::ring::guest::take_in;
+    use super::ring::IN_SIZE;
+    use std::io::{Read, Write};
+    let mut b = Bed::with_ptys("pty-input", true);
+    let g = b.add_guest(30, "typist", ConsoleKind::Pv, true);
+    b.d.start(&mut b.xs).expect("start");
+    let tty = b.xs.values["/local/domain/30/console/tty"].clone();
+    let mut client = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tty)
+        .expect("open the console pty");
+    // Raw mode on the slave (set by rxconsoled): bytes pass unchanged.
+    let typed: Vec<u8> = (0..IN_SIZE + 300).map(|i| b'a' + (i % 26) as u8).collect();
+    client.write_all(&typed).expect("type");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    b.d.on_pty((30, ConsoleKind::Pv));
+    let mut got = take_in(&g.page);
+    assert_eq!(got.len(), IN_SIZE, "the ring is filled first");
+    // The guest consumed and signals: the rest follows without a new pty event.
+    g.evtchn.notify(g.port).expect("notify");
+    b.d.on_evtchn().expect("evtchn");
+    got.extend(take_in(&g.page));
+    assert_eq!(got, typed);
+    // Output reaches the attached client.
+    g.say(b"echo\r\n");
+    b.d.on_evtchn().expect("evtchn");
+    let mut buf = [0u8; 64];
+    let n = client.read(&mut buf).expect("read output");
+    assert_eq!(&buf[..n], b"echo\r\n");
 }
