@@ -45,6 +45,13 @@ delays() {
 # cpu_cs PID -- user + system CPU time of process PID in clock ticks (1/100 s).
 cpu_cs() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# start_guest NAME -- types a line on guest NAME's console (its pty from console/tty,
+# published by either daemon), which a guest started with rxen.wait=1 waits for.
+start_guest() {
+  _tty=$(xenstore-read "/local/domain/$(xl domid "$1")/console/tty") || fail "no console/tty for $1"
+  printf 'go\r' > "$_tty" || fail "cannot write to $1's console $_tty"
+}
+
 # pair DAEMON LOGDIR SUFFIX -- run the ticking guest and the flooding guest side by
 # side, wait for both to go, print the statistics into /tmp/ticks-SUFFIX.txt.
 pair() {
@@ -54,9 +61,16 @@ pair() {
   ( while :; do cat /proc/uptime; sleep 0.1; done ) > "/tmp/dom0-samples-$3.txt" &
   _sampler=$!
   _dpid=$(pidof "$1"); _cpu0=$(cpu_cs "$_dpid")
-  run xl create "$(guest_cfg "$_ticks" console-ticks extra_args=rxen.ticks=64)"
+  # Both guests boot first and wait for a line on their console; the ticks start,
+  # then the flood, so that the flood's 10 s fall inside the ticks' 16 s however
+  # long the two boots took on a loaded host.
+  run xl create "$(guest_cfg "$_ticks" console-ticks "extra_args=rxen.ticks=64 rxen.wait=1")"
+  run xl create "$(guest_cfg "$_flood" console-flood "extra_args=rxen.flood=10 rxen.wait=1")"
+  wait_for 120 "$_ticks to wait for its start" grep -q 'RXEN-CONSOLE-WAITING' "$2/guest-$_ticks.log"
+  wait_for 120 "$_flood to wait for its start" grep -q 'RXEN-CONSOLE-WAITING' "$2/guest-$_flood.log"
+  start_guest "$_ticks"
   wait_for 60 "the first tick" grep -q 'RXEN-TICK 1 ' "$2/guest-$_ticks.log"
-  run xl create "$(guest_cfg "$_flood" console-flood extra_args=rxen.flood=10)"
+  start_guest "$_flood"
   wait_domain_gone "$_ticks" 120
   wait_domain_gone "$_flood" 60
   kill "$_sampler"
