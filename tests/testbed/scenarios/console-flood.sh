@@ -74,7 +74,14 @@ pair() {
   wait_domain_gone "$_ticks" 120
   wait_domain_gone "$_flood" 60
   kill "$_sampler"
-  log "$1 used $(( $(cpu_cs "$_dpid") - _cpu0 ))0 ms of CPU time while the two guests ran"
+  _cpu_ms=$(( ($(cpu_cs "$_dpid") - _cpu0) * 10 ))
+  # What the guests wrote: both logs without the daemons' timestamps (their
+  # formats differ in length).
+  _bytes=$(cat "$2/guest-$_ticks.log" "$2/guest-$_flood.log" | sed 's/^\[[^]]*\] //' | wc -c)
+  log "$1 used $_cpu_ms ms of CPU time while the two guests ran"
+  echo "$_cpu_ms $_bytes" > "/tmp/cpu-$3.txt"
+  awk -v d="$1" -v c="$_cpu_ms" -v b="$_bytes" \
+    'BEGIN { if (b > 0) printf "%s: cpu_ms=%d guest_bytes=%d cpu_us_per_kib=%.0f\n", d, c, b, c * 1000 * 1024 / b }'
   awk 'NR > 1 && $1 - prev > gap { gap = $1 - prev } { prev = $1 }
        END { printf "dom0_max_gap_ms=%d\n", gap * 1000 }' "/tmp/dom0-samples-$3.txt" > "/tmp/gap-$3.txt"
   grep -q 'RXEN-CONSOLE-FLOOD-START' "$2/guest-$_flood.log" || fail "$_flood never started flooding ($1)"
@@ -115,3 +122,10 @@ pair xenconsoled /var/log/xen/console-ref xc
 kill "$(cat /var/run/xenconsoled-ref.pid)"
 wait_for 10 "xenconsoled to stop" sh -c '! pidof xenconsoled'
 start_rxconsoled
+# CPU per guest byte, side by side (reported, not judged: dom0's own stalls on a
+# loaded host are charged to whatever ran, so single runs vary).
+read -r rx_ms rx_bytes < /tmp/cpu-rx.txt
+read -r xc_ms xc_bytes < /tmp/cpu-xc.txt
+awk -v rm="$rx_ms" -v rb="$rx_bytes" -v xm="$xc_ms" -v xb="$xc_bytes" 'BEGIN {
+  if (rb > 0 && xb > 0 && xm > 0)
+    printf "console-flood: CPU per guest byte, rxconsoled / xenconsoled = %.2f\n", (rm / rb) / (xm / xb) }'
