@@ -13,7 +13,7 @@ use crate::arm::loader::{KernelImage, LoaderError};
 use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
 use crate::config::{self, ConfigError, DomainConfig};
 use crate::device::console::{self as channel, ChannelError};
-use crate::device::{vbd, vbd::VbdError, DeviceError};
+use crate::device::{vbd, vbd::VbdError, vif, vif::VifError, DeviceError};
 use crate::domain::{self, DomainError, TreeInput};
 
 /// How many domains a name lookup scans (libxl asks for 1024 at a time).
@@ -82,6 +82,18 @@ pub enum LifecycleError {
     #[error("writing the nodes of channel {name}")]
     ChannelNodes {
         name: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("vif {devid}")]
+    Nic {
+        devid: u32,
+        #[source]
+        source: VifError,
+    },
+    #[error("writing the nodes of vif {devid}")]
+    NicNodes {
+        devid: u32,
         #[source]
         source: DeviceError,
     },
@@ -166,6 +178,10 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             source,
         })?;
     }
+    // So are the NICs (vif = [...]): NIC i gets devid i, like libxl.
+    for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+        vif::nodes(0, devid, nic).map_err(|source| LifecycleError::Nic { devid, source })?;
+    }
     for (i, c) in cfg.channels.iter().enumerate() {
         channel::nodes(0, channel_devid(i), c)?;
     }
@@ -203,6 +219,18 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         }
         if !cfg.disks.is_empty() {
             step("disk nodes written");
+        }
+        // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
+        // domain runs so that its netfront finds them at boot.
+        for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+            let device = vif::nodes(domid, devid, nic)
+                .map_err(|source| LifecycleError::Nic { devid, source })?;
+            device
+                .write(xs)
+                .map_err(|source| LifecycleError::NicNodes { devid, source })?;
+        }
+        if !cfg.vifs.is_empty() {
+            step("vif nodes written");
         }
         // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
         // served by rxconsoled; rolled back with the rest of the tree (they live
