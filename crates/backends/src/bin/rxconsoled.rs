@@ -1,7 +1,8 @@
 //! `rxconsoled`: the console backend daemon, in place of xenconsoled. Serves
-//! every domain's PV console and SBSA UART: log files (`--log=guest
-//! --log-dir=DIR`, like xenconsoled) and a pty per console, published in
-//! xenstore (`console/tty`, `vuart/0/tty`) for `rxl console` and `xl console`.
+//! every domain's PV console, SBSA UART and secondary PV consoles (channels,
+//! `device/console/N`): log files (`--log=guest --log-dir=DIR`, like
+//! xenconsoled) and a pty per console, published in xenstore (`console/tty`,
+//! `vuart/0/tty`, `device/console/N/tty`) for `rxl console` and `xl console`.
 
 use anyhow::Context;
 use backends::console::log::LogPolicy;

@@ -6,6 +6,17 @@
 //! `ring-ref`), binds the event channel in `port`, and moves bytes between the ring
 //! and a per-console log file and pty (its path published in `tty`).
 //!
+//! Secondary PV consoles (xl.cfg `channel`, `device/console/N` with N >= 1) go
+//! through the xenbus handshake under dom0's `backend/console/<domid>/N`: the
+//! backend waits in InitWait, the guest's hvc_xen grants its ring page and writes
+//! `ring-ref` (a grant reference) and `port`, the backend maps the grant and goes
+//! to Connected, and follows the frontend's Closing/Closed and the toolstack's
+//! removal. Frontends whose `type` is not `xenconsoled` belong to another backend
+//! (QEMU, which xl starts for guests with channels, writes `ioemu`) and are left
+//! alone. The generic [`crate::xenbus::Daemon`] is not used: it owns its own
+//! xenstore connection and event loop, and rxconsoled serves every console from
+//! one loop.
+//!
 //! One [`Daemon`] serves all consoles from one event loop; work per event is
 //! bounded (one ring's worth), a console whose guest signals too often is
 //! rate-limited ([`RATE_LIMIT_ALLOWANCE`] events per [`RATE_LIMIT_PERIOD`], as
