@@ -106,6 +106,47 @@ impl MappedMemory {
         Ok(unsafe { Self::from_raw_mmap(ptr, len) })
     }
 
+    /// Maps the first `len` bytes of `file` (open read-write) shared: stores land
+    /// in the file's pages, so a later process that maps the file sees them even
+    /// when this one was killed (rxblkback's request journal). For dom0-private
+    /// state only; the file must not be shortened while mapped (that would make
+    /// accesses fault), so it should live where only this program writes.
+    pub fn map_file(file: &std::fs::File, len: usize) -> Result<Self, MemError> {
+        use std::os::fd::AsRawFd;
+        let size = file
+            .metadata()
+            .map_err(|source| MemError::Mmap { len, source })?;
+        if len == 0 || size.len() < len as u64 {
+            return Err(MemError::Mmap {
+                len,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the file holds {} bytes", size.len()),
+                ),
+            });
+        }
+        // SAFETY: a fresh shared mapping of `len` bytes of an open file that is at
+        // least that long; no existing memory of this process is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MemError::Mmap {
+                len,
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `ptr`/`len` is the mapping just made, owned by nothing else.
+        Ok(unsafe { Self::from_raw_mmap(ptr, len) })
+    }
+
     /// Length of this view in bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -304,6 +345,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn file_mappings_outlive_the_mapping() {
+        let path = std::env::temp_dir().join(format!("rxen-mem-test-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        assert!(MappedMemory::map_file(&file, 4096).is_err(), "empty file");
+        file.set_len(4096).expect("set_len");
+        let m = MappedMemory::map_file(&file, 4096).expect("map");
+        m.write_u32(16, 0x1234_5678).expect("write");
+        drop(m);
+        let again = MappedMemory::map_file(&file, 4096).expect("map again");
+        assert_eq!(again.read_u32(16).expect("read"), 0x1234_5678);
+        let mut bytes = std::fs::read(&path).expect("read file");
+        assert_eq!(bytes.len(), 4096);
+        bytes.truncate(20);
+        assert_eq!(&bytes[16..20], &0x1234_5678u32.to_ne_bytes());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Serving one blkif ring: copy each request out once, validate it
 //! ([`super::request::parse`]), then do the I/O through the frontend's grants.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::abi::*;
 use super::disk::Disk;
+use super::journal::Journal;
 use super::request::{parse, DiskLimits, Kind, Request};
 use xen::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, RingError};
@@ -85,6 +87,11 @@ pub struct BlkRing<G: GrantCopy> {
     exec: Executor<G>,
     bufs: Vec<Vec<u8>>,
     batch: Vec<RawRequest>,
+    /// Where each request taken off the ring is recorded until answered.
+    journal: Option<Journal>,
+    /// Requests a killed backend took off the ring, from the journal: they stand
+    /// in for the next slots consumed (which may hold its unpublished responses).
+    replay: VecDeque<RawRequest>,
     /// Requests answered so far (for logs and tests).
     pub completed: u64,
 }
@@ -114,7 +121,54 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                 .map(|_| Vec::with_capacity(MAX_SEGMENTS * XEN_PAGE_SIZE))
                 .collect(),
             batch: Vec::new(),
+            journal: None,
+            replay: VecDeque::new(),
             completed: 0,
+        }
+    }
+
+    /// Records requests in `journal` from now on. With `resume` (the ring was
+    /// attached at its published responses, [`BackRing::attach`]), the requests
+    /// the journal holds from the ring's next index on are executed in place of
+    /// the ring's slots. Returns how many requests will be replayed so.
+    pub fn with_journal(&mut self, journal: Journal, resume: bool) -> usize {
+        if resume {
+            match journal.replay(self.ring.req_cons(), self.ring.size()) {
+                Ok(r) => self.replay = r.into(),
+                Err(e) => tracing::warn!("reading the request journal failed: {e}"),
+            }
+        }
+        self.journal = Some(journal);
+        self.replay.len()
+    }
+
+    /// Stops journalling and deletes the journal (a clean disconnect).
+    pub fn remove_journal(&mut self) {
+        if let Some(j) = self.journal.take() {
+            j.remove();
+        }
+    }
+
+    /// Takes every request on the ring off it (copied once), recording each in
+    /// the journal before anything is answered.
+    fn take_batch(&mut self) -> Result<(), RingError> {
+        self.batch.clear();
+        let mut raw = RawRequest([0; REQUEST_SIZE]);
+        loop {
+            let idx = self.ring.req_cons();
+            if !self.ring.next_request(&mut raw.0)? {
+                return Ok(());
+            }
+            if let Some(r) = self.replay.pop_front() {
+                raw = r;
+            }
+            if let Some(j) = &self.journal {
+                if let Err(e) = j.record(idx, &raw) {
+                    tracing::warn!("journalling request {idx} failed, journal off: {e}");
+                    self.journal = None;
+                }
+            }
+            self.batch.push(raw);
         }
     }
 
@@ -124,15 +178,11 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     /// The requests found on the ring form a batch: each is copied out once, then
     /// the batch runs on up to [`MAX_IN_FLIGHT`] lanes at once, except that a
     /// FLUSH_DISKCACHE runs alone, after everything before it in the batch has
-    /// completed. Responses go back in ring order.
+    /// completed. Responses go back in ring order, published after each group.
     pub fn process(&mut self) -> Result<bool, RingError> {
         let mut notify = false;
-        let mut raw = RawRequest([0; REQUEST_SIZE]);
         loop {
-            self.batch.clear();
-            while self.ring.next_request(&mut raw.0)? {
-                self.batch.push(raw);
-            }
+            self.take_batch()?;
             let mut start = 0;
             while start < self.batch.len() {
                 // A group of requests up to (not including) the next flush; a flush
@@ -149,9 +199,9 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                     self.ring.put_response(&rsp.to_bytes())?;
                     self.completed += 1;
                 }
+                notify |= self.ring.push_responses()?;
                 start = end;
             }
-            notify |= self.ring.push_responses()?;
             if !self.ring.final_check_for_requests()? {
                 return Ok(notify);
             }
