@@ -232,12 +232,28 @@ impl MappedMemory {
         Ok(())
     }
 
-    /// Copies `buf.len()` bytes at `offset` out of the mapping (volatile).
+    /// Copies `buf.len()` bytes at `offset` out of the mapping (volatile): bytes
+    /// up to the first 8-byte aligned address, then 8-byte words, then the tail.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {
         let p = self.check(offset, buf.len(), 1)?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `i < buf.len()` and `check` covered `buf.len()` bytes.
+        const WORD: usize = std::mem::size_of::<u64>();
+        let head = p.align_offset(WORD).min(buf.len());
+        for (i, b) in buf[..head].iter_mut().enumerate() {
+            // SAFETY: `i < head <= buf.len()` and `check` covered `buf.len()` bytes.
             *b = unsafe { std::ptr::read_volatile(p.add(i)) };
+        }
+        let total = buf.len();
+        let (words, tail) = buf[head..].split_at_mut((total - head) / WORD * WORD);
+        for (i, w) in words.chunks_exact_mut(WORD).enumerate() {
+            // SAFETY: `p + head` is 8-byte aligned (align_offset) and word `i` ends
+            // within the `buf.len()` bytes `check` covered.
+            let v = unsafe { std::ptr::read_volatile(p.add(head + i * WORD).cast::<u64>()) };
+            w.copy_from_slice(&v.to_ne_bytes());
+        }
+        let tail_start = total - tail.len();
+        for (i, b) in tail.iter_mut().enumerate() {
+            // SAFETY: `tail_start + i < buf.len()`, covered by `check`.
+            *b = unsafe { std::ptr::read_volatile(p.add(tail_start + i)) };
         }
         Ok(())
     }
@@ -369,6 +385,20 @@ mod tests {
         bytes.truncate(20);
         assert_eq!(&bytes[16..20], &0x1234_5678u32.to_ne_bytes());
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn read_bytes_copies_exactly_at_any_alignment() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        let data: Vec<u8> = (0..256u32).map(|i| (i * 13 + 5) as u8).collect();
+        m.write_bytes(0, &data).expect("write");
+        for off in [0usize, 1, 3, 8, 13] {
+            for len in [0usize, 1, 7, 8, 9, 31, 100] {
+                let mut back = vec![0xeeu8; len];
+                m.read_bytes(off, &mut back).expect("read");
+                assert_eq!(back, &data[off..off + len], "at {off}/{len}");
+            }
+        }
     }
 
     #[test]

@@ -18,16 +18,27 @@ BLKPID=$!
 sleep 0.5
 kill -0 $BLKPID 2>/dev/null || fail "rxblkback exited at start"
 
+# guest_wait SECS DESC PATTERN -- wait for PATTERN in the guest's console log; on
+# a timeout show that log and rxblkback's state before failing.
+guest_wait() {
+  if ! (wait_for "$1" "$2" grep -Eq "$3" "$log"); then
+    show_file "$name" "$log"
+    log "rxblkback: $(grep State /proc/$BLKPID/status 2>/dev/null || echo gone)"
+    ls -l /run/rxblkback 2>&1
+    fail "timed out waiting for $2"
+  fi
+}
+
 name=restart-guest
 cfg=$(guest_cfg "$name" block-restart memory=160)
 run xl create "$cfg"
 domid=$(xl domid "$name")
 log=$(guest_console_log "$name")
 be=/local/domain/0/backend/rxvbd/$domid/51728
-wait_for 120 "the guest to load xen-blkfront" grep -q 'BLK-GUEST-READY' "$log"
+guest_wait 120 "the guest to load xen-blkfront" 'BLK-GUEST-READY'
 run rxl block-attach "$domid" "format=raw, vdev=xvdb, access=rw, target=$IMG"
-wait_for 120 "the guest's flushed write" grep -q 'BLK: synced md5=' "$log"
-wait_for 120 "the guest's third round" grep -q 'BLK: round 3 ok' "$log"
+guest_wait 120 "the guest's flushed write" 'BLK: synced md5='
+guest_wait 120 "the guest's third round" 'BLK: round 3 ok'
 kill -9 $BLKPID
 wait $BLKPID 2>/dev/null
 pass "rxblkback killed with SIGKILL during the guest's I/O ($(grep -c 'BLK: round' "$log") rounds done)"
@@ -42,7 +53,7 @@ log "$before rounds done before the restart"
 
 rxblkback &
 BLKPID=$!
-wait_for 180 "the guest to finish its rounds" grep -Eq 'BLK: (all rounds verified|.*(MISMATCH|failed))' "$log"
+guest_wait 180 "the guest to finish its rounds" 'BLK: (all rounds verified|.*(MISMATCH|failed))'
 show_file "$name" "$log"
 check "every round completed and read back intact" grep -q 'BLK: all rounds verified' "$log"
 after=$(grep -c 'BLK: round' "$log")
@@ -57,7 +68,7 @@ done
 expect_eq "rounds missing from the backing file" "$bad" 0
 expect_eq "backend state after the restart" "$(xenstore-read $be/state)" 4
 run rxl block-detach "$domid" xvdb
-wait_for 60 "the guest to lose xvdb" grep -q 'BLK: xvdb is gone' "$log"
+guest_wait 60 "the guest to lose xvdb" 'BLK: xvdb is gone'
 check "no vbd nodes left" sh -c "! xenstore-exists /local/domain/0/backend/rxvbd/$domid"
 check "the journal is gone after the detach" sh -c "! test -e /run/rxblkback/$domid-51728.journal"
 wait_domain_gone "$name" 60

@@ -62,6 +62,13 @@ impl Request {
     pub fn data_len(&self) -> usize {
         self.segments.iter().map(Segment::len).sum()
     }
+    /// Sectors of data (validated to lie inside the disk).
+    pub fn sectors(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| u64::from(s.last_sect - s.first_sect) + 1)
+            .sum()
+    }
 }
 
 /// Why a request is refused.

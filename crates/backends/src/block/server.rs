@@ -7,62 +7,86 @@ use std::sync::Arc;
 use super::abi::*;
 use super::disk::Disk;
 use super::journal::Journal;
-use super::request::{parse, DiskLimits, Kind, Request};
-use xen::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
-use xen::{BackRing, Gntdev, GntdevError, RingError};
+use super::request::{parse, DiskLimits, Kind, Request, RequestError};
+use xen::abi::xen::{DomId, XEN_PAGE_SIZE};
+use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError};
 
 /// Copying between local buffers and a frontend's granted pages. The real one is
 /// gntdev's grant copy (`IOCTL_GNTDEV_GRANT_COPY`: the hypervisor copies; nothing
-/// is mapped into dom0); tests use the fakes.
+/// is mapped into dom0), all pieces of a call in one ioctl; tests use the fakes.
 pub trait GrantCopy {
-    /// Copies `dst.len()` bytes at `offset` of grant `gref` into `dst`.
-    fn copy_from(
+    /// Copies the granted `pieces`, one after the other, into `buf` (their total
+    /// length).
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        dst: &mut [u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError>;
-    /// Copies `src` to `offset` of grant `gref`.
-    fn copy_to(
-        &self,
-        domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        src: &[u8],
-    ) -> Result<(), GntdevError>;
+    /// Copies `buf` into the granted `pieces`, one after the other.
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError>;
 }
 
 impl GrantCopy for Gntdev {
-    fn copy_from(
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        dst: &mut [u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError> {
-        self.copy_from_grant(domid, gref, offset, dst)
+        self.copy_from_grants(domid, pieces, buf)
     }
-    fn copy_to(
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError> {
+        self.copy_to_grants(domid, pieces, buf)
+    }
+}
+
+/// The fake grant table as a grant copier (map, copy, unmap per piece), for
+/// tests, fuzz targets and the host benchmark.
+#[cfg(any(test, feature = "fake"))]
+impl GrantCopy for xen::fake::FakeGrants {
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        src: &[u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError> {
-        self.copy_to_grant(domid, gref, offset, src)
+        use xen::GrantMapper;
+        let mut at = 0;
+        for (index, p) in pieces.iter().enumerate() {
+            let len = usize::from(p.len);
+            let dst = buf
+                .get_mut(at..at + len)
+                .ok_or(GntdevError::BadOffset { offset: at + len })?;
+            let m = self.map_grants(domid, &[p.gref], false)?;
+            m.read_bytes(usize::from(p.offset), dst)
+                .map_err(|_| GntdevError::CopySegment { index, status: -1 })?;
+            at += len;
+        }
+        Ok(())
+    }
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError> {
+        use xen::GrantMapper;
+        let mut at = 0;
+        for (index, p) in pieces.iter().enumerate() {
+            let len = usize::from(p.len);
+            let src = buf
+                .get(at..at + len)
+                .ok_or(GntdevError::BadOffset { offset: at + len })?;
+            let m = self.map_grants(domid, &[p.gref], true)?;
+            m.write_bytes(usize::from(p.offset), src)
+                .map_err(|_| GntdevError::CopySegment { index, status: -1 })?;
+            at += len;
+        }
+        Ok(())
     }
 }
 
 /// Why a valid request failed during I/O (answered with `BLKIF_RSP_ERROR`).
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("copying to or from grant {gref} failed")]
-    Copy {
-        gref: GrantRef,
-        #[source]
-        source: GntdevError,
-    },
+    #[error("copying to or from the granted pages failed")]
+    Copy(#[source] GntdevError),
     #[error("disk I/O failed")]
     Disk(#[source] std::io::Error),
 }
@@ -70,6 +94,16 @@ pub enum IoError {
 /// Most requests of one ring executed at once (each on its own thread, with its
 /// own buffer); the rest of a batch waits for a free lane.
 pub const MAX_IN_FLIGHT: usize = 4;
+/// Most bytes of a run: requests of a lane that read (or write) adjacent sector
+/// ranges are served by one disk call and one grant copy.
+pub const MAX_RUN_BYTES: usize = 512 * 1024;
+
+/// A lane's buffers, kept between batches.
+#[derive(Debug, Default)]
+struct Lane {
+    data: Vec<u8>,
+    pieces: Vec<GrantPiece>,
+}
 
 /// What executing a request needs; shared by the lanes of a batch.
 #[derive(Debug)]
@@ -85,7 +119,7 @@ struct Executor<G> {
 pub struct BlkRing<G: GrantCopy> {
     ring: BackRing,
     exec: Executor<G>,
-    bufs: Vec<Vec<u8>>,
+    lanes: Vec<Lane>,
     batch: Vec<RawRequest>,
     /// Where each request taken off the ring is recorded until answered.
     journal: Option<Journal>,
@@ -117,8 +151,11 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                 disk,
                 limits,
             },
-            bufs: (0..MAX_IN_FLIGHT)
-                .map(|_| Vec::with_capacity(MAX_SEGMENTS * XEN_PAGE_SIZE))
+            lanes: (0..MAX_IN_FLIGHT)
+                .map(|_| Lane {
+                    data: Vec::with_capacity(MAX_SEGMENTS * XEN_PAGE_SIZE),
+                    pieces: Vec::with_capacity(MAX_SEGMENTS),
+                })
                 .collect(),
             batch: Vec::new(),
             journal: None,
@@ -195,7 +232,7 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                         .position(|r| r.operation() == OP_FLUSH_DISKCACHE)
                         .map_or(self.batch.len(), |p| start + p)
                 };
-                for rsp in run_group(&self.exec, &self.batch[start..end], &mut self.bufs) {
+                for rsp in run_group(&self.exec, &self.batch[start..end], &mut self.lanes) {
                     self.ring.put_response(&rsp.to_bytes())?;
                     self.completed += 1;
                 }
@@ -213,26 +250,18 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
 fn run_group<G: GrantCopy + Send + Sync>(
     exec: &Executor<G>,
     group: &[RawRequest],
-    bufs: &mut [Vec<u8>],
+    lanes: &mut [Lane],
 ) -> Vec<Response> {
-    if group.len() == 1 || bufs.len() == 1 {
-        let buf = &mut bufs[0];
-        return group.iter().map(|r| exec.handle(r, buf)).collect();
+    if group.len() == 1 || lanes.len() == 1 {
+        return exec.run_lane(group, &mut lanes[0]);
     }
-    let lanes = group.len().min(bufs.len());
-    let per_lane = group.len().div_ceil(lanes);
+    let n = group.len().min(lanes.len());
+    let per_lane = group.len().div_ceil(n);
     std::thread::scope(|scope| {
         let handles: Vec<_> = group
             .chunks(per_lane)
-            .zip(bufs.iter_mut())
-            .map(|(chunk, buf)| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|r| exec.handle(r, buf))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .zip(lanes.iter_mut())
+            .map(|(chunk, lane)| scope.spawn(move || exec.run_lane(chunk, lane)))
             .collect();
         handles
             .into_iter()
@@ -255,13 +284,52 @@ fn run_group<G: GrantCopy + Send + Sync>(
 }
 
 impl<G: GrantCopy> Executor<G> {
-    fn handle(&self, raw: &RawRequest, buf: &mut Vec<u8>) -> Response {
-        let status = match parse(raw, &self.limits) {
+    /// Answers a lane's requests in order. Valid reads (or writes) of adjacent
+    /// sector ranges form a run served by one disk call and one grant copy; a
+    /// run that fails is redone request by request, so that each request gets
+    /// its own status.
+    fn run_lane(&self, chunk: &[RawRequest], lane: &mut Lane) -> Vec<Response> {
+        let parsed: Vec<Result<Request, RequestError>> =
+            chunk.iter().map(|r| parse(r, &self.limits)).collect();
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut i = 0;
+        while i < chunk.len() {
+            let j = run_end(&parsed, i);
+            if j - i > 1 {
+                let reqs: Vec<&Request> = parsed[i..j]
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .collect();
+                match self.execute_run(&reqs, lane) {
+                    Ok(()) => out.extend(chunk[i..j].iter().map(|r| respond(r, RSP_OKAY))),
+                    Err(e) => {
+                        tracing::debug!("run of {} requests failed ({e}), one by one", j - i);
+                        for k in i..j {
+                            out.push(self.answer(&chunk[k], &parsed[k], lane));
+                        }
+                    }
+                }
+            } else {
+                out.push(self.answer(&chunk[i], &parsed[i], lane));
+            }
+            i = j;
+        }
+        out
+    }
+
+    /// Executes one (parsed) request.
+    fn answer(
+        &self,
+        raw: &RawRequest,
+        parsed: &Result<Request, RequestError>,
+        lane: &mut Lane,
+    ) -> Response {
+        let status = match parsed {
             Err(e) => {
                 tracing::debug!(id = raw.id(), "refused request: {e}");
                 e.status()
             }
-            Ok(req) => match self.execute(&req, buf) {
+            Ok(req) => match self.execute(req, lane) {
                 Ok(()) => RSP_OKAY,
                 Err(e) => {
                     tracing::warn!(id = req.id, "request failed: {e}");
@@ -269,35 +337,15 @@ impl<G: GrantCopy> Executor<G> {
                 }
             },
         };
-        Response {
-            id: raw.id(),
-            operation: raw.operation(),
-            status,
-        }
+        respond(raw, status)
     }
 
-    fn execute(&self, req: &Request, buf: &mut Vec<u8>) -> Result<(), IoError> {
+    fn execute(&self, req: &Request, lane: &mut Lane) -> Result<(), IoError> {
         match req.kind {
-            Kind::Read => {
-                buf.resize(req.data_len(), 0);
-                self.disk.read_at(buf, req.sector).map_err(IoError::Disk)?;
-                let mut at = 0;
-                for s in &req.segments {
-                    let chunk = &buf[at..at + s.len()];
-                    self.grants
-                        .copy_to(self.domid, s.gref, s.offset() as u16, chunk)
-                        .map_err(|source| IoError::Copy {
-                            gref: s.gref,
-                            source,
-                        })?;
-                    at += s.len();
-                }
-                Ok(())
-            }
-            Kind::Write => self.write(req, buf),
+            Kind::Read | Kind::Write => self.execute_run(&[req], lane),
             Kind::Flush => {
                 if !req.segments.is_empty() {
-                    self.write(req, buf)?;
+                    self.write_run(&[req], lane)?;
                 }
                 self.disk.flush().map_err(IoError::Disk)
             }
@@ -308,21 +356,95 @@ impl<G: GrantCopy> Executor<G> {
         }
     }
 
-    fn write(&self, req: &Request, buf: &mut Vec<u8>) -> Result<(), IoError> {
-        buf.resize(req.data_len(), 0);
-        let mut at = 0;
-        for s in &req.segments {
-            let chunk = &mut buf[at..at + s.len()];
-            self.grants
-                .copy_from(self.domid, s.gref, s.offset() as u16, chunk)
-                .map_err(|source| IoError::Copy {
-                    gref: s.gref,
-                    source,
-                })?;
-            at += s.len();
+    /// Reads or writes requests of one kind whose sector ranges follow each
+    /// other (one request, or a run from [`run_end`]).
+    fn execute_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let Some(first) = reqs.first() else {
+            return Ok(());
+        };
+        if first.kind == Kind::Read {
+            self.read_run(reqs, lane)
+        } else {
+            self.write_run(reqs, lane)
         }
-        self.disk.write_at(buf, req.sector).map_err(IoError::Disk)
     }
+
+    fn read_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let sector = reqs[0].sector;
+        fill_pieces(reqs, lane);
+        self.disk
+            .read_at(&mut lane.data, sector)
+            .map_err(IoError::Disk)?;
+        self.grants
+            .copy_out(self.domid, &lane.pieces, &lane.data)
+            .map_err(IoError::Copy)
+    }
+
+    fn write_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let sector = reqs[0].sector;
+        fill_pieces(reqs, lane);
+        self.grants
+            .copy_in(self.domid, &lane.pieces, &mut lane.data)
+            .map_err(IoError::Copy)?;
+        self.disk
+            .write_at(&lane.data, sector)
+            .map_err(IoError::Disk)
+    }
+}
+
+/// The response to `raw` with `status`.
+fn respond(raw: &RawRequest, status: i16) -> Response {
+    Response {
+        id: raw.id(),
+        operation: raw.operation(),
+        status,
+    }
+}
+
+/// Lays out the segments of `reqs` as grant pieces and sizes the lane's data
+/// buffer to their total.
+fn fill_pieces(reqs: &[&Request], lane: &mut Lane) {
+    lane.pieces.clear();
+    let mut total = 0;
+    for r in reqs {
+        for s in &r.segments {
+            // Validated: offset + len <= 4096.
+            lane.pieces.push(GrantPiece {
+                gref: s.gref,
+                offset: s.offset() as u16,
+                len: s.len() as u16,
+            });
+            total += s.len();
+        }
+    }
+    lane.data.resize(total, 0);
+}
+
+/// The end (exclusive) of the run starting at `i`: valid reads, or valid
+/// writes, each starting at the sector where the one before ends, together at
+/// most [`MAX_RUN_BYTES`].
+fn run_end(parsed: &[Result<Request, RequestError>], i: usize) -> usize {
+    let Ok(first) = &parsed[i] else {
+        return i + 1;
+    };
+    if !matches!(first.kind, Kind::Read | Kind::Write) {
+        return i + 1;
+    }
+    let mut end_sector = first.sector + first.sectors();
+    let mut bytes = first.data_len();
+    let mut j = i + 1;
+    while let Some(Ok(next)) = parsed.get(j) {
+        if next.kind != first.kind
+            || next.sector != end_sector
+            || bytes + next.data_len() > MAX_RUN_BYTES
+        {
+            break;
+        }
+        end_sector += next.sectors();
+        bytes += next.data_len();
+        j += 1;
+    }
+    j
 }
 
 #[cfg(test)]
