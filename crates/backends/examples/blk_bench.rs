@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backends::block::abi::{
-    RawRequest, RawSegment, Response, MAX_SEGMENTS, OP_READ, OP_WRITE, REQUEST_SIZE,
-    RESPONSE_SIZE, RSP_OKAY, SECTOR_SIZE,
+    RawRequest, RawSegment, Response, MAX_SEGMENTS, OP_READ, OP_WRITE, REQUEST_SIZE, RESPONSE_SIZE,
+    RSP_OKAY, SECTOR_SIZE,
 };
 use backends::block::disk::Disk;
 use backends::block::journal::{Journal, RingIdent};
@@ -92,7 +92,11 @@ fn workload(name: &str, disk_pages: u64, total_pages: u64) -> (u8, Vec<(u64, usi
     let mib_pages = (1 << 20) / XEN_PAGE_SIZE;
     match name {
         "seq-read" | "seq-write" => {
-            let op = if name == "seq-read" { OP_READ } else { OP_WRITE };
+            let op = if name == "seq-read" {
+                OP_READ
+            } else {
+                OP_WRITE
+            };
             let mut v = Vec::new();
             let mut page = 0;
             while page < total_pages {
@@ -102,7 +106,11 @@ fn workload(name: &str, disk_pages: u64, total_pages: u64) -> (u8, Vec<(u64, usi
             (op, v)
         }
         _ => {
-            let op = if name == "rand-read" { OP_READ } else { OP_WRITE };
+            let op = if name == "rand-read" {
+                OP_READ
+            } else {
+                OP_WRITE
+            };
             let v = (0..total_pages)
                 .map(|_| ((rand() % disk_pages) * SECTORS_PER_PAGE, 1))
                 .collect();
