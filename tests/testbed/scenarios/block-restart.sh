@@ -1,5 +1,5 @@
-# block-restart: durability and restart of rxblkback. A guest writes 1 MiB to a disk
-# served by rxblkback and fsyncs it, then keeps writing and reading back 1 MiB rounds
+# block-restart: durability and restart of rxblkback. A guest writes 256 KiB to a disk
+# served by rxblkback and fsyncs it, then keeps writing and reading back 256 KiB rounds
 # with O_DIRECT. dom0 kills rxblkback with SIGKILL in the middle of that I/O, finds
 # the flushed data in the backing file, starts rxblkback again: it takes over the
 # Connected disk (ring at its current indices, the requests the killed one took but
@@ -11,7 +11,7 @@ start_debian_xenstored
 start_xenconsoled
 load_module xen-gntdev
 IMG=/tmp/blk-restart.img
-run dd if=/dev/zero of=$IMG bs=1M count=24
+run dd if=/dev/zero of=$IMG bs=1M count=8
 
 rxblkback &
 BLKPID=$!
@@ -43,7 +43,7 @@ kill -9 $BLKPID
 wait $BLKPID 2>/dev/null
 pass "rxblkback killed with SIGKILL during the guest's I/O ($(grep -c 'BLK: round' "$log") rounds done)"
 want=$(sed -n 's/.*BLK: synced md5=\([0-9a-f]*\).*/\1/p' "$log")
-got=$(dd if=$IMG bs=1M count=1 2>/dev/null | md5sum | cut -d' ' -f1)
+got=$(dd if=$IMG bs=256k count=1 2>/dev/null | md5sum | cut -d' ' -f1)
 expect_eq "flushed data in the backing file after the kill" "$got" "$want"
 expect_eq "backend state after the kill" "$(xenstore-read $be/state)" 4
 check "the ring's request journal outlives the process" test -f /run/rxblkback/$domid-51728.journal
@@ -61,7 +61,7 @@ check "rounds completed after the restart ($before -> $after)" test "$after" -gt
 bad=0
 r=1
 while [ $r -le 16 ]; do
-  s=$(dd if=$IMG bs=1M skip=$((4 + r)) count=1 2>/dev/null | md5sum | cut -d' ' -f1)
+  s=$(dd if=$IMG bs=256k skip=$((4 + r)) count=1 2>/dev/null | md5sum | cut -d' ' -f1)
   [ "$s" = "$want" ] || { log "round $r: md5 $s in the backing file"; bad=$((bad + 1)); }
   r=$((r + 1))
 done

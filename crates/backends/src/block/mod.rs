@@ -99,8 +99,9 @@ impl BlockHandler {
                     let n = blk.with_journal(j, resume);
                     if resume {
                         tracing::info!(
-                            "{}: {n} request(s) taken but not answered before the restart are replayed from {}",
+                            "{}: {} request(s) on the ring without a response; {n} of them taken by the killed backend, replayed from {}",
                             id.backend_path,
+                            blk.unanswered().map_or_else(|e| e.to_string(), |u| u.to_string()),
                             path.display()
                         );
                     }

@@ -97,6 +97,8 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// Most bytes of a run: requests of a lane that read (or write) adjacent sector
 /// ranges are served by one disk call and one grant copy.
 pub const MAX_RUN_BYTES: usize = 512 * 1024;
+/// Least data of a group worth spreading over several lanes.
+pub const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
 /// A lane's buffers, kept between batches.
 #[derive(Debug, Default)]
@@ -179,6 +181,16 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
         self.replay.len()
     }
 
+    /// Requests on the ring that have no response yet.
+    pub fn unanswered(&self) -> Result<u32, RingError> {
+        self.ring.unconsumed_requests()
+    }
+
+    /// Uses at most `n` (>= 1) lanes for a batch from now on.
+    pub fn set_max_lanes(&mut self, n: usize) {
+        self.lanes.truncate(n.max(1));
+    }
+
     /// Stops journalling and deletes the journal (a clean disconnect).
     pub fn remove_journal(&mut self) {
         if let Some(j) = self.journal.take() {
@@ -246,36 +258,52 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     }
 }
 
-/// Executes `group` on up to [`MAX_IN_FLIGHT`] lanes; responses in order.
+/// Executes `group`; responses in order. The group's requests are validated,
+/// then cut into runs ([`run_end`]); a group that moves at least
+/// [`PARALLEL_MIN_BYTES`] in two runs or more spreads its runs over up to
+/// [`MAX_IN_FLIGHT`] lanes (threads), a smaller one runs in this thread (a
+/// thread costs more than the I/O of a few pages in the page cache).
 fn run_group<G: GrantCopy + Send + Sync>(
     exec: &Executor<G>,
     group: &[RawRequest],
     lanes: &mut [Lane],
 ) -> Vec<Response> {
-    if group.len() == 1 || lanes.len() == 1 {
-        return exec.run_lane(group, &mut lanes[0]);
+    let parsed: Vec<Result<Request, RequestError>> =
+        group.iter().map(|r| parse(r, &exec.limits)).collect();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < group.len() {
+        let j = run_end(&parsed, i);
+        runs.push(i..j);
+        i = j;
     }
-    let n = group.len().min(lanes.len());
-    let per_lane = group.len().div_ceil(n);
+    let bytes: usize = parsed
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(Request::data_len)
+        .sum();
+    if runs.len() < 2 || lanes.len() < 2 || bytes < PARALLEL_MIN_BYTES {
+        return exec.run_runs(group, &parsed, &runs, &mut lanes[0]);
+    }
+    let n = runs.len().min(lanes.len());
+    let per_lane = runs.len().div_ceil(n);
+    let parsed = &parsed;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = group
+        let handles: Vec<_> = runs
             .chunks(per_lane)
             .zip(lanes.iter_mut())
-            .map(|(chunk, lane)| scope.spawn(move || exec.run_lane(chunk, lane)))
+            .map(|(chunk, lane)| scope.spawn(move || exec.run_runs(group, parsed, chunk, lane)))
             .collect();
         handles
             .into_iter()
-            .zip(group.chunks(per_lane))
+            .zip(runs.chunks(per_lane))
             .flat_map(|(h, chunk)| {
                 h.join().unwrap_or_else(|_| {
                     // A lane that panicked answers its requests with an error.
                     chunk
                         .iter()
-                        .map(|r| Response {
-                            id: r.id(),
-                            operation: r.operation(),
-                            status: RSP_ERROR,
-                        })
+                        .flat_map(|r| group[r.clone()].iter())
+                        .map(|r| respond(r, RSP_ERROR))
                         .collect()
                 })
             })
@@ -284,35 +312,37 @@ fn run_group<G: GrantCopy + Send + Sync>(
 }
 
 impl<G: GrantCopy> Executor<G> {
-    /// Answers a lane's requests in order. Valid reads (or writes) of adjacent
-    /// sector ranges form a run served by one disk call and one grant copy; a
-    /// run that fails is redone request by request, so that each request gets
-    /// its own status.
-    fn run_lane(&self, chunk: &[RawRequest], lane: &mut Lane) -> Vec<Response> {
-        let parsed: Vec<Result<Request, RequestError>> =
-            chunk.iter().map(|r| parse(r, &self.limits)).collect();
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut i = 0;
-        while i < chunk.len() {
-            let j = run_end(&parsed, i);
-            if j - i > 1 {
-                let reqs: Vec<&Request> = parsed[i..j]
+    /// Answers the requests of `runs` (ranges of `group`) in order. A run of
+    /// several requests is served by one disk call and one grant copy; one that
+    /// fails is redone request by request, so that each request gets its own
+    /// status.
+    fn run_runs(
+        &self,
+        group: &[RawRequest],
+        parsed: &[Result<Request, RequestError>],
+        runs: &[std::ops::Range<usize>],
+        lane: &mut Lane,
+    ) -> Vec<Response> {
+        let mut out = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+        for run in runs {
+            if run.len() > 1 {
+                let reqs: Vec<&Request> = parsed[run.clone()]
                     .iter()
                     .filter_map(|r| r.as_ref().ok())
                     .collect();
                 match self.execute_run(&reqs, lane) {
-                    Ok(()) => out.extend(chunk[i..j].iter().map(|r| respond(r, RSP_OKAY))),
+                    Ok(()) => {
+                        out.extend(group[run.clone()].iter().map(|r| respond(r, RSP_OKAY)));
+                        continue;
+                    }
                     Err(e) => {
-                        tracing::debug!("run of {} requests failed ({e}), one by one", j - i);
-                        for k in i..j {
-                            out.push(self.answer(&chunk[k], &parsed[k], lane));
-                        }
+                        tracing::debug!("run of {} requests failed ({e}), one by one", run.len());
                     }
                 }
-            } else {
-                out.push(self.answer(&chunk[i], &parsed[i], lane));
             }
-            i = j;
+            for k in run.clone() {
+                out.push(self.answer(&group[k], &parsed[k], lane));
+            }
         }
         out
     }
