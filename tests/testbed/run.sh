@@ -215,7 +215,7 @@ cp "$ROOTFS/bin/busybox" "$G/bin/busybox"
 cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
 cp "$HERE"/guest.d/*.sh "$G/guest.d/"
 # The guest's PV frontends that are modules in Debian's kernel; guest scripts insmod them.
-GUEST_MODULES="drivers/block/xen-blkfront.ko"
+GUEST_MODULES="drivers/block/xen-blkfront.ko drivers/net/xen-netfront.ko"
 mkdir -p "$G/lib/modules"
 for m in $GUEST_MODULES; do
   if [ -f "$MODDIR/$m" ]; then cp "$MODDIR/$m" "$G/lib/modules/"

@@ -12,7 +12,7 @@ use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::loader::{KernelImage, LoaderError};
 use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
 use crate::config::{self, ConfigError, DomainConfig};
-use crate::device::{vbd, vbd::VbdError, DeviceError};
+use crate::device::{vbd, vbd::VbdError, vif, vif::VifError, DeviceError};
 use crate::domain::{self, DomainError, TreeInput};
 
 /// How many domains a name lookup scans (libxl asks for 1024 at a time).
@@ -73,6 +73,18 @@ pub enum LifecycleError {
     #[error("writing the nodes of disk {vdev}")]
     DiskNodes {
         vdev: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("vif {devid}")]
+    Nic {
+        devid: u32,
+        #[source]
+        source: VifError,
+    },
+    #[error("writing the nodes of vif {devid}")]
+    NicNodes {
+        devid: u32,
         #[source]
         source: DeviceError,
     },
@@ -157,6 +169,10 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             source,
         })?;
     }
+    // So are the NICs (vif = [...]): NIC i gets devid i, like libxl.
+    for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+        vif::nodes(0, devid, nic).map_err(|source| LifecycleError::Nic { devid, source })?;
+    }
     step("config checked, kernel and initrd read");
     let input = BuildInput {
         cfg,
@@ -191,6 +207,18 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         }
         if !cfg.disks.is_empty() {
             step("disk nodes written");
+        }
+        // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
+        // domain runs so that its netfront finds them at boot.
+        for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+            let device = vif::nodes(domid, devid, nic)
+                .map_err(|source| LifecycleError::Nic { devid, source })?;
+            device
+                .write(xs)
+                .map_err(|source| LifecycleError::NicNodes { devid, source })?;
+        }
+        if !cfg.vifs.is_empty() {
+            step("vif nodes written");
         }
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {

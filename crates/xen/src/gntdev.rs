@@ -46,6 +46,8 @@ pub enum GntdevError {
     Copy(#[source] io::Error),
     #[error("grant copy segment {index} failed with status {status}")]
     CopySegment { index: usize, status: i16 },
+    #[error("grant pieces of {pieces} bytes in all do not match a {buffer}-byte buffer")]
+    LengthMismatch { pieces: usize, buffer: usize },
     #[error("setting the grant limit failed")]
     SetMax(#[source] io::Error),
     /// A fake refused the mapping (unknown grant, wrong domain).
@@ -333,8 +335,8 @@ impl Gntdev {
     }
 }
 
-/// A piece of a foreign granted page: `len` bytes at `offset` of grant `gref`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One piece of a foreign grant: `len` bytes at `offset` of `gref`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GrantPiece {
     pub gref: GrantRef,
     pub offset: u16,
@@ -342,72 +344,74 @@ pub struct GrantPiece {
 }
 
 impl Gntdev {
-    /// Copies the granted `pieces` of `domid`, one after the other, into `buf`
-    /// (whose length must be the pieces' total) in one ioctl, without mapping
-    /// them. A failing piece is reported by its index
-    /// ([`GntdevError::CopySegment`]).
+    /// Copies `pieces` of `domid`'s grants, in order, into consecutive bytes of
+    /// `dst` (exactly their total length), in one `IOCTL_GNTDEV_GRANT_COPY`.
     pub fn copy_from_grants(
         &self,
         domid: DomId,
         pieces: &[GrantPiece],
-        buf: &mut [u8],
+        dst: &mut [u8],
     ) -> Result<(), GntdevError> {
-        let mut segs = batch_segments(pieces, buf.len(), |p, at| GrantCopySegment {
-            source: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
-            dest: GntdevCopyPtr::virt(buf.as_mut_ptr() as usize + at),
-            len: p.len,
-            flags: GNTCOPY_SOURCE_GREF,
-            ..Default::default()
-        })?;
-        // SAFETY: the local sides are consecutive ranges of `buf` (exclusively
-        // borrowed for the call), within it: `batch_segments` checked that the
-        // pieces' lengths add up to `buf.len()`.
+        let mut segs = batch(pieces, dst.len())?;
+        let base = dst.as_mut_ptr() as usize;
+        let mut at = 0usize;
+        for (seg, p) in segs.iter_mut().zip(pieces) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                dest: GntdevCopyPtr::virt(base + at),
+                len: p.len,
+                flags: GNTCOPY_SOURCE_GREF,
+                ..Default::default()
+            };
+            at += usize::from(p.len);
+        }
+        // SAFETY: every local side lies within `dst` (`batch` checked that the
+        // pieces add up to its length), exclusively borrowed for the call.
         unsafe { self.grant_copy(&mut segs) }
     }
 
-    /// Copies `buf` into the granted `pieces` of `domid`, one after the other, in
-    /// one ioctl, without mapping them; `buf.len()` must be the pieces' total.
+    /// Copies consecutive bytes of `src` (exactly the pieces' total length) to
+    /// `pieces` of `domid`'s grants, in one `IOCTL_GNTDEV_GRANT_COPY`.
     pub fn copy_to_grants(
         &self,
         domid: DomId,
+        src: &[u8],
         pieces: &[GrantPiece],
-        buf: &[u8],
     ) -> Result<(), GntdevError> {
-        let mut segs = batch_segments(pieces, buf.len(), |p, at| GrantCopySegment {
-            source: GntdevCopyPtr::virt(buf.as_ptr() as usize + at),
-            dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
-            len: p.len,
-            flags: GNTCOPY_DEST_GREF,
-            ..Default::default()
-        })?;
-        // SAFETY: the local sides are consecutive ranges of `buf` (borrowed for
-        // the call; the kernel only reads them), within it: `batch_segments`
-        // checked that the pieces' lengths add up to `buf.len()`.
+        let mut segs = batch(pieces, src.len())?;
+        let base = src.as_ptr() as usize;
+        let mut at = 0usize;
+        for (seg, p) in segs.iter_mut().zip(pieces) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::virt(base + at),
+                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                len: p.len,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
+            };
+            at += usize::from(p.len);
+        }
+        // SAFETY: every local side lies within `src` (`batch` checked that the
+        // pieces add up to its length), borrowed for the call; the kernel only
+        // reads it.
         unsafe { self.grant_copy(&mut segs) }
     }
 }
 
-/// The ioctl segments of a batched copy; each piece stays within its page and
-/// the pieces cover exactly `total` local bytes.
-fn batch_segments(
-    pieces: &[GrantPiece],
-    total: usize,
-    mut seg: impl FnMut(&GrantPiece, usize) -> GrantCopySegment,
-) -> Result<Vec<GrantCopySegment>, GntdevError> {
-    if u32::try_from(pieces.len()).is_err() {
-        return Err(GntdevError::TooMany(pieces.len()));
-    }
-    let mut out = Vec::with_capacity(pieces.len());
-    let mut at = 0usize;
+/// Segments for `pieces` (each within its page, adding up to `buffer` bytes).
+fn batch(pieces: &[GrantPiece], buffer: usize) -> Result<Vec<GrantCopySegment>, GntdevError> {
+    let mut total = 0usize;
     for p in pieces {
         copy_len(p.offset, usize::from(p.len))?;
-        out.push(seg(p, at));
-        at += usize::from(p.len);
+        total += usize::from(p.len);
     }
-    if at != total {
-        return Err(GntdevError::BadOffset { offset: at });
+    if total != buffer {
+        return Err(GntdevError::LengthMismatch {
+            pieces: total,
+            buffer,
+        });
     }
-    Ok(out)
+    Ok(vec![GrantCopySegment::default(); pieces.len()])
 }
 
 /// A grant copy stays within one page.
@@ -429,51 +433,5 @@ impl GrantMapper for Gntdev {
         writable: bool,
     ) -> Result<GrantMapping, GntdevError> {
         self.map_grant_refs(domid, refs, writable)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn piece(offset: u16, len: u16) -> GrantPiece {
-        GrantPiece {
-            gref: 7,
-            offset,
-            len,
-        }
-    }
-
-    #[test]
-    fn batched_segments_cover_the_buffer_in_order() {
-        let buf = [0u8; 4096 + 512];
-        let base = buf.as_ptr() as usize;
-        let segs = batch_segments(&[piece(0, 4096), piece(1024, 512)], buf.len(), |p, at| {
-            GrantCopySegment {
-                source: GntdevCopyPtr::virt(base + at),
-                dest: GntdevCopyPtr::foreign(p.gref, p.offset, 3),
-                len: p.len,
-                flags: GNTCOPY_DEST_GREF,
-                ..Default::default()
-            }
-        })
-        .expect("valid");
-        assert_eq!(segs.len(), 2);
-        assert_eq!(segs[1].len, 512);
-        assert_eq!(segs[1].source, GntdevCopyPtr::virt(base + 4096));
-    }
-
-    #[test]
-    fn batched_segments_refuse_bad_pieces() {
-        let mk = |_: &GrantPiece, _: usize| GrantCopySegment::default();
-        // A piece past its page.
-        assert!(matches!(
-            batch_segments(&[piece(4000, 512)], 512, mk),
-            Err(GntdevError::BadOffset { .. })
-        ));
-        // Pieces shorter or longer than the buffer.
-        assert!(batch_segments(&[piece(0, 512)], 1024, mk).is_err());
-        assert!(batch_segments(&[piece(0, 512), piece(0, 512)], 512, mk).is_err());
-        assert!(batch_segments(&[], 0, mk).expect("empty").is_empty());
     }
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::xenbus::{
-    BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features, FrontendRings, MAX_RING_PAGE_ORDER,
+    read_frontend_rings, BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features,
+    FrontendRings, MAX_RING_PAGE_ORDER,
 };
 use abi::*;
 use disk::Disk;
@@ -172,6 +173,7 @@ pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
 
 impl DeviceHandler for BlockHandler {
     type Device = BlockDevice;
+    type Frontend = FrontendRings;
 
     fn prepare(
         &mut self,
@@ -213,6 +215,14 @@ impl DeviceHandler for BlockHandler {
         ))
     }
 
+    fn read_frontend(
+        &mut self,
+        xs: &mut Client,
+        frontend_path: &str,
+    ) -> Result<FrontendRings, BoxError> {
+        Ok(read_frontend_rings(xs, frontend_path, MAX_RING_PAGE_ORDER)?)
+    }
+
     fn connect(
         &mut self,
         id: &DeviceId,
@@ -245,10 +255,6 @@ impl DeviceHandler for BlockHandler {
             }
             tracing::info!("{}: disconnected", id.backend_path);
         }
-    }
-
-    fn max_ring_page_order(&self) -> u32 {
-        MAX_RING_PAGE_ORDER
     }
 }
 

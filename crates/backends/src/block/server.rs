@@ -37,7 +37,7 @@ impl GrantCopy for Gntdev {
         self.copy_from_grants(domid, pieces, buf)
     }
     fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError> {
-        self.copy_to_grants(domid, pieces, buf)
+        self.copy_to_grants(domid, buf, pieces)
     }
 }
 

@@ -10,7 +10,9 @@
 //! 0`, backend `state = 5`) ends in Closed even without a frontend.
 //!
 //! The device kind plugs in as a [`DeviceHandler`]: `prepare` (open, features),
-//! `connect` (map and serve the rings), `disconnect`. A device whose ring breaks
+//! `read_frontend` (the kind's own frontend nodes: blkif's `ring-ref`s through
+//! [`read_frontend_rings`], netif's tx/rx rings and queues), `connect` (map and
+//! serve the rings), `disconnect`. A device whose ring breaks
 //! reports through its [`BrokenNotifier`]; only that device is closed.
 
 use std::collections::BTreeMap;
@@ -178,18 +180,27 @@ impl BrokenNotifier {
 pub trait DeviceHandler {
     /// A prepared (opened) device.
     type Device;
+    /// What the frontend publishes before Initialised, as this kind reads it.
+    type Frontend;
     /// Opens the device and returns the features to publish before InitWait.
     fn prepare(
         &mut self,
         id: &DeviceId,
         xs: &mut Client,
     ) -> Result<(Self::Device, Features), BoxError>;
+    /// Reads (and bounds) the frontend's nodes once it is Initialised or
+    /// Connected; called before [`DeviceHandler::connect`].
+    fn read_frontend(
+        &mut self,
+        xs: &mut Client,
+        frontend_path: &str,
+    ) -> Result<Self::Frontend, BoxError>;
     /// Maps the frontend's rings and starts serving them.
     fn connect(
         &mut self,
         id: &DeviceId,
         device: &mut Self::Device,
-        rings: FrontendRings,
+        frontend: Self::Frontend,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError>;
     /// Stops serving (idempotent); the device stays prepared.
@@ -205,15 +216,11 @@ pub trait DeviceHandler {
         &mut self,
         id: &DeviceId,
         device: &mut Self::Device,
-        rings: FrontendRings,
+        frontend: Self::Frontend,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        let _ = (id, device, rings, broken);
+        let _ = (id, device, frontend, broken);
         Err("this device kind cannot resume a connected device".into())
-    }
-    /// Highest ring page order this kind accepts.
-    fn max_ring_page_order(&self) -> u32 {
-        0
     }
 }
 
@@ -488,13 +495,12 @@ impl<H: DeviceHandler> Daemon<H> {
             | (Phase::Resuming, XenbusState::Connected)
                 if !removing =>
             {
-                let rings =
-                    read_frontend_rings(&mut self.xs, &fe_path, self.handler.max_ring_page_order());
+                let frontend = self.handler.read_frontend(&mut self.xs, &fe_path);
                 let t = self
                     .devices
                     .get_mut(&key)
                     .ok_or(XenbusError::Missing { path: be.clone() })?;
-                let result = rings.map_err(BoxError::from).and_then(|r| {
+                let result = frontend.and_then(|r| {
                     let notifier = BrokenNotifier {
                         key,
                         tx: tx.clone(),

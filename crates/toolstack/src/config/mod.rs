@@ -578,9 +578,19 @@ impl DomainConfig {
             disks.push(parse_disk_spec(spec).map_err(|e| Settings::err(s, e.to_string()))?);
         }
         let mut vifs = Vec::new();
-        for (spec, s) in st.list_of_strings("vif")? {
+        for (devid, (spec, s)) in (0u32..).zip(st.list_of_strings("vif")?) {
             let mut v = parse_vif_spec(spec).map_err(|e| Settings::err(s, e.to_string()))?;
-            v.mac_or_generate(crate::rand::bytes()?);
+            // Derived from the uuid, so that a restart (which re-reads the config
+            // with the uuid pinned) keeps the NICs' MACs, as xl keeps them.
+            v.mac_or_generate(crate::config::vif::mac_bytes_from_uuid(&uuid.0, devid));
+            if let Some(m) = &v.model {
+                warnings.push(Warning {
+                    origin: s.origin.clone(),
+                    message: format!(
+                        "vif {devid}: model={m} ignored (ARM guests get PV NICs only)"
+                    ),
+                });
+            }
             vifs.push(v);
         }
 

@@ -68,6 +68,29 @@ fn a_full_config_is_typed() {
 }
 
 #[test]
+fn generated_macs_follow_the_uuid_so_a_restart_keeps_them() {
+    let text = "name='g'\nvif = [ 'bridge=a', 'bridge=b', 'model=e1000' ]\n";
+    let pinned = ["uuid=\"6a2a3c4e-1111-4222-8333-944455556666\"".to_string()];
+    let a = from_text(text, "g.cfg", &pinned).expect("config");
+    let b = from_text(text, "g.cfg", &pinned).expect("config");
+    let macs = |c: &DomainConfig| c.vifs.iter().map(|v| v.mac).collect::<Vec<_>>();
+    assert_eq!(macs(&a), macs(&b));
+    assert_ne!(a.vifs[0].mac, a.vifs[1].mac);
+    // Without a uuid, each load draws a new one, and new MACs with it.
+    let c = from_text(text, "g.cfg", &[]).expect("config");
+    let d = from_text(text, "g.cfg", &[]).expect("config");
+    assert_ne!(macs(&c), macs(&d));
+    // model= is ignored with a warning naming the NIC.
+    assert!(
+        a.warnings
+            .iter()
+            .any(|w| w.to_string().contains("vif 2: model=e1000 ignored")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
 fn defaults_follow_xl() {
     let c = from_text("name='g'\nkernel='/k'\n", "g.cfg", &[]).expect("ok");
     assert_eq!(

@@ -48,6 +48,11 @@ pub struct CreateArgs {
     /// Attach to the domain's console after creating it.
     #[arg(short = 'c')]
     pub console: bool,
+    /// Stay in the foreground until the domain is gone, carrying out its
+    /// on_poweroff/on_reboot/on_crash actions here instead of in a detached monitor
+    /// (xl's -F).
+    #[arg(short = 'F', conflicts_with = "dry_run")]
+    pub foreground: bool,
 }
 
 pub fn run(args: CreateArgs) -> anyhow::Result<()> {
