@@ -4,10 +4,10 @@
 #![no_main]
 
 use backends::block::abi::{
-    RawRequest, MAX_SECT_IN_PAGE, MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ,
-    OP_WRITE, REQUEST_SIZE, RSP_EOPNOTSUPP, RSP_ERROR,
+    RawRequest, MAX_SECT_IN_PAGE, MAX_SEGMENTS, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE,
+    REQUEST_SIZE, RSP_EOPNOTSUPP, RSP_ERROR,
 };
-use backends::block::request::{parse, DiskLimits, Kind};
+use backends::block::request::{parse, parse_indirect, parse_indirect_header, DiskLimits, Kind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,7 +23,27 @@ fuzz_target!(|data: &[u8]| {
         sectors: u64::from_ne_bytes(n),
         read_only: flags & 1 != 0,
         discard: flags & 2 != 0,
+        max_indirect_segments: if flags & 4 != 0 { 256 } else { 0 },
     };
+    if raw.operation() == backends::block::abi::OP_INDIRECT && limits.max_indirect_segments > 0 {
+        // The rest of the input is the copied segment page.
+        if let Ok(h) = parse_indirect_header(&raw, &limits) {
+            assert!(h.nr_segments >= 1 && h.nr_segments <= 256 && h.page_grefs.len() == 1);
+            if let Ok(req) = parse_indirect(&raw, &h, &data[REQUEST_SIZE + 9..], &limits) {
+                assert_eq!(req.segments.len(), usize::from(h.nr_segments));
+                assert!(req
+                    .segments
+                    .iter()
+                    .all(|s| s.first_sect <= s.last_sect && s.last_sect <= MAX_SECT_IN_PAGE));
+                assert!(req
+                    .sector
+                    .checked_add(req.sectors())
+                    .is_some_and(|e| e <= limits.sectors));
+                assert!(req.kind == Kind::Read || !limits.read_only);
+            }
+        }
+        return;
+    }
     match parse(&raw, &limits) {
         Err(e) => assert!(matches!(e.status(), RSP_ERROR | RSP_EOPNOTSUPP)),
         Ok(req) => {
@@ -52,8 +72,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             if !matches!(req.kind, Kind::Read | Kind::Write) || count > 0 {
-                let end = req.sector.checked_add(count).expect("range overflow accepted");
-                assert!(count == 0 || end <= limits.sectors, "range beyond the disk accepted");
+                let end = req
+                    .sector
+                    .checked_add(count)
+                    .expect("range overflow accepted");
+                assert!(
+                    count == 0 || end <= limits.sectors,
+                    "range beyond the disk accepted"
+                );
             } else {
                 panic!("a data request without data accepted");
             }

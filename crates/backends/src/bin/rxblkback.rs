@@ -24,6 +24,10 @@ struct Cli {
     /// that were in flight).
     #[arg(long)]
     no_journal: bool,
+    /// Offer indirect requests of up to N segments (feature-max-indirect-segments,
+    /// at most 256); 0 (the default) offers none.
+    #[arg(long, default_value_t = 0)]
+    max_indirect_segments: u16,
     /// More verbose logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -46,7 +50,8 @@ fn main() -> anyhow::Result<()> {
     let gntdev = xen::Gntdev::open().context("opening the grant device")?;
     let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
     let mut daemon = Daemon::new(
-        BlockHandler::new(gntdev, (!cli.no_journal).then_some(cli.state_dir)),
+        BlockHandler::new(gntdev, (!cli.no_journal).then_some(cli.state_dir))
+            .with_max_indirect_segments(cli.max_indirect_segments),
         xs,
         DOM0,
         &cli.backend_type,

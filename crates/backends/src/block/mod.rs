@@ -49,6 +49,8 @@ pub struct BlockHandler {
     gntdev: Arc<Gntdev>,
     /// Directory of the request journals; `None`: no journal.
     state_dir: Option<PathBuf>,
+    /// `feature-max-indirect-segments` offered (0: none).
+    max_indirect_segments: u16,
 }
 
 impl BlockHandler {
@@ -56,7 +58,15 @@ impl BlockHandler {
         Self {
             gntdev: Arc::new(gntdev),
             state_dir,
+            max_indirect_segments: 0,
         }
+    }
+
+    /// Offers indirect requests of up to `n` segments (at most
+    /// [`abi::MAX_INDIRECT_SEGMENTS`]; 0: not offered).
+    pub fn with_max_indirect_segments(mut self, n: u16) -> Self {
+        self.max_indirect_segments = n.min(MAX_INDIRECT_SEGMENTS);
+        self
     }
 
     /// Maps the ring (fresh, or attached at its published responses when
@@ -93,6 +103,7 @@ impl BlockHandler {
             Arc::clone(&device.disk),
             device.discard,
         );
+        blk.set_max_indirect_segments(self.max_indirect_segments);
         if let Some(dir) = &self.state_dir {
             let path = journal_path(dir, id.key.frontend, id.key.devid);
             match Journal::open(&path, ident, resume) {
@@ -204,7 +215,13 @@ impl DeviceHandler for BlockHandler {
                 "read-write"
             }
         );
-        let f = features(&disk, cfg.cdrom, cfg.discard);
+        let mut f = features(&disk, cfg.cdrom, cfg.discard);
+        if self.max_indirect_segments > 0 {
+            f.push((
+                "feature-max-indirect-segments".to_string(),
+                self.max_indirect_segments.to_string(),
+            ));
+        }
         Ok((
             BlockDevice {
                 disk: Arc::new(disk),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::abi::*;
 use super::disk::Disk;
 use super::journal::Journal;
-use super::request::{parse, DiskLimits, Kind, Request, RequestError};
+use super::request::{
+    parse, parse_indirect, parse_indirect_header, DiskLimits, Kind, Request, RequestError,
+};
 use xen::abi::xen::{DomId, XEN_PAGE_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError};
 
@@ -144,6 +146,7 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
             sectors: disk.sectors(),
             read_only: disk.read_only(),
             discard: discard && disk.can_discard(),
+            max_indirect_segments: 0,
         };
         Self {
             ring,
@@ -184,6 +187,13 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     /// Requests on the ring that have no response yet.
     pub fn unanswered(&self) -> Result<u32, RingError> {
         self.ring.unconsumed_requests()
+    }
+
+    /// Accepts indirect requests of up to `n` segments (at most
+    /// [`MAX_INDIRECT_SEGMENTS`]; 0: none), as published in
+    /// `feature-max-indirect-segments`.
+    pub fn set_max_indirect_segments(&mut self, n: u16) {
+        self.exec.limits.max_indirect_segments = n.min(MAX_INDIRECT_SEGMENTS);
     }
 
     /// Uses at most `n` (>= 1) lanes for a batch from now on.
@@ -268,8 +278,7 @@ fn run_group<G: GrantCopy + Send + Sync>(
     group: &[RawRequest],
     lanes: &mut [Lane],
 ) -> Vec<Response> {
-    let parsed: Vec<Result<Request, RequestError>> =
-        group.iter().map(|r| parse(r, &exec.limits)).collect();
+    let parsed: Vec<Result<Request, RequestError>> = group.iter().map(|r| exec.parse(r)).collect();
     let mut runs = Vec::new();
     let mut i = 0;
     while i < group.len() {
@@ -303,7 +312,7 @@ fn run_group<G: GrantCopy + Send + Sync>(
                     chunk
                         .iter()
                         .flat_map(|r| group[r.clone()].iter())
-                        .map(|r| respond(r, RSP_ERROR))
+                        .map(|r| exec.respond(r, RSP_ERROR))
                         .collect()
                 })
             })
@@ -312,6 +321,47 @@ fn run_group<G: GrantCopy + Send + Sync>(
 }
 
 impl<G: GrantCopy> Executor<G> {
+    /// Validates a request copied out of the ring; an indirect one (when
+    /// offered) after copying its segment pages once.
+    fn parse(&self, raw: &RawRequest) -> Result<Request, RequestError> {
+        if raw.operation() != OP_INDIRECT || self.limits.max_indirect_segments == 0 {
+            return parse(raw, &self.limits);
+        }
+        let h = parse_indirect_header(raw, &self.limits)?;
+        let pieces: Vec<GrantPiece> = h
+            .page_grefs
+            .iter()
+            .map(|&gref| GrantPiece {
+                gref,
+                offset: 0,
+                len: XEN_PAGE_SIZE as u16,
+            })
+            .collect();
+        let mut pages = vec![0u8; pieces.len() * XEN_PAGE_SIZE];
+        self.grants
+            .copy_in(self.domid, &pieces, &mut pages)
+            .map_err(|e| {
+                tracing::debug!(id = raw.id(), "indirect pages: {e}");
+                RequestError::IndirectCopy
+            })?;
+        parse_indirect(raw, &h, &pages, &self.limits)
+    }
+
+    /// The response to `raw` with `status`: it names the request's operation,
+    /// an indirect request's inner one (Linux blkfront checks it).
+    fn respond(&self, raw: &RawRequest, status: i16) -> Response {
+        let operation = if self.limits.max_indirect_segments > 0 {
+            raw.response_operation()
+        } else {
+            raw.operation()
+        };
+        Response {
+            id: raw.id(),
+            operation,
+            status,
+        }
+    }
+
     /// Answers the requests of `runs` (ranges of `group`) in order. A run of
     /// several requests is served by one disk call and one grant copy; one that
     /// fails is redone request by request, so that each request gets its own
@@ -332,7 +382,7 @@ impl<G: GrantCopy> Executor<G> {
                     .collect();
                 match self.execute_run(&reqs, lane) {
                     Ok(()) => {
-                        out.extend(group[run.clone()].iter().map(|r| respond(r, RSP_OKAY)));
+                        out.extend(group[run.clone()].iter().map(|r| self.respond(r, RSP_OKAY)));
                         continue;
                     }
                     Err(e) => {
@@ -367,7 +417,7 @@ impl<G: GrantCopy> Executor<G> {
                 }
             },
         };
-        respond(raw, status)
+        self.respond(raw, status)
     }
 
     fn execute(&self, req: &Request, lane: &mut Lane) -> Result<(), IoError> {
@@ -419,15 +469,6 @@ impl<G: GrantCopy> Executor<G> {
         self.disk
             .write_at(&lane.data, sector)
             .map_err(IoError::Disk)
-    }
-}
-
-/// The response to `raw` with `status`.
-fn respond(raw: &RawRequest, status: i16) -> Response {
-    Response {
-        id: raw.id(),
-        operation: raw.operation(),
-        status,
     }
 }
 

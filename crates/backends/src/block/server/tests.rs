@@ -504,3 +504,47 @@ fn adjacent_requests_run_together() {
         assert!(page.iter().all(|b| *b == 0x40 + p as u8), "page {p}");
     }
 }
+
+/// Indirect requests (when offered): the segment page is copied once, its
+/// segments validated like a direct request's; the response names the inner
+/// operation; a bad segment page or header is an error for that request only.
+#[test]
+fn indirect_requests_when_offered() {
+    let mut g = guest(false);
+    g.back.set_max_indirect_segments(32);
+    // 20 segments: pages 0..10 twice, in the indirect page (page 11).
+    for p in 0..10 {
+        g.data.fill(p * 4096, 4096, 0x70 + p as u8).unwrap();
+    }
+    let mut list = Vec::new();
+    for i in 0..20 {
+        list.extend_from_slice(&full(i % 10).to_bytes());
+    }
+    g.data.write_bytes(11 * 4096, &list).unwrap();
+    let ind = DATA_GREF + 11;
+    let rsp = g.submit(&[
+        RawRequest::new_indirect(OP_WRITE, 1, 0, 20, &[ind]),
+        RawRequest::new_indirect(OP_FLUSH_DISKCACHE, 2, 0, 1, &[ind]),
+        RawRequest::new_indirect(OP_READ, 3, 0, 33, &[ind]),
+        RawRequest::new_indirect(OP_READ, 4, 0, 20, &[9999]),
+    ]);
+    let got: Vec<(u64, u8, i16)> = rsp.iter().map(|r| (r.id, r.operation, r.status)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, OP_WRITE, RSP_OKAY),
+            (2, OP_FLUSH_DISKCACHE, RSP_ERROR),
+            (3, OP_READ, RSP_ERROR),
+            (4, OP_READ, RSP_ERROR),
+        ]
+    );
+    let mut page = [0u8; 4096];
+    for i in 0..20u64 {
+        g.disk.read_at(&mut page, i * 8).unwrap();
+        assert!(page.iter().all(|b| *b == 0x70 + (i % 10) as u8), "page {i}");
+    }
+    // Without the feature an indirect request is not supported.
+    g.back.set_max_indirect_segments(0);
+    let rsp = g.submit(&[RawRequest::new_indirect(OP_READ, 5, 0, 20, &[ind])]);
+    assert_eq!((rsp[0].id, rsp[0].status), (5, RSP_EOPNOTSUPP));
+}
