@@ -12,7 +12,8 @@ use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::loader::{KernelImage, LoaderError};
 use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
 use crate::config::{self, ConfigError, DomainConfig};
-use crate::device::{vbd, vbd::VbdError, DeviceError};
+use crate::device::console::{self as channel, ChannelError};
+use crate::device::{vbd, vbd::VbdError, vif, vif::VifError, DeviceError};
 use crate::domain::{self, DomainError, TreeInput};
 
 /// How many domains a name lookup scans (libxl asks for 1024 at a time).
@@ -73,6 +74,26 @@ pub enum LifecycleError {
     #[error("writing the nodes of disk {vdev}")]
     DiskNodes {
         vdev: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("writing the nodes of channel {name}")]
+    ChannelNodes {
+        name: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("vif {devid}")]
+    Nic {
+        devid: u32,
+        #[source]
+        source: VifError,
+    },
+    #[error("writing the nodes of vif {devid}")]
+    NicNodes {
+        devid: u32,
         #[source]
         source: DeviceError,
     },
@@ -157,6 +178,13 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             source,
         })?;
     }
+    // So are the NICs (vif = [...]): NIC i gets devid i, like libxl.
+    for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+        vif::nodes(0, devid, nic).map_err(|source| LifecycleError::Nic { devid, source })?;
+    }
+    for (i, c) in cfg.channels.iter().enumerate() {
+        channel::nodes(0, channel_devid(i), c)?;
+    }
     step("config checked, kernel and initrd read");
     let input = BuildInput {
         cfg,
@@ -192,6 +220,32 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         if !cfg.disks.is_empty() {
             step("disk nodes written");
         }
+        // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
+        // domain runs so that its netfront finds them at boot.
+        for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+            let device = vif::nodes(domid, devid, nic)
+                .map_err(|source| LifecycleError::Nic { devid, source })?;
+            device
+                .write(xs)
+                .map_err(|source| LifecycleError::NicNodes { devid, source })?;
+        }
+        if !cfg.vifs.is_empty() {
+            step("vif nodes written");
+        }
+        // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
+        // served by rxconsoled; rolled back with the rest of the tree (they live
+        // under the domain's and dom0's backend/console/<domid> directories).
+        for (i, c) in cfg.channels.iter().enumerate() {
+            channel::nodes(domid, channel_devid(i), c)?
+                .write(xs)
+                .map_err(|source| LifecycleError::ChannelNodes {
+                    name: c.name.clone(),
+                    source,
+                })?;
+        }
+        if !cfg.channels.is_empty() {
+            step("channel nodes written");
+        }
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {
                 step: "introducing the domain to xenstored",
@@ -220,6 +274,11 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         return Err(e);
     }
     Ok(built)
+}
+
+/// The console devid of the `i`th channel (0 is the primary console).
+fn channel_devid(i: usize) -> u32 {
+    u32::try_from(i + 1).unwrap_or(u32::MAX)
 }
 
 /// Destroys a domain like `xl destroy`: pause, remove its xenstore nodes, destroy.

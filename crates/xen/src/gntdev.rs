@@ -46,6 +46,8 @@ pub enum GntdevError {
     Copy(#[source] io::Error),
     #[error("grant copy segment {index} failed with status {status}")]
     CopySegment { index: usize, status: i16 },
+    #[error("grant pieces of {pieces} bytes in all do not match a {buffer}-byte buffer")]
+    LengthMismatch { pieces: usize, buffer: usize },
     #[error("setting the grant limit failed")]
     SetMax(#[source] io::Error),
     /// A fake refused the mapping (unknown grant, wrong domain).
@@ -331,6 +333,85 @@ impl Gntdev {
         // only reads it) and `len` bytes long.
         unsafe { self.grant_copy(&mut seg) }
     }
+}
+
+/// One piece of a foreign grant: `len` bytes at `offset` of `gref`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrantPiece {
+    pub gref: GrantRef,
+    pub offset: u16,
+    pub len: u16,
+}
+
+impl Gntdev {
+    /// Copies `pieces` of `domid`'s grants, in order, into consecutive bytes of
+    /// `dst` (exactly their total length), in one `IOCTL_GNTDEV_GRANT_COPY`.
+    pub fn copy_from_grants(
+        &self,
+        domid: DomId,
+        pieces: &[GrantPiece],
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let mut segs = batch(pieces, dst.len())?;
+        let base = dst.as_mut_ptr() as usize;
+        let mut at = 0usize;
+        for (seg, p) in segs.iter_mut().zip(pieces) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                dest: GntdevCopyPtr::virt(base + at),
+                len: p.len,
+                flags: GNTCOPY_SOURCE_GREF,
+                ..Default::default()
+            };
+            at += usize::from(p.len);
+        }
+        // SAFETY: every local side lies within `dst` (`batch` checked that the
+        // pieces add up to its length), exclusively borrowed for the call.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+
+    /// Copies consecutive bytes of `src` (exactly the pieces' total length) to
+    /// `pieces` of `domid`'s grants, in one `IOCTL_GNTDEV_GRANT_COPY`.
+    pub fn copy_to_grants(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+    ) -> Result<(), GntdevError> {
+        let mut segs = batch(pieces, src.len())?;
+        let base = src.as_ptr() as usize;
+        let mut at = 0usize;
+        for (seg, p) in segs.iter_mut().zip(pieces) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::virt(base + at),
+                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                len: p.len,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
+            };
+            at += usize::from(p.len);
+        }
+        // SAFETY: every local side lies within `src` (`batch` checked that the
+        // pieces add up to its length), borrowed for the call; the kernel only
+        // reads it.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+}
+
+/// Segments for `pieces` (each within its page, adding up to `buffer` bytes).
+fn batch(pieces: &[GrantPiece], buffer: usize) -> Result<Vec<GrantCopySegment>, GntdevError> {
+    let mut total = 0usize;
+    for p in pieces {
+        copy_len(p.offset, usize::from(p.len))?;
+        total += usize::from(p.len);
+    }
+    if total != buffer {
+        return Err(GntdevError::LengthMismatch {
+            pieces: total,
+            buffer,
+        });
+    }
+    Ok(vec![GrantCopySegment::default(); pieces.len()])
 }
 
 /// A grant copy stays within one page.

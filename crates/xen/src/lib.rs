@@ -42,7 +42,7 @@ pub mod xenbus_backend;
 pub use ctrl::{CtrlError, DomainControl, DomainInfo, PhysInfo, XenCtrl, XenVersion};
 pub use evtchn::{Evtchn, EvtchnError};
 pub use gntalloc::{Gntalloc, GntallocError, GrantShare};
-pub use gntdev::{Gntdev, GntdevError, GrantMapping};
+pub use gntdev::{Gntdev, GntdevError, GrantMapping, GrantPiece};
 pub use mem::{MappedMemory, MemError};
 pub use privcmd::{Privcmd, PrivcmdError};
 pub use ring::{BackRing, FrontRing, RingError};

@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Path of the TUN/TAP clone device.
@@ -48,6 +48,26 @@ pub const TUNSETOFFLOAD: u64 = iow(b'T', 208, 4);
 /// `TUNSETVNETHDRSZ = _IOW('T', 216, int)`.
 pub const TUNSETVNETHDRSZ: u64 = iow(b'T', 216, 4);
 
+/// `SIOCGIFFLAGS` (include/uapi/linux/sockios.h).
+pub const SIOCGIFFLAGS: u64 = 0x8913;
+/// `SIOCSIFFLAGS`.
+pub const SIOCSIFFLAGS: u64 = 0x8914;
+/// `SIOCSIFHWADDR`.
+pub const SIOCSIFHWADDR: u64 = 0x8924;
+/// `SIOCGIFINDEX`.
+pub const SIOCGIFINDEX: u64 = 0x8933;
+/// `SIOCBRADDIF`: add an interface to a bridge.
+pub const SIOCBRADDIF: u64 = 0x89a2;
+/// `IFF_UP` (include/uapi/linux/if.h).
+pub const IFF_UP: u16 = 0x1;
+/// `ARPHRD_ETHER` (include/uapi/linux/if_arp.h): `sa_family` of an Ethernet address.
+pub const ARPHRD_ETHER: u16 = 1;
+/// The MAC Linux xen-netback gives its vif interfaces (`fe:ff:ff:ff:ff:ff`), so
+/// that a bridge never takes a guest-facing port's address as its own.
+pub const BACKEND_MAC: [u8; 6] = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// Offset of `ifr_ifindex` / `ifr_hwaddr` (the union) in `struct ifreq`.
+const IFREQ_UNION_OFFSET: usize = IFNAMSIZ;
+
 /// Errors of TAP operations.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
@@ -64,6 +84,13 @@ pub enum TapError {
     #[error("setting offloads {flags:#x} failed")]
     Offload {
         flags: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} on {name} failed")]
+    Link {
+        what: &'static str,
+        name: String,
         #[source]
         source: io::Error,
     },
@@ -192,6 +219,75 @@ impl Tap {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// Sets the interface's own MAC (not the guest's: frames keep theirs).
+    pub fn set_mac(&self, mac: [u8; 6]) -> Result<(), TapError> {
+        let mut req = ifreq(&self.name, 0)?;
+        // struct sockaddr: sa_family, then the address bytes.
+        req[IFREQ_UNION_OFFSET..IFREQ_UNION_OFFSET + 2]
+            .copy_from_slice(&ARPHRD_ETHER.to_ne_bytes());
+        req[IFREQ_UNION_OFFSET + 2..IFREQ_UNION_OFFSET + 8].copy_from_slice(&mac);
+        net_ioctl(SIOCSIFHWADDR, &mut req, "setting the MAC", &self.name)
+    }
+
+    /// Brings the interface up (`IFF_UP`), keeping its other flags.
+    pub fn set_up(&self) -> Result<(), TapError> {
+        let mut req = ifreq(&self.name, 0)?;
+        net_ioctl(SIOCGIFFLAGS, &mut req, "reading the flags", &self.name)?;
+        let flags = u16::from_ne_bytes([req[IFREQ_FLAGS_OFFSET], req[IFREQ_FLAGS_OFFSET + 1]]);
+        req[IFREQ_FLAGS_OFFSET..IFREQ_FLAGS_OFFSET + 2]
+            .copy_from_slice(&(flags | IFF_UP).to_ne_bytes());
+        net_ioctl(SIOCSIFFLAGS, &mut req, "setting the link up", &self.name)
+    }
+
+    /// Adds the interface to bridge `bridge` (`SIOCBRADDIF`). Closing the TAP
+    /// removes the interface, and with it the bridge port.
+    pub fn add_to_bridge(&self, bridge: &str) -> Result<(), TapError> {
+        let mut req = ifreq(&self.name, 0)?;
+        net_ioctl(
+            SIOCGIFINDEX,
+            &mut req,
+            "reading the interface index",
+            &self.name,
+        )?;
+        let index: [u8; 4] = [
+            req[IFREQ_UNION_OFFSET],
+            req[IFREQ_UNION_OFFSET + 1],
+            req[IFREQ_UNION_OFFSET + 2],
+            req[IFREQ_UNION_OFFSET + 3],
+        ];
+        let mut br = ifreq(bridge, 0)?;
+        br[IFREQ_UNION_OFFSET..IFREQ_UNION_OFFSET + 4].copy_from_slice(&index);
+        net_ioctl(SIOCBRADDIF, &mut br, "adding to the bridge", bridge)
+    }
+}
+
+/// An interface ioctl on a throwaway datagram socket (as `ip link` does).
+fn net_ioctl(
+    request: u64,
+    req: &mut [u8; IFREQ_SIZE],
+    what: &'static str,
+    name: &str,
+) -> Result<(), TapError> {
+    let err = |source| TapError::Link {
+        what,
+        name: name.to_string(),
+        source,
+    };
+    // SAFETY: plain socket(2); the returned descriptor is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the interface ioctls read and write one `struct ifreq`; `req` is a
+    // buffer of its size that lives through the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 impl AsFd for Tap {
@@ -310,6 +406,14 @@ mod tests {
         tap.set_offload(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
             .unwrap();
         assert!(std::path::Path::new("/sys/class/net/rxtaptest0").exists());
+        tap.set_mac(BACKEND_MAC).unwrap();
+        tap.set_up().unwrap();
+        let addr = std::fs::read_to_string("/sys/class/net/rxtaptest0/address").unwrap();
+        assert_eq!(addr.trim(), "fe:ff:ff:ff:ff:ff");
+        let flags = std::fs::read_to_string("/sys/class/net/rxtaptest0/flags").unwrap();
+        let flags = u16::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_ne!(flags & IFF_UP, 0);
+        assert!(tap.add_to_bridge("rxnobridge0").is_err());
         drop(tap);
         assert!(!std::path::Path::new("/sys/class/net/rxtaptest0").exists());
     }

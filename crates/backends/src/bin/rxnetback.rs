@@ -1,17 +1,43 @@
-//! `rxnetback`: the PV network backend daemon
+//! `rxnetback`: the PV network backend daemon. Serves every NIC under
+//! `/local/domain/0/backend/rxvif/` (written by `rxl network-attach` or
+//! `vif=[...]`) through a TAP device in dom0, added to the NIC's bridge.
 
+use anyhow::Context;
+use backends::net::device::NetHandler;
+use backends::xenbus::Daemon;
 use clap::Parser;
+use toolstack::device::{vif, DOM0};
 
-/// the PV network backend daemon
+/// The PV network backend daemon: connects Xen guests' NICs (netif) to TAP
+/// devices in dom0.
 #[derive(Debug, Parser)]
 #[command(name = "rxnetback", version, about)]
-struct Cli {}
+struct Cli {
+    /// Backend type directory to serve (`/local/domain/0/backend/<TYPE>`).
+    #[arg(long, default_value = vif::BACKEND_TYPE)]
+    backend_type: String,
+    /// More verbose logging (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!(
-        "rxnetback {}: not implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(1);
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RXNETBACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let gntdev = xen::Gntdev::open().context("opening the grant device")?;
+    let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
+    let mut daemon = Daemon::new(NetHandler::new(gntdev), xs, DOM0, &cli.backend_type);
+    daemon.run().context("the xenbus loop failed")?;
+    Ok(())
 }

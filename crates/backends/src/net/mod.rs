@@ -1,13 +1,15 @@
 //! rxnetback: the PV network backend (netif, xen/include/public/io/netif.h).
 //!
-//! So far: the ring layout ([`abi`]), the handshake nodes ([`frontend`]: the
-//! features published before InitWait and the frontend's queues, rings and
-//! event channels, bounded) and transmit-packet validation ([`request`]). The
-//! TAP device is `xen::Tap`. Not written yet: the xenbus handler (the generic
-//! `crate::xenbus` machinery reads blkif-shaped `ring-ref`s before `connect`, so
-//! netif needs a per-kind frontend reader hook there), the grant-copy tx/rx data
-//! path and the daemon.
+//! [`abi`]: the ring layout; [`frontend`]: the handshake nodes (features
+//! published before InitWait, the frontend's queues, rings and event channels,
+//! bounded); [`request`]: transmit-packet validation; [`offload`]: netif flags
+//! and GSO to and from a TAP's `virtio_net_hdr`; [`server`]: one queue's tx and
+//! rx data path by grant copy; [`device`]: the [`crate::xenbus::DeviceHandler`]
+//! (TAP per NIC, one thread per connected NIC).
 
 pub mod abi;
+pub mod device;
 pub mod frontend;
+pub mod offload;
 pub mod request;
+pub mod server;

@@ -371,3 +371,268 @@ fn createdomain_request_is_libxls() {
     assert_eq!(r.handle, cfg.uuid.0);
     assert_eq!(max_mem_kib(&cfg), 128 * 1024 + 1024);
 }
+
+/// A synthetic arm32 zImage: the header (magic, start 0, end = size), then a body.
+fn zimage_bytes() -> Vec<u8> {
+    let len = 200 * 1024;
+    let mut k = crate::arm::loader::zimage32_header(0, len as u32);
+    k.extend((k.len()..len).map(|i| (i % 241) as u8));
+    k
+}
+
+#[test]
+fn arm32_zimage_makes_a_32_bit_domain_started_in_svc_mode() {
+    use crate::arm::layout::PSR_GUEST32_INIT;
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let kernel = zimage_bytes();
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    assert_eq!(ctl.inner.address_size(1), Some(32), "set_address_size 32");
+    let l = &b.plan.layout;
+    // xg_dom_armzimageloader.c: the zImage goes 32 KiB into RAM, entry = load address.
+    assert_eq!(l.kernel.start, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    // The DTB and initrd sit in bank 0, below 4 GiB (32-bit lowmem).
+    assert!(l.dtb.end <= 1 << 32 && l.initrd.expect("initrd").end <= 1 << 32);
+    // vcpu_arm32: pc = entry, r0 = 0, r1 = ~0 (no machine id: DT boot), r2 = DTB,
+    // CPSR = SVC mode with A, I and F masked.
+    let ctx = ctl.inner.get_vcpu_context(1, 0).expect("ctx");
+    assert_eq!(ctx.user_regs.pc64, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(
+        &ctx.user_regs.x[..3],
+        &[0, 0xffff_ffff, l.dtb.start],
+        "r0, r1, r2"
+    );
+    assert_eq!(ctx.user_regs.cpsr, PSR_GUEST32_INIT);
+    assert_eq!(PSR_GUEST32_INIT & 0x1f, 0x13, "SVC mode");
+    assert_eq!(PSR_GUEST32_INIT & 0x1c0, 0x1c0, "A, I, F masked");
+    let tree = crate::dtb::parse(&b.plan.dtb).expect("dtb").root;
+    assert!(tree
+        .child("timer")
+        .expect("timer")
+        .is_compatible("arm,armv7-timer"));
+}
+
+#[test]
+fn arm32_zimage_is_refused_before_anything_is_made_when_xen_runs_no_32_bit_guests() {
+    let mut ctl = Flaky::new("");
+    ctl.inner.version.capabilities = "xen-3.0-aarch64 ".into();
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &zimage_bytes(), b"x").expect_err("no AArch32 EL1");
+    let msg = err.to_string();
+    assert!(msg.starts_with("checking the guest type: "), "{msg}");
+    assert!(
+        msg.contains("xen-3.0-armv7l") && msg.contains("AArch32 at EL1"),
+        "{msg}"
+    );
+    assert_eq!(ctl.inner.domain_info_list(1, 10).expect("list").len(), 0);
+    // An arm64 Image on the same host is fine.
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("arm64 builds");
+}
+
+/// rxenstored's daemon on a temporary socket, served by a thread for the rest of
+/// the test process.
+fn xenstored(tag: &str) -> std::path::PathBuf {
+    use xenstore::daemon::{Daemon, DaemonConfig, Listener};
+    let dir = std::env::temp_dir().join(format!("rxl-lc-{tag}-{}", std::process::id()));
+    let path = dir.join("socket");
+    let listener = Listener::bind(&path).expect("bind");
+    let config = DaemonConfig {
+        socket: path.clone(),
+        server: xenstore::process::Config::default(),
+        trace_file: None,
+        max_queued_bytes: None,
+    };
+    std::thread::spawn(move || {
+        let mut d = Daemon::new(config, listener, None).expect("daemon");
+        let _ = d.run();
+    });
+    path
+}
+
+/// A config whose kernel is a real file with a synthetic arm64 Image.
+fn config_with_kernel(tag: &str, extra: &str) -> DomainConfig {
+    let k = std::env::temp_dir().join(format!("rxl-lc-{tag}-{}.img", std::process::id()));
+    std::fs::write(&k, kernel_bytes()).expect("kernel file");
+    from_text(
+        &format!("name='g'\nkernel='{}'\nmemory=64\n{extra}", k.display()),
+        "g.cfg",
+        &[],
+    )
+    .expect("config")
+}
+
+const NICS: &str = "vif = [ 'mac=00:16:3e:00:00:01,bridge=br0', 'bridge=br1' ]\n";
+
+#[test]
+fn create_writes_the_nics_and_destroy_removes_them() {
+    use crate::lifecycle::{self, CreateRequest};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("ok");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let cfg = config_with_kernel("ok", NICS);
+    let ctl = Flaky::new("");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: true,
+        xen_version: (4, 17),
+    };
+    let built = lifecycle::create(&ctl, &guest, &mut xs, &req).expect("create");
+    let domid = u32::from(built.domid);
+    let be = format!("/local/domain/0/backend/rxvif/{domid}");
+    let fe = format!("/local/domain/{domid}/device/vif");
+    let read = |xs: &mut Client, p: &str| xs.read_string(p).expect(p);
+    assert_eq!(read(&mut xs, &format!("{be}/0/bridge")), "br0");
+    assert_eq!(read(&mut xs, &format!("{be}/1/bridge")), "br1");
+    assert_eq!(read(&mut xs, &format!("{fe}/0/mac")), "00:16:3e:00:00:01");
+    // The generated MAC is the config's, derived from the uuid.
+    let mac1 = cfg.vifs[1].mac.expect("generated").to_string();
+    assert_eq!(read(&mut xs, &format!("{fe}/1/mac")), mac1);
+    assert_eq!(read(&mut xs, &format!("{fe}/1/backend")), format!("{be}/1"));
+    lifecycle::destroy(&ctl, &mut xs, domid).expect("destroy");
+    assert!(!xs.exists(&be).expect("exists"));
+    assert!(!xs
+        .exists(&format!("/local/domain/{domid}"))
+        .expect("exists"));
+    // The empty backend type directory goes too (libxl__xs_path_cleanup).
+    assert!(!xs.exists("/local/domain/0/backend/rxvif").expect("exists"));
+}
+
+#[test]
+fn a_nic_that_cannot_be_written_rolls_the_create_back() {
+    use crate::lifecycle::{self, CreateRequest, LifecycleError};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("rb");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    // Debris of an earlier domain 1 at NIC 1's backend path: writing it fails.
+    xs.write("/local/domain/0/backend/rxvif/1/1/state", b"6")
+        .expect("debris");
+    let cfg = config_with_kernel("rb", NICS);
+    let ctl = Flaky::new("");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: true,
+        xen_version: (4, 17),
+    };
+    let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("NIC 1 exists");
+    assert!(
+        matches!(err, LifecycleError::NicNodes { devid: 1, .. }),
+        "{err}"
+    );
+    assert!(
+        ctl.inner.domain_info(1).is_err(),
+        "the domain was destroyed"
+    );
+    for p in [
+        "/local/domain/1",
+        "/local/domain/0/backend/rxvif/1",
+        "/local/domain/0/backend/rxvif",
+    ] {
+        assert!(!xs.exists(p).expect("exists"), "{p} left behind");
+    }
+    // A type=ioemu NIC is refused before anything is made.
+    let cfg = config_with_kernel("rb2", "vif = [ 'type=ioemu' ]\n");
+    let ctl = Flaky::new("");
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: true,
+        xen_version: (4, 17),
+    };
+    let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("ioemu");
+    assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
+    assert_eq!(ctl.calls.get(), 0, "no domain was created");
+}
+
+/// Marks a fake domain as shut down with `reason`.
+fn shut_down(ctl: &FakeXen, domid: DomId, reason: u32) {
+    use xen::abi::domctl::dominf;
+    let mut info = ctl.domain_info(domid).expect("domain");
+    info.flags = dominf::SHUTDOWN | (reason << dominf::SHUTDOWN_SHIFT);
+    ctl.add_domain(info);
+}
+
+/// Polls `f` every 50 ms for up to 20 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn on_reboot_restart_re_reads_the_config_file() {
+    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("mon");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let k = std::env::temp_dir().join(format!("rxl-lc-mon-{}.img", std::process::id()));
+    std::fs::write(&k, kernel_bytes()).expect("kernel file");
+    let file = k.with_extension("cfg");
+    let text = |bridge: &str| {
+        format!(
+            "name='g'\nkernel='{}'\nmemory=64\non_reboot='restart'\non_poweroff='destroy'\nvif=['bridge={bridge}']\n",
+            k.display()
+        )
+    };
+    std::fs::write(&file, text("br0")).expect("config file");
+    let src = ConfigSource {
+        path: file.clone(),
+        overrides: Vec::new(),
+    };
+    let cfg = src.load().expect("config");
+    let ctl = FakeXen::new();
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: false,
+        xen_version: (4, 17),
+    };
+    let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
+        .expect("create")
+        .domid;
+    let src = lifecycle::restart_source(&src, &cfg);
+    let bridge = "/local/domain/0/backend/rxvif/1/0/bridge";
+    let mac = "/local/domain/1/device/vif/0/mac";
+    let mac_before = xs.read_string(mac).expect("mac");
+    std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            crate::monitor::run_with(&ctl, &guest, &src, u32::from(domid), (4, 17), || {
+                Client::connect_socket(&sock)
+            })
+        });
+        // The admin edits the config while the guest runs; the guest reboots.
+        std::fs::write(&file, text("br7")).expect("edit config");
+        shut_down(&ctl, domid, SHUTDOWN_REBOOT);
+        eventually("the restarted domain's NIC on the new bridge", || {
+            xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        // Same uuid (pinned), so the same generated MAC.
+        assert_eq!(xs.read_string(mac).expect("mac"), mac_before);
+        // A config that no longer parses: the restart uses the last good one.
+        std::fs::write(&file, "memory = = 3\n").expect("break config");
+        eventually("domain 1 running again", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+        });
+        shut_down(&ctl, 1, SHUTDOWN_REBOOT);
+        eventually("the restart with the last good config", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+                && xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        shut_down(&ctl, 1, SHUTDOWN_POWEROFF);
+        monitor
+            .join()
+            .expect("monitor thread")
+            .expect("monitor ends when the domain is destroyed");
+    });
+    assert!(ctl.domain_info(1).is_err(), "destroyed on poweroff");
+    assert!(!xs.exists("/local/domain/1").expect("exists"));
+    assert!(!xs.exists("/local/domain/0/backend/rxvif").expect("exists"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&k);
+}

@@ -68,6 +68,29 @@ fn a_full_config_is_typed() {
 }
 
 #[test]
+fn generated_macs_follow_the_uuid_so_a_restart_keeps_them() {
+    let text = "name='g'\nvif = [ 'bridge=a', 'bridge=b', 'model=e1000' ]\n";
+    let pinned = ["uuid=\"6a2a3c4e-1111-4222-8333-944455556666\"".to_string()];
+    let a = from_text(text, "g.cfg", &pinned).expect("config");
+    let b = from_text(text, "g.cfg", &pinned).expect("config");
+    let macs = |c: &DomainConfig| c.vifs.iter().map(|v| v.mac).collect::<Vec<_>>();
+    assert_eq!(macs(&a), macs(&b));
+    assert_ne!(a.vifs[0].mac, a.vifs[1].mac);
+    // Without a uuid, each load draws a new one, and new MACs with it.
+    let c = from_text(text, "g.cfg", &[]).expect("config");
+    let d = from_text(text, "g.cfg", &[]).expect("config");
+    assert_ne!(macs(&c), macs(&d));
+    // model= is ignored with a warning naming the NIC.
+    assert!(
+        a.warnings
+            .iter()
+            .any(|w| w.to_string().contains("vif 2: model=e1000 ignored")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
 fn defaults_follow_xl() {
     let c = from_text("name='g'\nkernel='/k'\n", "g.cfg", &[]).expect("ok");
     assert_eq!(
@@ -433,4 +456,37 @@ fn random_disk_and_vif_specs_never_panic() {
             assert!(!v.mac_or_generate([1, 2, 3]).is_multicast(), "{spec}");
         }
     }
+}
+
+#[test]
+fn channels_are_parsed_and_checked() {
+    let c = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'name=org.rxen.a, connection=pty', 'connection=pty,name=b,speed=9600' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("ok");
+    assert_eq!(c.channels.len(), 2);
+    assert_eq!(c.channels[0].name, "org.rxen.a");
+    assert_eq!(c.channels[1].name, "b");
+    // The unknown channel parameter is a warning; `channel` itself is known now.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].message.contains("'speed'"));
+    assert!(c.validate(None).expect("valid").is_empty());
+
+    let e = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'connection=pty' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect_err("no name");
+    assert!(e.to_string().contains("g.cfg:3"), "{e}");
+    let sock = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'name=s,connection=socket,path=/run/s' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("parses");
+    let e = sock.validate(None).expect_err("socket is QEMU's");
+    assert!(e.to_string().contains("connection=pty"), "{e}");
 }

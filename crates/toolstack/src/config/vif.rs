@@ -164,8 +164,25 @@ impl VifSpec {
     }
 }
 
-/// Six hex octets separated by single characters (xl uses strtoul per octet).
-fn parse_mac(s: &str) -> Option<Mac> {
+/// The three random bytes of the MAC of NIC `devid` of the domain with uuid `uuid`
+/// when the config gives none: a hash (FNV-1a, 32 bits) of both, so that the same
+/// domain gets the same MACs again when it is restarted from its config. The uuid
+/// itself is random unless the config names it.
+pub fn mac_bytes_from_uuid(uuid: &[u8; 16], devid: u32) -> [u8; 3] {
+    const FNV_OFFSET: u32 = 0x811c_9dc5;
+    const FNV_PRIME: u32 = 0x0100_0193;
+    let h = uuid
+        .iter()
+        .chain(devid.to_le_bytes().iter())
+        .fold(FNV_OFFSET, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(FNV_PRIME)
+        });
+    let b = h.to_be_bytes();
+    [b[1] ^ b[0], b[2], b[3]]
+}
+
+/// Six hex octets separated by colons (xl uses strtoul per octet).
+pub fn parse_mac(s: &str) -> Option<Mac> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
         return None;
@@ -287,6 +304,20 @@ mod tests {
             v.mac_or_generate([1, 2, 3]).to_string(),
             "00:16:3e:00:00:01"
         );
+    }
+
+    #[test]
+    fn uuid_derived_macs_are_stable_and_distinct() {
+        let u1 = [7u8; 16];
+        let mut u2 = u1;
+        u2[15] = 8;
+        let a = mac_bytes_from_uuid(&u1, 0);
+        assert_eq!(a, mac_bytes_from_uuid(&u1, 0));
+        assert_ne!(a, mac_bytes_from_uuid(&u1, 1));
+        assert_ne!(a, mac_bytes_from_uuid(&u2, 0));
+        let m = Mac::generate(a);
+        assert_eq!(m.0[..3], XEN_OUI);
+        assert!(!m.is_multicast());
     }
 
     #[test]

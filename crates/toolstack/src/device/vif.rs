@@ -58,6 +58,12 @@ pub fn default_ifname(domid: u32, devid: u32) -> String {
     format!("vif{domid}.{devid}")
 }
 
+/// The lowest device id not in `used` (libxl gives a new NIC the lowest free
+/// devid of the domain's vifs).
+pub fn lowest_free_devid(used: &[u32]) -> u32 {
+    (0u32..).find(|d| !used.contains(d)).unwrap_or(u32::MAX)
+}
+
 /// The nodes of NIC `devid` described by `spec`, attached to domain `domid`.
 pub fn nodes(domid: u32, devid: u32, spec: &VifSpec) -> Result<DeviceNodes, VifError> {
     let mac = spec.mac.ok_or(VifError::NoMac)?;
@@ -244,6 +250,14 @@ mod tests {
         let bp: Vec<String> = n.backend_perms().iter().map(|p| p.to_string()).collect();
         assert_eq!(fp, ["n7", "r0"]);
         assert_eq!(bp, ["n0", "r7"]);
+    }
+
+    #[test]
+    fn new_nics_take_the_lowest_free_devid() {
+        assert_eq!(lowest_free_devid(&[]), 0);
+        assert_eq!(lowest_free_devid(&[0, 1, 2]), 3);
+        assert_eq!(lowest_free_devid(&[2, 0]), 1);
+        assert_eq!(lowest_free_devid(&[1]), 0);
     }
 
     #[test]

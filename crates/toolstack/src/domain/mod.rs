@@ -8,6 +8,7 @@
 //! list can be compared with what xl writes, node for node.
 
 use crate::device::vbd::BACKEND_TYPE as VBD_BACKEND;
+use crate::device::vif::BACKEND_TYPE as VIF_BACKEND;
 use xenstore::client::{Client, ClientError, Perm, PermAccess, XsOps};
 
 mod pipeline;
@@ -363,6 +364,7 @@ pub fn remove_tree(xs: &mut Client, domid: u32, uuid: Option<&str>) -> Result<()
         format!("/local/domain/{BACKEND_DOMID}/backend/console/{domid}"),
         format!("/local/domain/{BACKEND_DOMID}/backend/vuart/{domid}"),
         format!("/local/domain/{BACKEND_DOMID}/backend/{VBD_BACKEND}/{domid}"),
+        format!("/local/domain/{BACKEND_DOMID}/backend/{VIF_BACKEND}/{domid}"),
     ];
     if let Some(u) = uuid {
         roots.push(vm_path(u));
@@ -380,6 +382,7 @@ pub fn remove_tree(xs: &mut Client, domid: u32, uuid: Option<&str>) -> Result<()
             format!("{backend}/console"),
             format!("{backend}/vuart"),
             format!("{backend}/{VBD_BACKEND}"),
+            format!("{backend}/{VIF_BACKEND}"),
             backend.clone(),
         ] {
             if let Ok(children) = tx.directory(&dir) {

@@ -2,10 +2,12 @@
 //! disks served by rxblkback, with xl's disk spec syntax and output.
 
 use anyhow::{anyhow, bail, Context};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use toolstack::config::disk::{parse_disk_spec, vdev_devid};
 use toolstack::device::{self, vbd, DevicePaths, XenbusState};
 use xenstore::client::{Client, XsOps};
+
+use crate::devcmd::{find_domain, wait_state};
 
 /// How long attach waits for the backend (libxl's LIBXL_INIT_TIMEOUT is 10 s; a
 /// TCG guest is slower).
@@ -14,8 +16,6 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long detach waits for the backend to close (libxl: LIBXL_DESTROY_TIMEOUT 10 s).
 const DETACH_TIMEOUT: Duration = Duration::from_secs(20);
-/// Poll interval while waiting for a state.
-const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, clap::Args)]
 pub struct AttachArgs {
@@ -44,44 +44,6 @@ pub struct ListArgs {
     /// Domain ids or names.
     #[arg(required = true)]
     pub domains: Vec<String>,
-}
-
-/// A domain id from an id or a name (`/local/domain/*/name`).
-fn find_domain(xs: &mut Client, dom: &str) -> anyhow::Result<u32> {
-    if let Ok(id) = dom.parse::<u32>() {
-        if !xs.exists(&format!("/local/domain/{id}"))? {
-            bail!("{dom} is an invalid domain identifier");
-        }
-        return Ok(id);
-    }
-    for d in xs.directory("/local/domain")? {
-        if let Ok(Some(name)) = xs.try_read(&format!("/local/domain/{d}/name")) {
-            if name == dom.as_bytes() {
-                return d.parse().with_context(|| format!("bad domain id {d:?}"));
-            }
-        }
-    }
-    bail!("{dom} is an invalid domain identifier")
-}
-
-/// Waits until `pred(state)` holds for the `state` node of `dir`.
-fn wait_state(
-    xs: &mut Client,
-    dir: &str,
-    timeout: Duration,
-    pred: impl Fn(XenbusState) -> bool,
-) -> anyhow::Result<Option<XenbusState>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = device::read_state(xs, dir)?;
-        if pred(s) {
-            return Ok(Some(s));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(POLL);
-    }
 }
 
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {

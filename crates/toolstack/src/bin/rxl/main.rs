@@ -10,9 +10,11 @@ mod build;
 mod check_dtb;
 mod console;
 mod create;
+mod devcmd;
 mod info;
 mod lifecycle_cmds;
 mod list;
+mod network;
 
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
 #[derive(Debug, Parser)]
@@ -46,6 +48,12 @@ enum Command {
     BlockDetach(block::DetachArgs),
     /// List a domain's disks (like `xl block-list`).
     BlockList(block::ListArgs),
+    /// Attach a NIC to a running domain (like `xl network-attach`), served by rxnetback.
+    NetworkAttach(network::AttachArgs),
+    /// Detach a NIC from a domain by device id or MAC (like `xl network-detach`).
+    NetworkDetach(network::DetachArgs),
+    /// List a domain's NICs (like `xl network-list`).
+    NetworkList(network::ListArgs),
     /// Destroy a domain at once (like `xl destroy`).
     Destroy {
         /// The domain (name or id).
@@ -91,6 +99,9 @@ fn main() -> anyhow::Result<()> {
         Command::BlockAttach(args) => block::attach(args),
         Command::BlockDetach(args) => block::detach(args),
         Command::BlockList(args) => block::list(args),
+        Command::NetworkAttach(args) => network::attach(args),
+        Command::NetworkDetach(args) => network::detach(args),
+        Command::NetworkList(args) => network::list(args),
         Command::Destroy { domain } => lifecycle_cmds::destroy(&domain),
         Command::Pause { domain } => lifecycle_cmds::pause(&domain, true),
         Command::Unpause { domain } => lifecycle_cmds::pause(&domain, false),

@@ -1,0 +1,522 @@
+//! Serving one netif queue: its tx ring (guest to dom0) and rx ring (dom0 to
+//! guest), between the frontend's grants and a frame device (the TAP).
+//!
+//! Transmit: every slot the frontend published is copied out of the ring once,
+//! each packet's chain is walked and validated ([`parse_packet`]), the packet
+//! is grant-copied into one buffer behind a `virtio_net_hdr` built from its
+//! flags and GSO extra ([`tx_vnet_hdr`]) and written to the TAP; every slot is
+//! answered. A bad packet is answered with `RSP_ERROR` and counted; a chain
+//! that runs past what was published, or a producer index that runs ahead of
+//! the ring, is a [`QueueError`]: that NIC is disconnected.
+//!
+//! Receive: frames read from the TAP (vnet header first) are grant-copied into
+//! the rx buffers the frontend posted (feature-rx-copy), a page per slot with
+//! `NETRXF_more_data` between them, a GSO extra slot after the first when the
+//! frame is segmented. A frame that finds too few buffers waits (the TAP's
+//! queue holds the rest) and is dropped, with everything read while the guest
+//! still posts none, after [`RX_STALL_DROP`]: the backend never blocks on a
+//! guest.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::abi::*;
+use super::offload::{gso_extra, rx_meta, tx_vnet_hdr};
+use super::request::{parse_packet, FatalTxError, Packet, TxItem};
+use xen::abi::xen::DomId;
+use xen::tap::{VirtioNetHdr, VIRTIO_NET_HDR_SIZE};
+use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError, Tap};
+
+/// Copying between local buffers and a frontend's grants, several pieces per
+/// call. The real one is gntdev's grant copy (one ioctl per packet); tests use
+/// the fakes.
+pub trait NetGrants {
+    /// Copies `pieces`, in order, into consecutive bytes of `dst`.
+    fn copy_in(
+        &self,
+        domid: DomId,
+        pieces: &[GrantPiece],
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError>;
+    /// Copies consecutive bytes of `src` to `pieces`.
+    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError>;
+}
+
+impl NetGrants for Gntdev {
+    fn copy_in(
+        &self,
+        domid: DomId,
+        pieces: &[GrantPiece],
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        self.copy_from_grants(domid, pieces, dst)
+    }
+    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError> {
+        self.copy_to_grants(domid, src, pieces)
+    }
+}
+
+/// Where frames go to and come from: a TAP with `IFF_VNET_HDR` (every frame
+/// starts with a [`VirtioNetHdr`]).
+pub trait FrameIo {
+    /// Writes one frame.
+    fn write_frame(&self, frame: &[u8]) -> io::Result<()>;
+    /// Reads one frame into `buf`; `Ok(None)` when none is waiting.
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+}
+
+impl FrameIo for Tap {
+    fn write_frame(&self, frame: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let n = self.file().write(frame)?;
+        if n != frame.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short TAP write"));
+        }
+        Ok(())
+    }
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        use std::io::Read;
+        loop {
+            match self.file().read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How long a received frame waits for rx buffers before it (and whatever
+/// arrives while the guest still posts none) is dropped.
+pub const RX_STALL_DROP: Duration = Duration::from_millis(500);
+/// Most frames moved from the TAP per call, so that one busy direction does not
+/// starve the other.
+pub const RX_BATCH: usize = 64;
+/// The largest frame read from the TAP: a 64 KiB GSO frame, its Ethernet and
+/// VLAN headers and the vnet header.
+pub const RX_FRAME_MAX: usize = VIRTIO_NET_HDR_SIZE + 65_536 + 64;
+
+/// What the frontend enabled for frames it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxFeatures {
+    /// feature-sg: frames may span several rx slots.
+    pub sg: bool,
+    pub gso_tcpv4: bool,
+    pub gso_tcpv6: bool,
+}
+
+/// xl's `rate=`: at most `bytes` transmitted per `interval` (Linux
+/// xen-netback's credit scheme: the credit is refilled once an interval has
+/// passed, and a packet larger than a whole interval's credit still goes, alone,
+/// with a full refill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxRate {
+    pub bytes: u64,
+    pub interval: Duration,
+}
+
+#[derive(Debug)]
+struct Credit {
+    rate: TxRate,
+    remaining: u64,
+    next_refill: Instant,
+}
+
+impl Credit {
+    /// Takes `len` bytes of credit, refilling first when an interval passed.
+    fn take(&mut self, len: usize, now: Instant) -> bool {
+        let len = len as u64;
+        if now >= self.next_refill {
+            self.remaining = self.rate.bytes.max(len);
+            self.next_refill = now + self.rate.interval;
+        }
+        if len <= self.remaining {
+            self.remaining -= len;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Counters of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetStats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Refused by validation or offload checks (answered `RSP_ERROR`).
+    pub tx_errors: u64,
+    /// Valid but lost: grant copy or TAP write failed.
+    pub tx_dropped: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Dropped: no rx buffers in time, unsupported offload, too large.
+    pub rx_dropped: u64,
+    /// Copy into the guest's buffers failed (answered `RSP_ERROR`).
+    pub rx_errors: u64,
+}
+
+/// Why a queue stops (the NIC is disconnected).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("ring protocol violation")]
+    Ring(#[from] RingError),
+    #[error("transmit protocol violation")]
+    Tx(#[from] FatalTxError),
+    #[error("reading the TAP failed")]
+    Tap(#[source] io::Error),
+}
+
+enum Delivery {
+    Done,
+    NoBuffers,
+}
+
+/// Whether the `n`th event of a kind (counted from 1) is worth a warning: the
+/// first and then every power of two, so that a flood stays a few lines.
+fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
+/// One queue of one NIC.
+#[derive(Debug)]
+pub struct NetQueue<G, F> {
+    domid: DomId,
+    tx: BackRing,
+    rx: BackRing,
+    grants: Arc<G>,
+    io: Arc<F>,
+    features: RxFeatures,
+    /// Slots copied out of the tx ring; those from `pos` on wait for credit.
+    slots: Vec<RawTxSlot>,
+    pos: usize,
+    credit: Option<Credit>,
+    pieces: Vec<GrantPiece>,
+    txbuf: Vec<u8>,
+    rxbuf: Vec<u8>,
+    /// Length of a frame in `rxbuf` still waiting for rx buffers.
+    pending: Option<usize>,
+    stalled_since: Option<Instant>,
+    rx_stall_drop: Duration,
+    pub stats: NetStats,
+}
+
+impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
+    pub fn new(
+        domid: DomId,
+        tx: BackRing,
+        rx: BackRing,
+        grants: Arc<G>,
+        io: Arc<F>,
+        features: RxFeatures,
+    ) -> Self {
+        Self {
+            domid,
+            tx,
+            rx,
+            grants,
+            io,
+            features,
+            slots: Vec::new(),
+            pos: 0,
+            credit: None,
+            pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
+            txbuf: Vec::with_capacity(VIRTIO_NET_HDR_SIZE + MAX_TX_SIZE),
+            rxbuf: vec![0; RX_FRAME_MAX],
+            pending: None,
+            stalled_since: None,
+            rx_stall_drop: RX_STALL_DROP,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// Limits transmission to `rate` (xl's `rate=`).
+    pub fn set_tx_rate(&mut self, rate: TxRate) {
+        self.credit = Some(Credit {
+            rate,
+            remaining: rate.bytes,
+            next_refill: Instant::now() + rate.interval,
+        });
+    }
+
+    /// When transmission waits for credit: the time it is refilled.
+    pub fn tx_throttled_until(&self) -> Option<Instant> {
+        match &self.credit {
+            Some(c) if self.pos < self.slots.len() => Some(c.next_refill),
+            _ => None,
+        }
+    }
+
+    /// How long a frame waits for rx buffers before it is dropped.
+    pub fn set_rx_stall_drop(&mut self, d: Duration) {
+        self.rx_stall_drop = d;
+    }
+
+    /// Whether a received frame waits for rx buffers (then the TAP is not read).
+    pub fn rx_waiting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Sends every packet on the tx ring; `Ok(true)` when the frontend must be
+    /// notified of responses.
+    pub fn process_tx(&mut self) -> Result<bool, QueueError> {
+        let mut notify = false;
+        let mut raw = [0u8; TX_REQUEST_SIZE];
+        loop {
+            if self.pos >= self.slots.len() {
+                self.slots.clear();
+                self.pos = 0;
+                while self.tx.next_request(&mut raw)? {
+                    self.slots.push(RawTxSlot(raw));
+                }
+            }
+            while self.pos < self.slots.len() {
+                let parsed = parse_packet(&self.slots[self.pos..])?;
+                if let (Ok(TxItem::Packet(p)), Some(c)) = (&parsed.result, &mut self.credit) {
+                    if !c.take(p.total_len, Instant::now()) {
+                        // Out of credit: the rest waits (copied out, unanswered).
+                        notify |= self.tx.push_responses()?;
+                        return Ok(notify);
+                    }
+                }
+                self.pos += parsed.consumed;
+                let status = match &parsed.result {
+                    Err(e) => {
+                        self.stats.tx_errors += 1;
+                        if worth_logging(self.stats.tx_errors) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.tx_errors,
+                                "dropped a bad packet: {e}"
+                            );
+                        }
+                        RSP_ERROR
+                    }
+                    // Multicast control: rxnetback does not filter, nothing to do.
+                    Ok(TxItem::Mcast(_)) => RSP_OKAY,
+                    Ok(TxItem::Packet(p)) => self.send(p),
+                };
+                for r in parsed.responses(status) {
+                    self.tx.put_response(&r.to_bytes())?;
+                }
+            }
+            notify |= self.tx.push_responses()?;
+            if !self.tx.final_check_for_requests()? {
+                return Ok(notify);
+            }
+        }
+    }
+
+    fn send(&mut self, p: &Packet) -> i16 {
+        self.txbuf.clear();
+        self.txbuf.resize(VIRTIO_NET_HDR_SIZE + p.total_len, 0);
+        self.pieces.clear();
+        self.pieces.extend(p.segments.iter().map(|s| GrantPiece {
+            gref: s.gref,
+            offset: s.offset,
+            len: s.len,
+        }));
+        let (hdr, frame) = self.txbuf.split_at_mut(VIRTIO_NET_HDR_SIZE);
+        if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, frame) {
+            self.stats.tx_errors += 1;
+            if worth_logging(self.stats.tx_errors) {
+                tracing::warn!(
+                    domid = self.domid,
+                    n = self.stats.tx_errors,
+                    "tx grant copy failed: {e}"
+                );
+            }
+            return RSP_ERROR;
+        }
+        let vh = match tx_vnet_hdr(p, frame) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.tx_errors += 1;
+                if worth_logging(self.stats.tx_errors) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_errors,
+                        "dropped a packet: {e}"
+                    );
+                }
+                return RSP_ERROR;
+            }
+        };
+        hdr.copy_from_slice(&vh.to_bytes());
+        match self.io.write_frame(&self.txbuf) {
+            Ok(()) => {
+                self.stats.tx_packets += 1;
+                self.stats.tx_bytes += p.total_len as u64;
+                RSP_OKAY
+            }
+            Err(e) => {
+                self.stats.tx_dropped += 1;
+                if worth_logging(self.stats.tx_dropped) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_dropped,
+                        "TAP write failed: {e}"
+                    );
+                }
+                RSP_DROPPED
+            }
+        }
+    }
+
+    /// Moves frames from the TAP into the guest's rx buffers (at most
+    /// [`RX_BATCH`]); `Ok(true)` when the frontend must be notified.
+    pub fn process_rx(&mut self) -> Result<bool, QueueError> {
+        let mut delivered = 0;
+        let mut notify = false;
+        while delivered < RX_BATCH {
+            let n = match self.pending {
+                Some(n) => n,
+                None => match self
+                    .io
+                    .read_frame(&mut self.rxbuf)
+                    .map_err(QueueError::Tap)?
+                {
+                    Some(n) => n,
+                    None => break,
+                },
+            };
+            match self.deliver(n)? {
+                Delivery::Done => {
+                    self.pending = None;
+                    self.stalled_since = None;
+                    delivered += 1;
+                }
+                Delivery::NoBuffers => {
+                    let since = *self.stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.rx_stall_drop {
+                        self.stats.rx_dropped += 1;
+                        if worth_logging(self.stats.rx_dropped) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.rx_dropped,
+                                "no rx buffers: dropped a frame"
+                            );
+                        }
+                        self.pending = None;
+                        delivered += 1;
+                        continue;
+                    }
+                    self.pending = Some(n);
+                    // Ask for an event when buffers come, then look once more.
+                    notify |= self.rx.push_responses()?;
+                    if self.rx.final_check_for_requests()? {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        notify |= self.rx.push_responses()?;
+        Ok(notify)
+    }
+
+    fn deliver(&mut self, n: usize) -> Result<Delivery, QueueError> {
+        let drop = |stats: &mut NetStats| {
+            stats.rx_dropped += 1;
+            if worth_logging(stats.rx_dropped) {
+                tracing::warn!(
+                    n = stats.rx_dropped,
+                    "dropped a frame the frontend cannot take"
+                );
+            }
+            Ok(Delivery::Done)
+        };
+        if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > self.rxbuf.len() {
+            return drop(&mut self.stats);
+        }
+        let mut hb = [0u8; VIRTIO_NET_HDR_SIZE];
+        hb.copy_from_slice(&self.rxbuf[..VIRTIO_NET_HDR_SIZE]);
+        let vh = VirtioNetHdr::from_bytes(&hb);
+        let Ok(meta) = rx_meta(&vh, self.features.gso_tcpv4, self.features.gso_tcpv6) else {
+            return drop(&mut self.stats);
+        };
+        let len = n - VIRTIO_NET_HDR_SIZE;
+        let data_slots = len.div_ceil(PAGE_SIZE);
+        let needed = data_slots + usize::from(meta.gso.is_some());
+        if (data_slots > 1 && !self.features.sg) || needed > MAX_SLOTS_PER_PACKET {
+            return drop(&mut self.stats);
+        }
+        if (self.rx.unconsumed_requests()? as usize) < needed {
+            return Ok(Delivery::NoBuffers);
+        }
+        let mut reqs = [RxRequest { id: 0, gref: 0 }; MAX_SLOTS_PER_PACKET];
+        let mut raw = [0u8; RX_REQUEST_SIZE];
+        for r in reqs.iter_mut().take(needed) {
+            if !self.rx.next_request(&mut raw)? {
+                return Err(QueueError::Ring(RingError::NoRequest));
+            }
+            *r = RxRequest::from_bytes(&raw);
+        }
+        // Data slots: the first request, then those after the extra slot.
+        let extra_slots = usize::from(meta.gso.is_some());
+        let data_reqs = std::iter::once(0).chain(1 + extra_slots..needed);
+        self.pieces.clear();
+        let mut left = len;
+        for i in data_reqs.clone() {
+            let chunk = left.min(PAGE_SIZE);
+            left -= chunk;
+            self.pieces.push(GrantPiece {
+                gref: reqs[i].gref,
+                offset: 0,
+                len: chunk as u16,
+            });
+        }
+        let frame = &self.rxbuf[VIRTIO_NET_HDR_SIZE..n];
+        let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
+            Ok(()) => true,
+            Err(e) => {
+                if worth_logging(self.stats.rx_errors + 1) {
+                    tracing::warn!(domid = self.domid, "rx grant copy failed: {e}");
+                }
+                false
+            }
+        };
+        for (k, i) in data_reqs.enumerate() {
+            let mut flags = 0;
+            if k == 0 {
+                flags |= meta.flags;
+                if meta.gso.is_some() {
+                    flags |= NETRXF_EXTRA_INFO;
+                }
+            }
+            if k + 1 < data_slots {
+                flags |= NETRXF_MORE_DATA;
+            }
+            let status = if ok {
+                self.pieces[k].len as i16
+            } else {
+                RSP_ERROR
+            };
+            let rsp = RxResponse {
+                id: reqs[i].id,
+                offset: 0,
+                flags,
+                status,
+            };
+            self.rx.put_response(&rsp.to_bytes())?;
+            if k == 0 {
+                if let Some(g) = &meta.gso {
+                    // The extra slot's response is the extra info itself.
+                    self.rx.put_response(&gso_extra(g).0)?;
+                }
+            }
+        }
+        if ok {
+            self.stats.rx_packets += 1;
+            self.stats.rx_bytes += len as u64;
+        } else {
+            self.stats.rx_errors += 1;
+        }
+        Ok(Delivery::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,516 @@
+//! A hostile frontend over the fakes: valid packets both ways, then corrupted
+//! transmit requests, slot counts and extra-info chains, a chain that runs past
+//! what was published and a producer index that runs ahead of the ring,
+//! asserting what the frontend gets back and what reaches the TAP.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::net::offload::tests::tcp4_frame;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use xen::abi::xen::{GrantRef, XEN_PAGE_SIZE};
+use xen::fake::FakeGrants;
+use xen::tap::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+use xen::{FrontRing, GrantMapper, MappedMemory};
+
+impl NetGrants for FakeGrants {
+    fn copy_in(
+        &self,
+        domid: DomId,
+        pieces: &[GrantPiece],
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let mut at = 0;
+        for p in pieces {
+            let m = self.map_grants(domid, &[p.gref], false)?;
+            let len = usize::from(p.len);
+            m.read_bytes(usize::from(p.offset), &mut dst[at..at + len])
+                .map_err(|_| GntdevError::BadOffset {
+                    offset: usize::from(p.offset),
+                })?;
+            at += len;
+        }
+        Ok(())
+    }
+    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError> {
+        let mut at = 0;
+        for p in pieces {
+            let m = self.map_grants(domid, &[p.gref], true)?;
+            let len = usize::from(p.len);
+            m.write_bytes(usize::from(p.offset), &src[at..at + len])
+                .map_err(|_| GntdevError::BadOffset {
+                    offset: usize::from(p.offset),
+                })?;
+            at += len;
+        }
+        Ok(())
+    }
+}
+
+/// A TAP stand-in: frames written are kept, frames to read are queued.
+#[derive(Debug, Default)]
+struct FakeTap {
+    written: Mutex<Vec<Vec<u8>>>,
+    inbound: Mutex<VecDeque<Vec<u8>>>,
+}
+
+impl FrameIo for FakeTap {
+    fn write_frame(&self, frame: &[u8]) -> io::Result<()> {
+        self.written.lock().unwrap().push(frame.to_vec());
+        Ok(())
+    }
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(self.inbound.lock().unwrap().pop_front().map(|f| {
+            buf[..f.len()].copy_from_slice(&f);
+            f.len()
+        }))
+    }
+}
+
+const GUEST: DomId = 7;
+const TX_RING_GREF: GrantRef = 1;
+const RX_RING_GREF: GrantRef = 2;
+/// Guest data pages are grants DATA_GREF.. .
+const DATA_GREF: GrantRef = 100;
+const DATA_PAGES: usize = 24;
+
+struct Guest {
+    tx: FrontRing,
+    rx: FrontRing,
+    tx_mem: MappedMemory,
+    data: MappedMemory,
+    tap: Arc<FakeTap>,
+    back: NetQueue<FakeGrants, FakeTap>,
+}
+
+fn guest(features: RxFeatures) -> Guest {
+    let tx_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
+    let rx_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
+    let data = MappedMemory::anonymous(DATA_PAGES * XEN_PAGE_SIZE).unwrap();
+    let grants = Arc::new(FakeGrants::new());
+    grants.grant(GUEST, TX_RING_GREF, &tx_mem, 0, true).unwrap();
+    grants.grant(GUEST, RX_RING_GREF, &rx_mem, 0, true).unwrap();
+    for p in 0..DATA_PAGES {
+        grants
+            .grant(GUEST, DATA_GREF + p as u32, &data, p, true)
+            .unwrap();
+    }
+    let tx = FrontRing::init(tx_mem.clone(), TX_REQUEST_SIZE).unwrap();
+    let rx = FrontRing::init(rx_mem.clone(), RX_REQUEST_SIZE).unwrap();
+    let map = |g| (*grants.map_grants(GUEST, &[g], true).unwrap()).clone();
+    let btx = BackRing::new(map(TX_RING_GREF), TX_REQUEST_SIZE).unwrap();
+    let brx = BackRing::new(map(RX_RING_GREF), RX_REQUEST_SIZE).unwrap();
+    let tap = Arc::new(FakeTap::default());
+    let back = NetQueue::new(GUEST, btx, brx, grants, Arc::clone(&tap), features);
+    Guest {
+        tx,
+        rx,
+        tx_mem,
+        data,
+        tap,
+        back,
+    }
+}
+
+fn all() -> RxFeatures {
+    RxFeatures {
+        sg: true,
+        gso_tcpv4: true,
+        gso_tcpv6: true,
+    }
+}
+
+fn req(id: u16, page: usize, offset: u16, size: u16, flags: u16) -> RawTxSlot {
+    TxRequest {
+        gref: DATA_GREF + page as u32,
+        offset,
+        flags,
+        id,
+        size,
+    }
+    .to_slot()
+}
+
+impl Guest {
+    fn put(&self, page: usize, offset: usize, bytes: &[u8]) {
+        self.data
+            .write_bytes(page * XEN_PAGE_SIZE + offset, bytes)
+            .unwrap();
+    }
+    fn page(&self, page: usize, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        self.data.read_bytes(page * XEN_PAGE_SIZE, &mut b).unwrap();
+        b
+    }
+    /// Publishes `slots` on the tx ring and lets the backend run.
+    fn transmit(&mut self, slots: &[RawTxSlot]) -> Result<Vec<TxResponse>, QueueError> {
+        for s in slots {
+            self.tx.put_request(&s.0).unwrap();
+        }
+        self.tx.push_requests().unwrap();
+        self.back.process_tx()?;
+        let mut out = Vec::new();
+        let mut b = [0u8; TX_RESPONSE_SIZE];
+        while self.tx.next_response(&mut b).unwrap() {
+            out.push(TxResponse::from_bytes(&b));
+        }
+        Ok(out)
+    }
+    /// Posts rx buffers on pages `pages` (ids = page numbers).
+    fn post_rx(&mut self, pages: std::ops::Range<usize>) {
+        for p in pages {
+            let r = RxRequest {
+                id: p as u16,
+                gref: DATA_GREF + p as u32,
+            };
+            self.rx.put_request(&r.to_bytes()).unwrap();
+        }
+        self.rx.push_requests().unwrap();
+    }
+    fn rx_responses(&mut self) -> Vec<[u8; RX_RESPONSE_SIZE]> {
+        let mut out = Vec::new();
+        let mut b = [0u8; RX_RESPONSE_SIZE];
+        while self.rx.next_response(&mut b).unwrap() {
+            out.push(b);
+        }
+        out
+    }
+    fn written(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.tap.written.lock().unwrap())
+    }
+}
+
+fn ok(id: u16) -> TxResponse {
+    TxResponse {
+        id,
+        status: RSP_OKAY,
+    }
+}
+
+fn error(id: u16) -> TxResponse {
+    TxResponse {
+        id,
+        status: RSP_ERROR,
+    }
+}
+
+const NULL: TxResponse = TxResponse {
+    id: 0,
+    status: RSP_NULL,
+};
+
+#[test]
+fn a_two_slot_packet_reaches_the_tap_with_its_checksum_offload() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(3000);
+    // First slot: 2000 bytes at offset 96 of page 0; second: the rest on page 1.
+    g.put(0, 96, &frame[..2000]);
+    g.put(1, 0, &frame[2000..]);
+    let rsp = g
+        .transmit(&[
+            req(
+                4,
+                0,
+                96,
+                frame.len() as u16,
+                NETTXF_MORE_DATA | NETTXF_CSUM_BLANK,
+            ),
+            req(5, 1, 0, (frame.len() - 2000) as u16, 0),
+        ])
+        .unwrap();
+    assert_eq!(rsp, vec![ok(4), ok(5)]);
+    let w = g.written();
+    assert_eq!(w.len(), 1);
+    let mut hb = [0u8; VIRTIO_NET_HDR_SIZE];
+    hb.copy_from_slice(&w[0][..VIRTIO_NET_HDR_SIZE]);
+    let h = VirtioNetHdr::from_bytes(&hb);
+    assert_eq!(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    assert_eq!((h.csum_start, h.csum_offset), (34, 16));
+    assert_eq!(&w[0][VIRTIO_NET_HDR_SIZE..], &frame[..]);
+    assert_eq!(g.back.stats.tx_packets, 1);
+    assert_eq!(g.back.stats.tx_bytes, frame.len() as u64);
+}
+
+#[test]
+fn a_gso_packet_carries_its_mss_and_the_extra_slot_is_answered_null() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(1000);
+    g.put(2, 0, &frame);
+    let rsp = g
+        .transmit(&[
+            req(
+                9,
+                2,
+                0,
+                frame.len() as u16,
+                NETTXF_EXTRA_INFO | NETTXF_CSUM_BLANK,
+            ),
+            RawExtraInfo::new_gso(0, 536, GSO_TYPE_TCPV4, 0).to_slot(),
+        ])
+        .unwrap();
+    assert_eq!(rsp, vec![ok(9), NULL]);
+    let w = g.written();
+    let mut hb = [0u8; VIRTIO_NET_HDR_SIZE];
+    hb.copy_from_slice(&w[0][..VIRTIO_NET_HDR_SIZE]);
+    let h = VirtioNetHdr::from_bytes(&hb);
+    assert_eq!(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    assert_eq!((h.gso_size, h.hdr_len), (536, 54));
+}
+
+#[test]
+fn corrupted_packets_are_answered_with_errors_and_the_ring_goes_on() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(100);
+    g.put(0, 0, &frame);
+    let len = frame.len() as u16;
+    // 19 request slots (limit 18), each 10 bytes.
+    let mut too_many = vec![req(1, 0, 0, 190, NETTXF_MORE_DATA)];
+    for i in 0..18u16 {
+        let more = if i < 17 { NETTXF_MORE_DATA } else { 0 };
+        too_many.push(req(2 + i, 1, 0, 10, more));
+    }
+    let rsp = g.transmit(&too_many).unwrap();
+    assert_eq!(rsp.len(), 19);
+    assert!(rsp.iter().all(|r| r.status == RSP_ERROR));
+    let cases: Vec<(Vec<RawTxSlot>, Vec<TxResponse>)> = vec![
+        // The second slot claims more than the first slot's total.
+        (
+            vec![req(1, 0, 0, 100, NETTXF_MORE_DATA), req(2, 1, 0, 200, 0)],
+            vec![error(1), error(2)],
+        ),
+        // Offset + size crosses the page.
+        (vec![req(3, 0, 4000, 200, 0)], vec![error(3)]),
+        // Shorter than an Ethernet header.
+        (vec![req(4, 0, 0, 10, 0)], vec![error(4)]),
+        // Unknown extra type, then a GSO extra repeated.
+        (
+            vec![
+                req(5, 0, 0, len, NETTXF_EXTRA_INFO),
+                RawExtraInfo::new(EXTRA_TYPE_MAX, 0).to_slot(),
+            ],
+            vec![error(5), NULL],
+        ),
+        (
+            vec![
+                req(6, 0, 0, len, NETTXF_EXTRA_INFO),
+                RawExtraInfo::new_gso(EXTRA_FLAG_MORE, 1000, GSO_TYPE_TCPV4, 0).to_slot(),
+                RawExtraInfo::new_gso(0, 1000, GSO_TYPE_TCPV4, 0).to_slot(),
+            ],
+            vec![error(6), NULL, NULL],
+        ),
+        // GSO with size 0.
+        (
+            vec![
+                req(7, 0, 0, len, NETTXF_EXTRA_INFO),
+                RawExtraInfo::new_gso(0, 0, GSO_TYPE_TCPV4, 0).to_slot(),
+            ],
+            vec![error(7), NULL],
+        ),
+        // A grant the guest never gave.
+        (
+            vec![TxRequest {
+                gref: 9999,
+                offset: 0,
+                flags: 0,
+                id: 8,
+                size: len,
+            }
+            .to_slot()],
+            vec![error(8)],
+        ),
+        // Checksum offload on a packet that is not TCP/UDP.
+        (vec![req(10, 3, 0, 60, NETTXF_CSUM_BLANK)], vec![error(10)]),
+    ];
+    let n = cases.len() as u64;
+    for (slots, want) in cases {
+        assert_eq!(g.transmit(&slots).unwrap(), want, "{slots:?}");
+    }
+    assert!(g.written().is_empty());
+    assert_eq!(g.back.stats.tx_errors, n + 1);
+    // The ring still works.
+    assert_eq!(g.transmit(&[req(11, 0, 0, len, 0)]).unwrap(), vec![ok(11)]);
+    assert_eq!(g.written().len(), 1);
+}
+
+#[test]
+fn a_chain_past_the_published_slots_disconnects() {
+    let mut g = guest(all());
+    g.put(0, 0, &tcp4_frame(10));
+    let r = g.transmit(&[req(1, 0, 0, 64, NETTXF_MORE_DATA)]);
+    assert!(matches!(
+        r,
+        Err(QueueError::Tx(FatalTxError::Incomplete { .. }))
+    ));
+    // An extra-info chain that never ends.
+    let mut g = guest(all());
+    let r = g.transmit(&[
+        req(1, 0, 0, 64, NETTXF_EXTRA_INFO),
+        RawExtraInfo::new_gso(EXTRA_FLAG_MORE, 1000, GSO_TYPE_TCPV4, 0).to_slot(),
+        RawExtraInfo::new(EXTRA_TYPE_HASH, EXTRA_FLAG_MORE).to_slot(),
+    ]);
+    assert!(matches!(r, Err(QueueError::Tx(_))));
+    assert!(g.written().is_empty());
+}
+
+#[test]
+fn a_producer_index_running_ahead_disconnects() {
+    let mut g = guest(all());
+    // req_prod (offset 0 of the shared ring) far beyond the ring's 256 slots.
+    g.tx_mem.write_u32(0, 1000).unwrap();
+    assert!(matches!(
+        g.back.process_tx(),
+        Err(QueueError::Ring(RingError::Overflow { .. }))
+    ));
+}
+
+fn tap_frame(h: VirtioNetHdr, frame: &[u8]) -> Vec<u8> {
+    let mut f = h.to_bytes().to_vec();
+    f.extend_from_slice(frame);
+    f
+}
+
+#[test]
+fn a_gso_frame_is_spread_over_rx_buffers_with_its_extra() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(9000); // 9054 bytes: three pages
+    let h = VirtioNetHdr {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        gso_size: 1448,
+        hdr_len: 54,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    g.tap
+        .inbound
+        .lock()
+        .unwrap()
+        .push_back(tap_frame(h, &frame));
+    g.post_rx(0..8);
+    assert!(g.back.process_rx().unwrap());
+    let rsp = g.rx_responses();
+    assert_eq!(rsp.len(), 4);
+    let r0 = RxResponse::from_bytes(&rsp[0]);
+    assert_eq!(r0.id, 0);
+    assert_eq!(r0.status, 4096);
+    assert_eq!(
+        r0.flags,
+        NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED | NETRXF_EXTRA_INFO | NETRXF_MORE_DATA
+    );
+    let mut e = [0u8; EXTRA_INFO_SIZE];
+    e.copy_from_slice(&rsp[1]);
+    let e = RawExtraInfo(e);
+    assert_eq!(
+        (e.kind(), e.gso_size(), e.gso_type()),
+        (EXTRA_TYPE_GSO, 1448, GSO_TYPE_TCPV4)
+    );
+    let r2 = RxResponse::from_bytes(&rsp[2]);
+    let r3 = RxResponse::from_bytes(&rsp[3]);
+    assert_eq!((r2.id, r2.status, r2.flags), (2, 4096, NETRXF_MORE_DATA));
+    assert_eq!((r3.id, r3.status, r3.flags), (3, (9054 - 8192) as i16, 0));
+    // Page 1 held the extra slot's buffer: untouched.
+    let mut got = g.page(0, 4096);
+    got.extend(g.page(2, 4096));
+    got.extend(g.page(3, 9054 - 8192));
+    assert_eq!(got, frame);
+    assert!(g.page(1, 4096).iter().all(|&b| b == 0));
+    assert_eq!(g.back.stats.rx_packets, 1);
+}
+
+#[test]
+fn a_frame_waits_for_buffers_then_is_dropped_never_blocking() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(100);
+    let plain = tap_frame(VirtioNetHdr::default(), &frame);
+    g.tap.inbound.lock().unwrap().push_back(plain.clone());
+    assert!(!g.back.process_rx().unwrap());
+    assert!(g.back.rx_waiting());
+    // Buffers come: the waiting frame goes in.
+    g.post_rx(0..1);
+    g.back.process_rx().unwrap();
+    assert!(!g.back.rx_waiting());
+    let r = RxResponse::from_bytes(&g.rx_responses()[0]);
+    assert_eq!(r.status as usize, frame.len());
+    assert_eq!(g.page(0, frame.len()), frame);
+    // No buffers for long: frames are dropped and counted.
+    g.back.set_rx_stall_drop(Duration::ZERO);
+    for _ in 0..3 {
+        g.tap.inbound.lock().unwrap().push_back(plain.clone());
+    }
+    g.back.process_rx().unwrap();
+    g.back.process_rx().unwrap();
+    assert_eq!(g.back.stats.rx_dropped, 3);
+    assert!(g.tap.inbound.lock().unwrap().is_empty());
+}
+
+#[test]
+fn frames_the_frontend_cannot_take_are_dropped() {
+    // No scatter-gather: a frame of two pages cannot be delivered.
+    let mut g = guest(RxFeatures::default());
+    g.post_rx(0..4);
+    let big = tcp4_frame(5000);
+    g.tap
+        .inbound
+        .lock()
+        .unwrap()
+        .push_back(tap_frame(VirtioNetHdr::default(), &big));
+    // GSO the frontend did not enable.
+    let h = VirtioNetHdr {
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        gso_size: 1000,
+        ..Default::default()
+    };
+    g.tap
+        .inbound
+        .lock()
+        .unwrap()
+        .push_back(tap_frame(h, &tcp4_frame(10)));
+    // Runt.
+    g.tap.inbound.lock().unwrap().push_back(vec![0; 12]);
+    g.back.process_rx().unwrap();
+    assert_eq!(g.back.stats.rx_dropped, 3);
+    assert!(g.rx_responses().is_empty());
+}
+
+#[test]
+fn an_rx_buffer_with_a_bad_grant_gets_an_error_status() {
+    let mut g = guest(all());
+    g.rx.put_request(&RxRequest { id: 42, gref: 5555 }.to_bytes())
+        .unwrap();
+    g.rx.push_requests().unwrap();
+    g.tap
+        .inbound
+        .lock()
+        .unwrap()
+        .push_back(tap_frame(VirtioNetHdr::default(), &tcp4_frame(10)));
+    g.back.process_rx().unwrap();
+    let r = RxResponse::from_bytes(&g.rx_responses()[0]);
+    assert_eq!((r.id, r.status), (42, RSP_ERROR));
+    assert_eq!(g.back.stats.rx_errors, 1);
+}
+
+#[test]
+fn rate_limits_transmission_without_losing_packets() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(546); // 600 bytes
+    g.put(0, 0, &frame);
+    let len = frame.len() as u16;
+    g.back.set_tx_rate(TxRate {
+        bytes: 1000,
+        interval: Duration::from_millis(100),
+    });
+    let rsp = g
+        .transmit(&[req(1, 0, 0, len, 0), req(2, 0, 0, len, 0)])
+        .unwrap();
+    // The second packet exceeds the interval's credit: it waits, unanswered.
+    assert_eq!(rsp, vec![ok(1)]);
+    assert!(g.back.tx_throttled_until().is_some());
+    assert_eq!(g.written().len(), 1);
+    std::thread::sleep(Duration::from_millis(120));
+    g.back.process_tx().unwrap();
+    let mut b = [0u8; TX_RESPONSE_SIZE];
+    assert!(g.tx.next_response(&mut b).unwrap());
+    assert_eq!(TxResponse::from_bytes(&b), ok(2));
+    assert_eq!(g.written().len(), 1);
+    assert!(g.back.tx_throttled_until().is_none());
+}
