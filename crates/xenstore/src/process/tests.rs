@@ -1051,16 +1051,33 @@ fn a_guest_meets_the_node_size_quota_in_a_directory_and_the_node_quota_across_th
     while h.write(d, &format!("data/flat/n{n:03}"), "x").is_ok() {
         n += 1;
     }
-    assert!(n > 300 && n < names_per_record, "one directory took {n} children");
-    assert_eq!(h.write(d, &format!("data/flat/n{n:03}"), "x"), Err("ENOSPC"));
+    assert!(
+        n > 300 && n < names_per_record,
+        "one directory took {n} children"
+    );
+    assert_eq!(
+        h.write(d, &format!("data/flat/n{n:03}"), "x"),
+        Err("ENOSPC")
+    );
     h.one(d, MsgType::Rm, "data/flat").expect("rm");
     let mut total = 0;
-    while h.write(d, &format!("data/tree/d{}/n{}", total / 100, total % 100), "x").is_ok() {
+    while h
+        .write(
+            d,
+            &format!("data/tree/d{}/n{}", total / 100, total % 100),
+            "x",
+        )
+        .is_ok()
+    {
         total += 1;
         assert!(total <= quota, "more than the node quota");
     }
     // data, data/tree, one node per directory dN and the leaves: the quota exactly.
     let dirs = total.div_ceil(100);
-    assert_eq!(1 + 1 + dirs + total, quota, "{total} leaves in {dirs} directories");
+    assert_eq!(
+        1 + 1 + dirs + total,
+        quota,
+        "{total} leaves in {dirs} directories"
+    );
     h.check();
 }
