@@ -15,8 +15,9 @@ for d in xenbus evtchn gntalloc; do
 done
 echo "=== RXEN-HOSTILE-START ==="
 rc=0
-rxen-hostile xenstore --honest "$honest" || rc=1
+# xenstore last: its watch storm may cost this guest its xenstore connection.
 rxen-hostile block --devid 51712 || rc=1
 rxen-hostile console-flood --seconds 8 || rc=1
+rxen-hostile xenstore --honest "$honest" || rc=1
 echo "=== RXEN-HOSTILE-END rc=$rc ==="
 exit "$rc"

@@ -88,6 +88,10 @@ pass "every attack ($(echo $ATTACKS | wc -w) kinds, $(grep -ac 'HOSTILE-OK' "$xl
 for p in xenstore block console; do
   grep -aq "HOSTILE-SUMMARY $p ok=[0-9]* fail=0" "$xlog" || fail "no clean summary of the $p attacks"
 done
+if grep -aq 'RXEN-HOSTILE-XS-DISCONNECTED' "$xlog"; then
+  check "rxenstored ended the hostile guest's connection over its dropped watch events" \
+    grep -q 'does not read its watch events; disconnecting it' /var/log/rxenstored.log
+fi
 check "the hostile guest's script ended with status 0" grep -aq '=== RXEN-GUEST-END script=hostile rc=0 ===' "$xlog"
 check "the console flood ran" grep -aq 'RXEN-HOSTILE-CONSOLE-FLOOD-END' "$xlog"
 log "hostile console log: $(wc -c < "$xlog") bytes"
