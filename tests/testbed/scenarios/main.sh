@@ -1,11 +1,12 @@
 # main: the README's main job, on rxen's own stack. rxenstored is dom0's xenstored
 # (it serves the dom0 kernel's ring and the guest's), rxconsoled the console backend,
-# rxblkback the disk backend, and `rxl create -c` builds the guest with a disk
-# (disk=[...]) and attaches its console to dom0's terminal (the serial log) until the
-# guest powers off. The guest reads what dom0 wrote on its disk and writes an answer
-# that dom0 then finds in the backing file. Debian's xenstored and xenconsoled never
-# run in this boot; Debian's xen-init-dom0 writes dom0's own nodes.
-# Not yet: the guest's network (rxnetback).
+# rxblkback the disk backend, rxnetback the network backend, and `rxl create -c`
+# builds the guest with a disk (disk=[...]) and a NIC (vif=[...] on bridge xenbr0)
+# and attaches its console to dom0's terminal (the serial log) until the guest powers
+# off. The guest reads what dom0 wrote on its disk and writes an answer that dom0
+# then finds in the backing file, and pings dom0 over link-local addresses through
+# the bridge. Debian's xenstored and xenconsoled never run in this boot; Debian's
+# xen-init-dom0 writes dom0's own nodes.
 # timeout: 200
 
 name=main-guest
@@ -17,13 +18,22 @@ start_rxconsoled
 mkdir -p /var/lib/rxen
 rxblkback >> /tmp/rxblkback.log 2>&1 &
 echo $! > /var/run/rxblkback.pid
+load_module tun bridge || fail "loading tun and bridge"
+run brctl addbr xenbr0
+run ip link set xenbr0 address 02:52:58:00:00:00
+run ip addr add 169.254.1.1/24 dev xenbr0
+run ip link set xenbr0 up
+rxnetback >> /tmp/rxnetback.log 2>&1 &
+echo $! > /var/run/rxnetback.pid
 sleep 0.5
 kill -0 "$(cat /var/run/rxblkback.pid)" 2>/dev/null || { cat /tmp/rxblkback.log; fail "rxblkback exited at start"; }
-pass "rxenstored, rxconsoled and rxblkback are dom0's xenstored, console and disk daemons"
+kill -0 "$(cat /var/run/rxnetback.pid)" 2>/dev/null || { cat /tmp/rxnetback.log; fail "rxnetback exited at start"; }
+pass "rxenstored, rxconsoled, rxblkback and rxnetback are dom0's xenstored, console, disk and network daemons"
 
 run dd if=/dev/zero of="$disk" bs=1M count=16
 echo "RXEN-MAIN-FROM-DOM0" | dd of="$disk" conv=notrunc 2>/dev/null
-cfg=$(guest_cfg "$name" main "disk = [ 'format=raw, vdev=xvda, access=rw, target=$disk' ]")
+cfg=$(guest_cfg "$name" main "disk = [ 'format=raw, vdev=xvda, access=rw, target=$disk' ]" \
+  "vif = [ 'mac=00:16:3e:4d:41:30, bridge=xenbr0' ]")
 log "guest config $cfg:"
 show_file cfg "$cfg"
 
@@ -48,4 +58,7 @@ case "$answer" in
 esac
 check "no xenstore node of $name is left" sh -c "! xenstore-ls /local/domain | grep -q '$name'"
 check "no disk backend node is left" sh -c "! xenstore-ls /local/domain/0/backend 2>/dev/null | grep -q rxvbd"
+check "the guest pinged dom0 through the bridge" grep -q 'MAIN: ping dom0: 3 packets received' "$log"
+check "no NIC backend node is left" sh -c "! xenstore-ls /local/domain/0/backend 2>/dev/null | grep -q rxvif"
 show_file rxblkback /tmp/rxblkback.log
+show_file rxnetback /tmp/rxnetback.log

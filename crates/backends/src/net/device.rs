@@ -14,10 +14,11 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::abi::{RX_REQUEST_SIZE, TX_REQUEST_SIZE};
 use super::frontend::{backend_features, read_frontend, NetFrontend, QueueEvents, MAX_QUEUES};
-use super::server::{NetQueue, RxFeatures};
+use super::server::{NetQueue, RxFeatures, TxRate};
 use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features};
 use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
@@ -103,9 +104,6 @@ impl DeviceHandler for NetHandler {
         if !config.bridge.is_empty() {
             tap.add_to_bridge(&config.bridge)?;
         }
-        if config.rate.is_some() {
-            tracing::warn!("{be}: rate= is not enforced yet");
-        }
         tracing::info!(
             "{be}: TAP {} for guest MAC {} on bridge {:?}",
             tap.name(),
@@ -164,7 +162,7 @@ impl DeviceHandler for NetHandler {
                     rx: evtchn.bind_interdomain(domid, rx)?,
                 },
             };
-            let queue = NetQueue::new(
+            let mut queue = NetQueue::new(
                 domid,
                 tx,
                 rx,
@@ -172,6 +170,9 @@ impl DeviceHandler for NetHandler {
                 Arc::clone(&device.tap),
                 features,
             );
+            if let Some(rate) = tx_rate(&device.config) {
+                queue.set_tx_rate(rate);
+            }
             queues.push((queue, ports));
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -205,6 +206,15 @@ impl DeviceHandler for NetHandler {
             tracing::info!("{}: disconnected", id.backend_path);
         }
     }
+}
+
+/// The transmit limit of `rate=` (none when absent or with a zero interval).
+pub fn tx_rate(config: &BackendConfig) -> Option<TxRate> {
+    let r = config.rate.filter(|r| r.interval_us > 0)?;
+    Some(TxRate {
+        bytes: r.bytes_per_interval,
+        interval: Duration::from_micros(u64::from(r.interval_us)),
+    })
 }
 
 /// A queue's local event channel ports (the same one twice when shared).
@@ -263,13 +273,21 @@ fn serve(
             if !waiting {
                 fds.push(PollFd::new(tap.as_fd(), PollFlags::POLLIN));
             }
-            let timeout = if waiting {
+            let mut timeout = if waiting {
                 RX_WAIT_POLL_MS
             } else {
                 STOP_POLL_MS
             };
+            let throttled = queues
+                .iter()
+                .filter_map(|(q, _)| q.tx_throttled_until())
+                .min();
+            if let Some(t) = throttled {
+                let ms = t.saturating_duration_since(Instant::now()).as_millis();
+                timeout = timeout.min(u16::try_from(ms).unwrap_or(u16::MAX).max(1));
+            }
             match poll(&mut fds, PollTimeout::from(timeout)) {
-                Ok(0) if waiting => break,
+                Ok(0) if waiting || throttled.is_some() => break,
                 Ok(0) => continue,
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,

@@ -107,6 +107,40 @@ pub struct RxFeatures {
     pub gso_tcpv6: bool,
 }
 
+/// xl's `rate=`: at most `bytes` transmitted per `interval` (Linux
+/// xen-netback's credit scheme: the credit is refilled once an interval has
+/// passed, and a packet larger than a whole interval's credit still goes, alone,
+/// with a full refill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxRate {
+    pub bytes: u64,
+    pub interval: Duration,
+}
+
+#[derive(Debug)]
+struct Credit {
+    rate: TxRate,
+    remaining: u64,
+    next_refill: Instant,
+}
+
+impl Credit {
+    /// Takes `len` bytes of credit, refilling first when an interval passed.
+    fn take(&mut self, len: usize, now: Instant) -> bool {
+        let len = len as u64;
+        if now >= self.next_refill {
+            self.remaining = self.rate.bytes.max(len);
+            self.next_refill = now + self.rate.interval;
+        }
+        if len <= self.remaining {
+            self.remaining -= len;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Counters of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetStats {
@@ -140,6 +174,12 @@ enum Delivery {
     NoBuffers,
 }
 
+/// Whether the `n`th event of a kind (counted from 1) is worth a warning: the
+/// first and then every power of two, so that a flood stays a few lines.
+fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
 /// One queue of one NIC.
 #[derive(Debug)]
 pub struct NetQueue<G, F> {
@@ -149,7 +189,10 @@ pub struct NetQueue<G, F> {
     grants: Arc<G>,
     io: Arc<F>,
     features: RxFeatures,
+    /// Slots copied out of the tx ring; those from `pos` on wait for credit.
     slots: Vec<RawTxSlot>,
+    pos: usize,
+    credit: Option<Credit>,
     pieces: Vec<GrantPiece>,
     txbuf: Vec<u8>,
     rxbuf: Vec<u8>,
@@ -177,6 +220,8 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             io,
             features,
             slots: Vec::new(),
+            pos: 0,
+            credit: None,
             pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
             txbuf: Vec::with_capacity(VIRTIO_NET_HDR_SIZE + MAX_TX_SIZE),
             rxbuf: vec![0; RX_FRAME_MAX],
@@ -184,6 +229,23 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             stalled_since: None,
             rx_stall_drop: RX_STALL_DROP,
             stats: NetStats::default(),
+        }
+    }
+
+    /// Limits transmission to `rate` (xl's `rate=`).
+    pub fn set_tx_rate(&mut self, rate: TxRate) {
+        self.credit = Some(Credit {
+            rate,
+            remaining: rate.bytes,
+            next_refill: Instant::now() + rate.interval,
+        });
+    }
+
+    /// When transmission waits for credit: the time it is refilled.
+    pub fn tx_throttled_until(&self) -> Option<Instant> {
+        match &self.credit {
+            Some(c) if self.pos < self.slots.len() => Some(c.next_refill),
+            _ => None,
         }
     }
 
@@ -203,18 +265,33 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         let mut notify = false;
         let mut raw = [0u8; TX_REQUEST_SIZE];
         loop {
-            self.slots.clear();
-            while self.tx.next_request(&mut raw)? {
-                self.slots.push(RawTxSlot(raw));
+            if self.pos >= self.slots.len() {
+                self.slots.clear();
+                self.pos = 0;
+                while self.tx.next_request(&mut raw)? {
+                    self.slots.push(RawTxSlot(raw));
+                }
             }
-            let mut pos = 0;
-            while pos < self.slots.len() {
-                let parsed = parse_packet(&self.slots[pos..])?;
-                pos += parsed.consumed;
+            while self.pos < self.slots.len() {
+                let parsed = parse_packet(&self.slots[self.pos..])?;
+                if let (Ok(TxItem::Packet(p)), Some(c)) = (&parsed.result, &mut self.credit) {
+                    if !c.take(p.total_len, Instant::now()) {
+                        // Out of credit: the rest waits (copied out, unanswered).
+                        notify |= self.tx.push_responses()?;
+                        return Ok(notify);
+                    }
+                }
+                self.pos += parsed.consumed;
                 let status = match &parsed.result {
                     Err(e) => {
-                        tracing::debug!(domid = self.domid, "dropped a bad packet: {e}");
                         self.stats.tx_errors += 1;
+                        if worth_logging(self.stats.tx_errors) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.tx_errors,
+                                "dropped a bad packet: {e}"
+                            );
+                        }
                         RSP_ERROR
                     }
                     // Multicast control: rxnetback does not filter, nothing to do.
@@ -243,15 +320,27 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         }));
         let (hdr, frame) = self.txbuf.split_at_mut(VIRTIO_NET_HDR_SIZE);
         if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, frame) {
-            tracing::debug!(domid = self.domid, "tx grant copy failed: {e}");
             self.stats.tx_errors += 1;
+            if worth_logging(self.stats.tx_errors) {
+                tracing::warn!(
+                    domid = self.domid,
+                    n = self.stats.tx_errors,
+                    "tx grant copy failed: {e}"
+                );
+            }
             return RSP_ERROR;
         }
         let vh = match tx_vnet_hdr(p, frame) {
             Ok(h) => h,
             Err(e) => {
-                tracing::debug!(domid = self.domid, "dropped a packet: {e}");
                 self.stats.tx_errors += 1;
+                if worth_logging(self.stats.tx_errors) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_errors,
+                        "dropped a packet: {e}"
+                    );
+                }
                 return RSP_ERROR;
             }
         };
@@ -263,8 +352,14 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 RSP_OKAY
             }
             Err(e) => {
-                tracing::debug!(domid = self.domid, "TAP write failed: {e}");
                 self.stats.tx_dropped += 1;
+                if worth_logging(self.stats.tx_dropped) {
+                    tracing::warn!(
+                        domid = self.domid,
+                        n = self.stats.tx_dropped,
+                        "TAP write failed: {e}"
+                    );
+                }
                 RSP_DROPPED
             }
         }
@@ -297,6 +392,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                     let since = *self.stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.rx_stall_drop {
                         self.stats.rx_dropped += 1;
+                        if worth_logging(self.stats.rx_dropped) {
+                            tracing::warn!(
+                                domid = self.domid,
+                                n = self.stats.rx_dropped,
+                                "no rx buffers: dropped a frame"
+                            );
+                        }
                         self.pending = None;
                         delivered += 1;
                         continue;
@@ -318,6 +420,12 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     fn deliver(&mut self, n: usize) -> Result<Delivery, QueueError> {
         let drop = |stats: &mut NetStats| {
             stats.rx_dropped += 1;
+            if worth_logging(stats.rx_dropped) {
+                tracing::warn!(
+                    n = stats.rx_dropped,
+                    "dropped a frame the frontend cannot take"
+                );
+            }
             Ok(Delivery::Done)
         };
         if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > self.rxbuf.len() {
@@ -364,7 +472,9 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
             Ok(()) => true,
             Err(e) => {
-                tracing::debug!(domid = self.domid, "rx grant copy failed: {e}");
+                if worth_logging(self.stats.rx_errors + 1) {
+                    tracing::warn!(domid = self.domid, "rx grant copy failed: {e}");
+                }
                 false
             }
         };

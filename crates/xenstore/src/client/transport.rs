@@ -1,7 +1,14 @@
 //! The byte stream under a [`super::Client`]: xenstored's unix socket or the
-//! kernel's xenbus device. Both are kept non-blocking; blocking waits are poll(2)
-//! calls with an optional deadline, so one code path serves blocking callers and
-//! mio loops alike.
+//! kernel's xenbus device. Reads and writes that must not wait never do, so one
+//! code path serves blocking callers and mio loops alike.
+//!
+//! The xenbus device is opened `O_NONBLOCK` and its waits are poll(2) calls with
+//! an optional deadline. The socket stays in blocking mode instead: a wait
+//! without a deadline (the default for a request's reply) is one blocking
+//! `read`, not a `read` that finds nothing yet, a `poll` and a second `read`
+//! (two of the four system calls a request cost the client; docs/PERFORMANCE.md).
+//! Its non-blocking read and its waits with a deadline `poll` first, so that the
+//! `read` or `write` after it does not wait.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -16,7 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 /// A connection to xenstored.
 #[derive(Debug)]
 pub(super) enum Transport {
-    /// xenstored's unix socket.
+    /// xenstored's unix socket (blocking mode; see the module documentation).
     Socket(UnixStream),
     /// `/dev/xen/xenbus` (the kernel relays to xenstored over the dom0 ring).
     Device(File),
@@ -38,9 +45,9 @@ impl Transport {
         }
     }
 
-    /// Wraps a connected socket, switching it to non-blocking mode.
+    /// Wraps a connected socket, switching it to blocking mode.
     pub(super) fn socket(s: UnixStream) -> io::Result<Transport> {
-        s.set_nonblocking(true)?;
+        s.set_nonblocking(false)?;
         Ok(Transport::Socket(s))
     }
 
@@ -53,6 +60,17 @@ impl Transport {
 
     /// One non-blocking read (`WouldBlock` when nothing is there).
     pub(super) fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Transport::Socket(_) = self {
+            if !self.ready(PollFlags::POLLIN, Some(Instant::now()))? {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+        self.read_once(buf)
+    }
+
+    /// One read, retried on `EINTR`: blocking on the socket, non-blocking on the
+    /// device.
+    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let r = match self {
                 Transport::Socket(s) => s.read(buf),
@@ -72,13 +90,22 @@ impl Transport {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
-        loop {
-            match self.read_nonblocking(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::POLLIN, deadline)?
+        match self {
+            Transport::Socket(_) => {
+                // Without a deadline the read itself waits.
+                if deadline.is_some() {
+                    self.wait(PollFlags::POLLIN, deadline)?;
                 }
-                other => return other,
+                self.read_once(buf)
             }
+            Transport::Device(_) => loop {
+                match self.read_once(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.wait(PollFlags::POLLIN, deadline)?
+                    }
+                    other => return other,
+                }
+            },
         }
     }
 
@@ -90,8 +117,12 @@ impl Transport {
     ) -> io::Result<()> {
         while !bytes.is_empty() {
             let r = match self {
-                Transport::Socket(s) => s.write(bytes),
-                Transport::Device(f) => f.write(bytes),
+                Transport::Socket(_) if deadline.is_some() => {
+                    // Room reported by poll: the blocking write goes through.
+                    self.wait(PollFlags::POLLOUT, deadline)?;
+                    write_some(self, bytes)
+                }
+                _ => write_some(self, bytes),
             };
             match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -106,29 +137,50 @@ impl Transport {
         Ok(())
     }
 
-    /// Waits until the descriptor is ready for `what` (or hung up).
-    fn wait(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
+    /// Polls for `what` until `deadline` (`None`: for ever; a deadline already
+    /// past: one look without waiting). `Ok(false)` when the deadline passed.
+    fn ready(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
         loop {
             let timeout = match deadline {
                 None => PollTimeout::NONE,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
                     // Round up so that a sub-millisecond rest does not spin.
-                    let ms = left.as_millis().saturating_add(1);
+                    let ms = if left.is_zero() {
+                        0
+                    } else {
+                        left.as_millis().saturating_add(1)
+                    };
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
             let mut fds = [PollFd::new(self.fd(), what)];
             match poll(&mut fds, timeout) {
+                Ok(0) if timeout == PollTimeout::ZERO => return Ok(false),
                 Ok(0) => continue,
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(io::Error::from(e)),
             }
         }
+    }
+
+    /// Waits until the descriptor is ready for `what` (or hung up); `TimedOut`
+    /// when `deadline` passes first.
+    fn wait(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
+        if self.ready(what, deadline)? {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::TimedOut.into())
+        }
+    }
+}
+
+/// One write of (a prefix of) `bytes`.
+fn write_some(t: &mut Transport, bytes: &[u8]) -> io::Result<usize> {
+    match t {
+        Transport::Socket(s) => s.write(bytes),
+        Transport::Device(f) => f.write(bytes),
     }
 }
 

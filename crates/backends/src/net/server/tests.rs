@@ -488,3 +488,29 @@ fn an_rx_buffer_with_a_bad_grant_gets_an_error_status() {
     assert_eq!((r.id, r.status), (42, RSP_ERROR));
     assert_eq!(g.back.stats.rx_errors, 1);
 }
+
+#[test]
+fn rate_limits_transmission_without_losing_packets() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(546); // 600 bytes
+    g.put(0, 0, &frame);
+    let len = frame.len() as u16;
+    g.back.set_tx_rate(TxRate {
+        bytes: 1000,
+        interval: Duration::from_millis(100),
+    });
+    let rsp = g
+        .transmit(&[req(1, 0, 0, len, 0), req(2, 0, 0, len, 0)])
+        .unwrap();
+    // The second packet exceeds the interval's credit: it waits, unanswered.
+    assert_eq!(rsp, vec![ok(1)]);
+    assert!(g.back.tx_throttled_until().is_some());
+    assert_eq!(g.written().len(), 1);
+    std::thread::sleep(Duration::from_millis(120));
+    g.back.process_tx().unwrap();
+    let mut b = [0u8; TX_RESPONSE_SIZE];
+    assert!(g.tx.next_response(&mut b).unwrap());
+    assert_eq!(TxResponse::from_bytes(&b), ok(2));
+    assert_eq!(g.written().len(), 1);
+    assert!(g.back.tx_throttled_until().is_none());
+}
