@@ -50,12 +50,12 @@ fn a_signal_ends_the_session_with_the_signals_status() {
     .expect("pty path");
     let mut xs = Client::connect_socket(&socket).expect("connect");
     xs.write(&format!("/local/domain/{DOMID}/name"), b"sig-guest")
-        .unwrap();
+        .expect("test set-up");
     xs.write(
         &format!("/local/domain/{DOMID}/console/tty"),
         tty_path.to_string_lossy().as_bytes(),
     )
-    .unwrap();
+    .expect("test set-up");
 
     let mut child = Command::new(RXL)
         .args(["console", "sig-guest"])
@@ -69,7 +69,7 @@ fn a_signal_ends_the_session_with_the_signals_status() {
     // The guest's side of the console writes a line until the session relays it:
     // then rxl is in its relay loop with the signals it handles blocked.
     let mut guest = std::fs::File::from(pty.master);
-    let mut out = child.stdout.take().unwrap();
+    let mut out = child.stdout.take().expect("test set-up");
     let reader = std::thread::spawn(move || {
         let mut seen = Vec::new();
         let mut buf = [0u8; 256];
@@ -86,18 +86,18 @@ fn a_signal_ends_the_session_with_the_signals_status() {
     });
     let start = Instant::now();
     while !reader.is_finished() && start.elapsed() < PATIENCE {
-        guest.write_all(b"hello\r\n").unwrap();
+        guest.write_all(b"hello\r\n").expect("test set-up");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        reader.join().unwrap(),
+        reader.join().expect("test set-up"),
         "rxl console never relayed the guest's line"
     );
 
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("test set-up");
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait().expect("test set-up") {
             break s;
         }
         assert!(start.elapsed() < PATIENCE, "rxl console ignored SIGTERM");
