@@ -286,6 +286,16 @@ fn describe(cfg: &DomainConfig, plan: &DomainPlan, initrd_size: Option<u64>) -> 
             if d.cdrom { ", cdrom" } else { "" }
         );
     }
+    for (i, c) in cfg.channels.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "channel {}   {} (console {}, rxl console --num {})",
+            i + 1,
+            c.name,
+            i + 1,
+            i + 1
+        );
+    }
     for (i, v) in cfg.vifs.iter().enumerate() {
         let mac = v.mac.map(|m| m.to_string()).unwrap_or_default();
         let _ = writeln!(s, "vif {i}       mac {mac} bridge {}", v.bridge);
