@@ -5,7 +5,7 @@
 # second NIC hot-plugged with `rxl network-attach` on bridge xenbr1 appears as eth1
 # and carries pings both ways; `rxl network-detach` removes it from the guest, from
 # xenstore and from dom0 (its TAP); the guest's end removes the rest.
-# timeout: 900
+# timeout: 1200
 
 # On failure, show what the guest and rxnetback said first.
 fail() {
