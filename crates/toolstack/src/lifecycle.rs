@@ -12,6 +12,7 @@ use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::loader::{KernelImage, LoaderError};
 use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
 use crate::config::{self, ConfigError, DomainConfig};
+use crate::device::console::{self as channel, ChannelError};
 use crate::device::{vbd, vbd::VbdError, vif, vif::VifError, DeviceError};
 use crate::domain::{self, DomainError, TreeInput};
 
@@ -73,6 +74,14 @@ pub enum LifecycleError {
     #[error("writing the nodes of disk {vdev}")]
     DiskNodes {
         vdev: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("writing the nodes of channel {name}")]
+    ChannelNodes {
+        name: String,
         #[source]
         source: DeviceError,
     },
@@ -173,6 +182,9 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     for (devid, nic) in (0u32..).zip(&cfg.vifs) {
         vif::nodes(0, devid, nic).map_err(|source| LifecycleError::Nic { devid, source })?;
     }
+    for (i, c) in cfg.channels.iter().enumerate() {
+        channel::nodes(0, channel_devid(i), c)?;
+    }
     step("config checked, kernel and initrd read");
     let input = BuildInput {
         cfg,
@@ -220,6 +232,20 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         if !cfg.vifs.is_empty() {
             step("vif nodes written");
         }
+        // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
+        // served by rxconsoled; rolled back with the rest of the tree (they live
+        // under the domain's and dom0's backend/console/<domid> directories).
+        for (i, c) in cfg.channels.iter().enumerate() {
+            channel::nodes(domid, channel_devid(i), c)?
+                .write(xs)
+                .map_err(|source| LifecycleError::ChannelNodes {
+                    name: c.name.clone(),
+                    source,
+                })?;
+        }
+        if !cfg.channels.is_empty() {
+            step("channel nodes written");
+        }
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {
                 step: "introducing the domain to xenstored",
@@ -248,6 +274,11 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         return Err(e);
     }
     Ok(built)
+}
+
+/// The console devid of the `i`th channel (0 is the primary console).
+fn channel_devid(i: usize) -> u32 {
+    u32::try_from(i + 1).unwrap_or(u32::MAX)
 }
 
 /// Destroys a domain like `xl destroy`: pause, remove its xenstore nodes, destroy.

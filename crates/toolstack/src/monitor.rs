@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use xen::abi::xen::{DomId, XenPfn};
 use xen::{CtrlError, DomainControl};
 
+use xenstore::client::{Client, ClientError};
+
 use crate::builder::GuestMemory;
 use crate::config::{DomainConfig, ShutdownAction};
 use crate::domain;
@@ -72,13 +74,25 @@ pub fn run<C: DomainControl, M: GuestMemory>(
     ctl: &C,
     mem: &M,
     src: &ConfigSource,
+    domid: u32,
+    xen_version: (u32, u32),
+) -> Result<(), LifecycleError> {
+    run_with(ctl, mem, src, domid, xen_version, domain::connect)
+}
+
+/// [`run`] over xenstore connections made by `connect`.
+pub fn run_with<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    src: &ConfigSource,
     mut domid: u32,
     xen_version: (u32, u32),
+    connect: impl Fn() -> Result<Client, ClientError>,
 ) -> Result<(), LifecycleError> {
     let xs_err = |step| move |source| LifecycleError::Xenstore { step, source };
     let mut cfg = src.load()?;
-    let mut xs = domain::connect().map_err(xs_err("connecting to xenstored"))?;
-    let mut events = domain::connect().map_err(xs_err("connecting to xenstored"))?;
+    let mut xs = connect().map_err(xs_err("connecting to xenstored"))?;
+    let mut events = connect().map_err(xs_err("connecting to xenstored"))?;
     events
         .watch(RELEASE_DOMAIN, WATCH_TOKEN)
         .map_err(xs_err("watching @releaseDomain"))?;
@@ -119,7 +133,20 @@ pub fn run<C: DomainControl, M: GuestMemory>(
                         wait_console_drained(mem, &mut xs, domid);
                         lifecycle::destroy(ctl, &mut xs, domid)?;
                         lifecycle::wait_gone(ctl, domid, DESTROY_WAIT, false)?;
-                        cfg = src.load()?;
+                        // Like xl, the restarted domain is made from the config
+                        // as it is now (edited since the create or not); one that
+                        // no longer loads falls back to the one it ran with.
+                        cfg = match src.load() {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(
+                                    domid,
+                                    "re-reading {} failed ({e}); restarting with the config the domain ran with",
+                                    src.path.display()
+                                );
+                                cfg
+                            }
+                        };
                         let built = lifecycle::create(
                             ctl,
                             mem,
@@ -152,7 +179,7 @@ const XENCONS_OUT_PROD: usize = 3084;
 /// to its primary console ring, so that destroying the domain right after its
 /// poweroff does not lose its last lines. Best effort: any failure (no console,
 /// no mapping, bogus indices) just ends the wait.
-fn wait_console_drained<M: GuestMemory>(mem: &M, xs: &mut xenstore::client::Client, domid: u32) {
+fn wait_console_drained<M: GuestMemory>(mem: &M, xs: &mut Client, domid: u32) {
     let Ok(id) = DomId::try_from(domid) else {
         return;
     };

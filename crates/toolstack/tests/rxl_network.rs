@@ -38,8 +38,9 @@ fn start_daemon(tag: &str) -> PathBuf {
 }
 
 /// rxnetback's side of the handshake while `on` is set: a new NIC (state 1,
-/// online) goes to InitWait; one asked to close (state 5) goes to Closed.
-fn stand_in_backend(socket: &Path, on: Arc<AtomicBool>) {
+/// online) goes to InitWait; one asked to close (state 5) goes to Closed. While
+/// `guest` is set, a guest's netfront connects NICs in InitWait.
+fn stand_in_backend(socket: &Path, on: Arc<AtomicBool>, guest: Arc<AtomicBool>) {
     let mut xs = Client::connect_socket(socket).expect("backend connects");
     std::thread::spawn(move || loop {
         std::thread::sleep(BACKEND_POLL);
@@ -53,6 +54,11 @@ fn stand_in_backend(socket: &Path, on: Arc<AtomicBool>) {
             let state = format!("{BACKEND_DIR}/{d}/state");
             let next = match xs.read_string(&state).as_deref() {
                 Ok("1") => "2",
+                Ok("2") if guest.load(Ordering::SeqCst) => {
+                    // The guest's netfront: picks the NIC up, both sides connect.
+                    let _ = xs.write(&format!("{FRONTEND_DIR}/{d}/state"), b"4");
+                    "4"
+                }
                 Ok("5") => "6",
                 _ => continue,
             };
@@ -92,7 +98,8 @@ fn attach_list_detach_and_failures_leave_no_debris() {
     xs.write(&format!("/local/domain/{DOMID}/name"), b"g5")
         .expect("domain");
     let backend_on = Arc::new(AtomicBool::new(true));
-    stand_in_backend(&sock, backend_on.clone());
+    let guest_on = Arc::new(AtomicBool::new(false));
+    stand_in_backend(&sock, backend_on.clone(), guest_on.clone());
 
     // A NIC with a given MAC, by domain name: devid 0, xl's nodes.
     let o = rxl(
@@ -142,6 +149,25 @@ fn attach_list_detach_and_failures_leave_no_debris() {
         "xenbr0"
     );
 
+    // With the guest's netfront running (it connects NICs 0 and 1 as well),
+    // attach returns once the NIC is connected.
+    guest_on.store(true, Ordering::SeqCst);
+    let o = rxl(&sock, &["network-attach", "g5", "--timeout", "5"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("waits for the guest"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        xs.read_string(&format!("{BACKEND_DIR}/2/state"))
+            .expect("xenstore"),
+        "4"
+    );
+    let o = rxl(&sock, &["network-detach", "g5", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    guest_on.store(false, Ordering::SeqCst);
+
     // The same MAC twice in one domain is refused before anything is written.
     let o = rxl(&sock, &["network-attach", "g5", "mac=00:16:3e:00:00:aa"]);
     assert!(!o.status.success(), "{}", text(&o));
@@ -164,7 +190,7 @@ fn attach_list_detach_and_failures_leave_no_debris() {
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0]
         .starts_with("Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path"));
-    assert!(lines[1].starts_with("0   0  00:16:3e:00:00:aa     0     1     -1    -1/-1          /local/domain/0/backend/rxvif/5/0"), "{out}");
+    assert!(lines[1].starts_with("0   0  00:16:3e:00:00:aa     0     4     -1    -1/-1          /local/domain/0/backend/rxvif/5/0"), "{out}");
     assert!(lines[2].contains(&mac1), "{out}");
 
     // Detach by MAC, then by devid: the backend closes, both directories go,

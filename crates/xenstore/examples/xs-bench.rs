@@ -46,12 +46,67 @@ struct Args {
     /// shared machine only ever make a run slower).
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Only the workloads whose name contains one of these (e.g. `read 1,txn`);
+    /// all by default.
+    #[arg(long, value_delimiter = ',')]
+    work: Vec<String>,
+    /// Where a single client and the daemon run during the 1-client measurements:
+    /// `same` (both pinned to CPU 0), `split` (client on CPU 0, daemon on CPU 1)
+    /// or `free` (the kernel's choice). With one client every request wakes the
+    /// other side, and a wake-up across CPUs (an IPI, and an idle exit, costly in a
+    /// VM) costs both daemons 3-5 times what the request itself does; left to the
+    /// kernel, each measurement lands in one mode or the other, at random.
+    #[arg(long, value_enum, default_value_t = Placement::Same)]
+    one_client: Placement,
+    /// Skip the watch fan-out measurement.
+    #[arg(long)]
+    no_fanout: bool,
     /// Skip the memory measurement.
     #[arg(long)]
     no_memory: bool,
     /// Only the memory measurement (no throughput or fan-out runs before it).
     #[arg(long, conflicts_with = "no_memory")]
     memory_only: bool,
+}
+
+/// CPU placement of the 1-client measurements (see `Args::one_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Placement {
+    Same,
+    Split,
+    Free,
+}
+
+impl Placement {
+    /// CPUs of the daemon and of the client, if pinned.
+    fn cpus(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Placement::Same => Some(("0", "0")),
+            Placement::Split => Some(("1", "0")),
+            Placement::Free => None,
+        }
+    }
+}
+
+/// Sets the CPU affinity of every thread of process (or thread) `pid`.
+fn pin(pid: u32, cpus: &str) -> Result<()> {
+    let st = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    if !st.success() {
+        bail!("taskset -a -p -c {cpus} {pid}: {st}");
+    }
+    Ok(())
+}
+
+/// The online CPUs, as taskset takes them ("0-1").
+fn online_cpus() -> Result<String> {
+    Ok(std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .context("reading /sys/devices/system/cpu/online")?
+        .trim()
+        .to_string())
 }
 
 /// A daemon under test.
@@ -193,6 +248,10 @@ fn setup(socket: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Transaction bodies run (first attempts and retries after `EAGAIN`), for the
+/// attempts-per-commit figure printed beside the transaction workload.
+static TXN_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+
 /// One operation; `false` when it did not complete (a starved transaction).
 fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
     match w {
@@ -210,6 +269,7 @@ fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
         Work::Txn => {
             let key = format!("/bench/ctr{}", (me as u64 + i) % 4);
             let r = c.transaction(|tx| {
+                TXN_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
                 let n: u64 = tx.read_string(&key)?.parse().unwrap_or(0);
                 tx.write(&key, (n + 1).to_string().as_bytes())
             });
@@ -241,7 +301,18 @@ fn cpu_secs(pid: u32) -> Result<f64> {
 
 /// Operations per second with `clients` threads for `secs`, and the daemon's CPU
 /// microseconds per operation (robust against other load on the machine).
-fn throughput(socket: &Path, pid: u32, w: Work, clients: usize, secs: f64) -> Result<(f64, f64)> {
+/// With `cpus` (daemon, client), both are pinned for the measurement.
+fn throughput(
+    socket: &Path,
+    pid: u32,
+    w: Work,
+    clients: usize,
+    secs: f64,
+    cpus: Option<(&'static str, &'static str)>,
+) -> Result<(f64, f64)> {
+    if let Some((daemon, _)) = cpus {
+        pin(pid, daemon)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(clients + 1));
@@ -250,6 +321,9 @@ fn throughput(socket: &Path, pid: u32, w: Work, clients: usize, secs: f64) -> Re
         let (stop, done, barrier) = (stop.clone(), done.clone(), barrier.clone());
         let socket = socket.to_path_buf();
         handles.push(std::thread::spawn(move || -> Result<()> {
+            if let Some((_, client)) = cpus {
+                pin(nix::unistd::gettid().as_raw().unsigned_abs(), client)?;
+            }
             let mut c = Client::connect_socket(&socket)?;
             barrier.wait();
             let (mut i, mut ok) = (0u64, 0u64);
@@ -264,6 +338,7 @@ fn throughput(socket: &Path, pid: u32, w: Work, clients: usize, secs: f64) -> Re
         }));
     }
     barrier.wait();
+    let attempts0 = TXN_ATTEMPTS.load(Ordering::Relaxed);
     let cpu0 = cpu_secs(pid)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
@@ -274,7 +349,17 @@ fn throughput(socket: &Path, pid: u32, w: Work, clients: usize, secs: f64) -> Re
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid)? - cpu0;
+    if cpus.is_some() {
+        pin(pid, &online_cpus()?)?;
+    }
     let ops = done.load(Ordering::Relaxed) as f64;
+    let attempts = TXN_ATTEMPTS.load(Ordering::Relaxed) - attempts0;
+    if attempts > 0 && ops > 0.0 {
+        eprintln!(
+            "    {clients} clients: {:.2} transaction attempts per commit",
+            attempts as f64 / ops
+        );
+    }
     let cpu_per_op = if ops > 0.0 {
         cpu * 1e6 / ops
     } else {
@@ -396,11 +481,21 @@ fn main() -> Result<()> {
                 c.get_domain_path(0)?;
             }
             for w in Work::ALL {
+                if !args.work.is_empty() && !args.work.iter().any(|f| w.name().contains(f.as_str()))
+                {
+                    continue;
+                }
                 for &clients in &args.clients {
                     let (mut r, mut cpu): (f64, f64) = (0.0, f64::INFINITY);
                     for _ in 0..args.reps.max(1) {
-                        let (rate, c) = throughput(&d.socket, d.child.id(), w, clients, args.secs)
-                            .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
+                        let cpus = if clients == 1 {
+                            args.one_client.cpus()
+                        } else {
+                            None
+                        };
+                        let (rate, c) =
+                            throughput(&d.socket, d.child.id(), w, clients, args.secs, cpus)
+                                .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
                         r = r.max(rate);
                         cpu = cpu.min(c);
                     }
@@ -418,12 +513,14 @@ fn main() -> Result<()> {
                     );
                 }
             }
-            let mut f: f64 = 0.0;
-            for _ in 0..args.reps.max(1) {
-                f = f.max(fanout(&d.socket, 100, 200)?);
+            if !args.no_fanout {
+                let mut f: f64 = 0.0;
+                for _ in 0..args.reps.max(1) {
+                    f = f.max(fanout(&d.socket, 100, 200)?);
+                }
+                eprintln!("{:12} fan-out 1x100, idle {idle}: {f:.0} events/s", d.name);
+                fan.push((idle, di, f));
             }
-            eprintln!("{:12} fan-out 1x100, idle {idle}: {f:.0} events/s", d.name);
-            fan.push((idle, di, f));
             drop(idle_conns);
         }
         if !args.no_memory {
@@ -473,6 +570,8 @@ fn main() -> Result<()> {
                 ratios(&inv)
             );
         }
+    }
+    if !args.memory_only && !args.no_fanout {
         println!();
         println!(
             "| watch fan-out (1 writer, 100 watchers) | idle conns | {} events/s | {} |",

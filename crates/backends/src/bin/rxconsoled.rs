@@ -1,7 +1,8 @@
 //! `rxconsoled`: the console backend daemon, in place of xenconsoled. Serves
-//! every domain's PV console and SBSA UART: log files (`--log=guest
-//! --log-dir=DIR`, like xenconsoled) and a pty per console, published in
-//! xenstore (`console/tty`, `vuart/0/tty`) for `rxl console` and `xl console`.
+//! every domain's PV console, SBSA UART and secondary PV consoles (channels,
+//! `device/console/N`): log files (`--log=guest --log-dir=DIR`, like
+//! xenconsoled) and a pty per console, published in xenstore (`console/tty`,
+//! `vuart/0/tty`, `device/console/N/tty`) for `rxl console` and `xl console`.
 
 use anyhow::Context;
 use backends::console::log::LogPolicy;
@@ -55,6 +56,10 @@ struct Cli {
     /// Rotated log files kept per console.
     #[arg(long, default_value_t = 1)]
     log_keep: u32,
+    /// The domain rxconsoled runs in: secondary consoles are served from
+    /// `/local/domain/<this>/backend/console`.
+    #[arg(long, default_value_t = 0)]
+    backend_domid: u16,
     /// Write the daemon's pid here.
     #[arg(long)]
     pid_file: Option<PathBuf>,
@@ -77,6 +82,13 @@ impl ConsoleStore for Store {
             .try_read(path)
             .map_err(xs_err)?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+    fn directory(&mut self, path: &str) -> Result<Vec<String>, ConsoleError> {
+        match self.0.directory(path) {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_enoent() => Ok(Vec::new()),
+            Err(e) => Err(xs_err(e)),
+        }
     }
     fn write(&mut self, path: &str, value: &str) -> Result<(), ConsoleError> {
         self.0.write(path, value.as_bytes()).map_err(xs_err)
@@ -126,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             keep: cli.log_keep,
         },
         ptys: true,
+        backend_domid: cli.backend_domid,
     };
     let ctrl = xen::XenCtrl::open().context("opening /dev/xen/privcmd")?;
     let evtchn = xen::Evtchn::open().context("opening /dev/xen/evtchn")?;
@@ -171,14 +184,22 @@ fn main() -> anyhow::Result<()> {
     let mut tokens: HashMap<ConsoleId, Token> = HashMap::new();
     let mut next_token = FIRST_PTY;
     let mut events = Events::with_capacity(256);
+    // The xenstore socket is read to its end when it was readable (its source is
+    // edge-triggered) or when requests queued events; not on every wake-up, where
+    // the read would only say EAGAIN.
+    let mut xenstore_ready = true;
     loop {
         // Watch events queue up during any request: hand them all out.
-        while let Some(ev) = store.0.try_next_event().context("reading xenstore")? {
+        while xenstore_ready || store.0.queued_events() > 0 {
+            let Some(ev) = store.0.try_next_event().context("reading xenstore")? else {
+                break;
+            };
             tracing::debug!(path = %ev.path, token = %ev.token, "watch");
-            if let Err(e) = daemon.on_watch(&mut store, &ev.token) {
+            if let Err(e) = daemon.on_watch(&mut store, &ev.path, &ev.token) {
                 tracing::warn!("handling watch {}: {e}", ev.path);
             }
         }
+        xenstore_ready = false;
         let changes = daemon.take_fd_changes();
         for (id, fd) in changes.removed {
             if let Some(t) = tokens.remove(&id) {
@@ -211,7 +232,7 @@ fn main() -> anyhow::Result<()> {
         }
         for ev in events.iter() {
             match ev.token() {
-                XENSTORE => {} // drained at the top of the loop
+                XENSTORE => xenstore_ready = true, // drained at the top of the loop
                 SIGNALS => {
                     while let Ok(Some(info)) = signals.read_signal() {
                         if info.ssi_signo == Signal::SIGHUP as u32 {

@@ -77,6 +77,12 @@ pub struct LogFile {
     size: u64,
     policy: LogPolicy,
     at_line_start: bool,
+    /// The bytes of one write with their timestamps (kept to spare an
+    /// allocation per write).
+    out: Vec<u8>,
+    /// The last timestamp written and the millisecond it stands for: a flood
+    /// writes many chunks per millisecond, formatted once.
+    stamp: (u128, String),
 }
 
 impl LogFile {
@@ -90,6 +96,8 @@ impl LogFile {
             size,
             policy,
             at_line_start: true,
+            out: Vec::new(),
+            stamp: (u128::MAX, String::new()),
         })
     }
 
@@ -98,34 +106,52 @@ impl LogFile {
         &self.path
     }
 
-    /// Appends console bytes (timestamping line starts when asked).
+    /// Appends console bytes (timestamping line starts when asked) in one write.
     pub fn write(&mut self, data: &[u8]) -> Result<(), LogError> {
         if data.is_empty() {
             return Ok(());
         }
-        let mut out = Vec::with_capacity(data.len() + 32);
-        if self.policy.timestamps {
-            let stamp = timestamp(SystemTime::now());
-            for &b in data {
-                if self.at_line_start {
-                    out.extend_from_slice(stamp.as_bytes());
-                }
-                out.push(b);
-                self.at_line_start = b == b'\n';
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let bytes: &[u8] = if self.policy.timestamps {
+            // One clock reading per write: the lines of one chunk left the
+            // guest's ring together.
+            let now = SystemTime::now();
+            let ms = now
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            if self.stamp.0 != ms {
+                self.stamp = (ms, timestamp(now));
             }
+            let stamp = self.stamp.1.as_bytes();
+            for line in data.split_inclusive(|&b| b == b'\n') {
+                if self.at_line_start {
+                    out.extend_from_slice(stamp);
+                }
+                out.extend_from_slice(line);
+                self.at_line_start = line.last() == Some(&b'\n');
+            }
+            &out
         } else {
-            out.extend_from_slice(data);
-        }
-        if self.policy.max_bytes > 0 && self.size + out.len() as u64 > self.policy.max_bytes {
+            data
+        };
+        let result = self.append(bytes);
+        self.out = out;
+        result
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        if self.policy.max_bytes > 0 && self.size + bytes.len() as u64 > self.policy.max_bytes {
             self.rotate()?;
         }
         self.file
-            .write_all(&out)
+            .write_all(bytes)
             .map_err(|source| LogError::Write {
                 path: self.path.clone(),
                 source,
             })?;
-        self.size += out.len() as u64;
+        self.size += bytes.len() as u64;
         Ok(())
     }
 

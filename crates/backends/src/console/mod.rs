@@ -6,6 +6,17 @@
 //! `ring-ref`), binds the event channel in `port`, and moves bytes between the ring
 //! and a per-console log file and pty (its path published in `tty`).
 //!
+//! Secondary PV consoles (xl.cfg `channel`, `device/console/N` with N >= 1) go
+//! through the xenbus handshake under dom0's `backend/console/<domid>/N`: the
+//! backend waits in InitWait, the guest's hvc_xen grants its ring page and writes
+//! `ring-ref` (a grant reference) and `port`, the backend maps the grant and goes
+//! to Connected, and follows the frontend's Closing/Closed and the toolstack's
+//! removal. Frontends whose `type` is not `xenconsoled` belong to another backend
+//! (QEMU, which xl starts for guests with channels, writes `ioemu`) and are left
+//! alone. The generic [`crate::xenbus::Daemon`] is not used: it owns its own
+//! xenstore connection and event loop, and rxconsoled serves every console from
+//! one loop.
+//!
 //! One [`Daemon`] serves all consoles from one event loop; work per event is
 //! bounded (one ring's worth), a console whose guest signals too often is
 //! rate-limited ([`RATE_LIMIT_ALLOWANCE`] events per [`RATE_LIMIT_PERIOD`], as
@@ -24,8 +35,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use toolstack::device::{DevicePaths, XenbusState};
 use xen::abi::grant_table::GNTTAB_RESERVED_CONSOLE;
-use xen::abi::xen::{DomId, EvtchnPort, XenPfn};
+use xen::abi::xen::{DomId, EvtchnPort, GrantRef, XenPfn};
 use xen::{DomainControl, EventChannels, ForeignMemory, GrantMapper, MappedMemory};
 
 /// Events a console may signal per [`RATE_LIMIT_PERIOD`] before its port stays
@@ -40,6 +52,20 @@ pub const PTY_BUFFER_MAX: usize = 64 * 1024;
 const SCAN_BATCH: u32 = 256;
 /// Watch token for the domain list (`@introduceDomain`/`@releaseDomain`).
 pub const DOMLIST_TOKEN: &str = "domlist";
+/// Watch token for the secondary consoles' backend directory.
+pub const BACKEND_TOKEN: &str = "backend";
+/// Backend type of secondary PV consoles, as libxl names it
+/// (`LIBXL__DEVICE_KIND_CONSOLE`). The dom0 kernel has no backend of that type and
+/// xenconsoled serves only the primary console; QEMU's console backend is started
+/// per guest by xl for guests with channels and marks those frontends `type =
+/// ioemu`, which rxconsoled leaves alone (as it does for the primary console).
+pub const SECONDARY_BACKEND_TYPE: &str = "console";
+/// Where a guest's secondary console frontends live, under its domain path.
+pub const SECONDARY_FRONTEND_DIR: &str = "device/console";
+/// The value of a console's `type` node that names the console daemon
+/// (libxl's `LIBXL__CONSOLE_BACKEND_XENCONSOLED`); anything else is another
+/// backend's (QEMU: `ioemu`).
+pub const CONSOLE_TYPE_DAEMON: &str = "xenconsoled";
 
 /// Errors of the console backend.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +96,8 @@ pub enum ConsoleError {
 pub trait ConsoleStore {
     /// The value at `path`, `None` when absent.
     fn read(&mut self, path: &str) -> Result<Option<String>, ConsoleError>;
+    /// The children of `path`, empty when absent.
+    fn directory(&mut self, path: &str) -> Result<Vec<String>, ConsoleError>;
     fn write(&mut self, path: &str, value: &str) -> Result<(), ConsoleError>;
     fn watch(&mut self, path: &str, token: &str) -> Result<(), ConsoleError>;
     fn unwatch(&mut self, path: &str, token: &str) -> Result<(), ConsoleError>;
@@ -82,38 +110,40 @@ pub enum ConsoleKind {
     Pv,
     /// The emulated SBSA UART (`vuart/0/`; ttyAMA0).
     Vuart,
+    /// A secondary PV console (`device/console/N`, N >= 1; hvcN in Linux, made by
+    /// xl.cfg `channel = [...]`), set up through the xenbus handshake.
+    Secondary(u32),
 }
 
 impl ConsoleKind {
-    /// Every kind, in service order.
+    /// The consoles found in a domain's own directory, in service order.
     pub const ALL: [ConsoleKind; 2] = [ConsoleKind::Pv, ConsoleKind::Vuart];
     /// The console's directory under the domain's xenstore path.
-    pub fn xs_dir(self) -> &'static str {
+    pub fn xs_dir(self) -> String {
         match self {
-            ConsoleKind::Pv => "console",
-            ConsoleKind::Vuart => "vuart/0",
+            ConsoleKind::Pv => "console".to_string(),
+            ConsoleKind::Vuart => "vuart/0".to_string(),
+            ConsoleKind::Secondary(n) => format!("{SECONDARY_FRONTEND_DIR}/{n}"),
         }
     }
-    /// Suffix of its log file name (xenconsoled's `log_suffix`).
-    pub fn log_suffix(self) -> &'static str {
+    /// Suffix of its log file name (xenconsoled's `log_suffix`; xenconsoled has no
+    /// secondary consoles, theirs is `-consoleN`).
+    pub fn log_suffix(self) -> String {
         match self {
-            ConsoleKind::Pv => "",
-            ConsoleKind::Vuart => "-vuart0",
+            ConsoleKind::Pv => String::new(),
+            ConsoleKind::Vuart => "-vuart0".to_string(),
+            ConsoleKind::Secondary(n) => format!("-console{n}"),
         }
-    }
-    /// Whether the ring is offered through grant 0 (the vuart page is Xen's,
-    /// mapped by frame number only).
-    fn use_grant(self) -> bool {
-        self == ConsoleKind::Pv
     }
 }
 
 impl fmt::Display for ConsoleKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConsoleKind::Pv => "pv",
-            ConsoleKind::Vuart => "vuart0",
-        })
+        match self {
+            ConsoleKind::Pv => f.write_str("pv"),
+            ConsoleKind::Vuart => f.write_str("vuart0"),
+            ConsoleKind::Secondary(n) => write!(f, "console{n}"),
+        }
     }
 }
 
@@ -128,6 +158,8 @@ pub struct Config {
     pub log_policy: LogPolicy,
     /// Serve each console on a pty (off in unit tests).
     pub ptys: bool,
+    /// The domain rxconsoled runs in (the backend of secondary consoles).
+    pub backend_domid: DomId,
 }
 
 /// The ring mapping, whichever way it was made; dropping it unmaps.
@@ -137,12 +169,22 @@ type Keep = Box<dyn fmt::Debug + Send>;
 struct Console {
     ring: ConsRing,
     _mapping: Keep,
-    gfn: XenPfn,
+    /// `ring-ref` as connected: a GFN (primary, vuart) or a grant reference
+    /// (secondary consoles).
+    ring_ref: XenPfn,
     remote_port: EvtchnPort,
     local_port: EvtchnPort,
     log: Option<LogFile>,
     pty: Option<Pty>,
     pty_pending: VecDeque<u8>,
+    /// The last write to the pty would have blocked: wait for its writable
+    /// event instead of trying again on every chunk of output.
+    pty_blocked: bool,
+    /// Typed bytes may wait in the pty that did not fit the guest's `in` ring:
+    /// look again when the guest signals (it may have consumed some).
+    input_waiting: bool,
+    /// Reused buffer for output taken from the ring.
+    scratch: Vec<u8>,
     /// Events in the current rate-limit period.
     events: u32,
     /// The port is left masked until the period ends.
@@ -154,7 +196,7 @@ struct Console {
 impl fmt::Debug for Console {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Console")
-            .field("gfn", &self.gfn)
+            .field("ring_ref", &self.ring_ref)
             .field("remote_port", &self.remote_port)
             .field("local_port", &self.local_port)
             .field("pty", &self.pty.as_ref().map(|p| p.path()))
@@ -169,7 +211,7 @@ enum Slot {
     /// Disconnected for a protocol violation; retried only when the guest's
     /// xenstore values change.
     Failed {
-        gfn: XenPfn,
+        ring_ref: XenPfn,
         port: EvtchnPort,
     },
 }
@@ -266,26 +308,70 @@ where
         std::mem::take(&mut self.changes)
     }
 
-    /// Watches the domain list; its first firing scans the domains.
+    /// Watches the domain list and the secondary consoles' backend directory;
+    /// scans the domains.
     pub fn start<S: ConsoleStore>(&mut self, xs: &mut S) -> Result<(), ConsoleError> {
         xs.watch("@introduceDomain", DOMLIST_TOKEN)?;
         xs.watch("@releaseDomain", DOMLIST_TOKEN)?;
+        xs.watch(&self.secondary_backend_base(), BACKEND_TOKEN)?;
         self.scan(xs)
     }
 
-    /// Handles a watch event.
+    /// Handles a watch event on `path` with `token`.
     pub fn on_watch<S: ConsoleStore>(
         &mut self,
         xs: &mut S,
+        path: &str,
         token: &str,
     ) -> Result<(), ConsoleError> {
         if token == DOMLIST_TOKEN {
             return self.scan(xs);
         }
+        if token == BACKEND_TOKEN {
+            let base = self.secondary_backend_base();
+            match DevicePaths::parse_backend(
+                path,
+                u32::from(self.config.backend_domid),
+                SECONDARY_BACKEND_TYPE,
+            ) {
+                Some((fe, devid)) => {
+                    if let Ok(domid) = DomId::try_from(fe) {
+                        self.try_secondary(xs, domid, devid);
+                    }
+                }
+                // The base or a domain's directory: look at every device there.
+                None => {
+                    let fes: Vec<DomId> =
+                        match path.strip_prefix(&base).map(|r| r.trim_start_matches('/')) {
+                            Some(r) if !r.is_empty() => r.parse().ok().into_iter().collect(),
+                            _ => self.domains.keys().copied().collect(),
+                        };
+                    for domid in fes {
+                        self.try_secondaries(xs, domid);
+                    }
+                }
+            }
+            return Ok(());
+        }
         if let Some(domid) = token.strip_prefix("dom").and_then(parse_num::<DomId>) {
-            if self.domains.contains_key(&domid) {
-                for kind in ConsoleKind::ALL {
-                    self.try_connect(xs, domid, kind);
+            if !self.domains.contains_key(&domid) {
+                return Ok(());
+            }
+            let fe_dir = format!("{}/{SECONDARY_FRONTEND_DIR}", domain_path(domid));
+            match path
+                .strip_prefix(&fe_dir)
+                .map(|r| r.trim_start_matches('/'))
+            {
+                Some("") => self.try_secondaries(xs, domid),
+                Some(rest) => {
+                    if let Some(devid) = rest.split('/').next().and_then(parse_num::<u32>) {
+                        self.try_secondary(xs, domid, devid);
+                    }
+                }
+                None => {
+                    for kind in ConsoleKind::ALL {
+                        self.try_connect(xs, domid, kind);
+                    }
                 }
             }
         }
@@ -326,16 +412,28 @@ where
             self.domains.insert(domid, HashMap::new());
             // Watches fire once when set, which connects the consoles whose
             // nodes exist; later writes (ring-ref, port) fire them again.
-            let base = domain_path(domid);
-            for kind in ConsoleKind::ALL {
-                if let Err(e) = xs.watch(&format!("{base}/{}", kind.xs_dir()), &watch_token(domid))
-                {
-                    tracing::warn!(domid, "cannot watch {kind} console: {e}");
+            for dir in Self::watched_dirs(domid) {
+                if let Err(e) = xs.watch(&dir, &watch_token(domid)) {
+                    tracing::warn!(domid, "cannot watch {dir}: {e}");
                 }
+            }
+            for kind in ConsoleKind::ALL {
                 self.try_connect(xs, domid, kind);
             }
+            self.try_secondaries(xs, domid);
         }
         Ok(())
+    }
+
+    /// The directories of a domain watched for console changes.
+    fn watched_dirs(domid: DomId) -> Vec<String> {
+        let base = domain_path(domid);
+        let mut dirs: Vec<String> = ConsoleKind::ALL
+            .iter()
+            .map(|k| format!("{base}/{}", k.xs_dir()))
+            .collect();
+        dirs.push(format!("{base}/{SECONDARY_FRONTEND_DIR}"));
+        dirs
     }
 
     /// Stops serving a domain: its consoles are flushed, unbound and unmapped.
@@ -344,9 +442,8 @@ where
             return;
         };
         tracing::info!(domid, "domain gone");
-        let base = domain_path(domid);
-        for kind in ConsoleKind::ALL {
-            let _ = xs.unwatch(&format!("{base}/{}", kind.xs_dir()), &watch_token(domid));
+        for dir in Self::watched_dirs(domid) {
+            let _ = xs.unwatch(&dir, &watch_token(domid));
         }
         for (kind, slot) in slots {
             if let Slot::Connected(mut c) = slot {
@@ -378,6 +475,14 @@ where
         }
     }
 
+    /// Whether the console in `dir` belongs to another backend (its `type` is
+    /// set and is not the console daemon's).
+    fn foreign_type<S: ConsoleStore>(xs: &mut S, dir: &str) -> Result<bool, ConsoleError> {
+        Ok(xs
+            .read(&format!("{dir}/type"))?
+            .is_some_and(|t| t != CONSOLE_TYPE_DAEMON))
+    }
+
     fn connect<S: ConsoleStore>(
         &mut self,
         xs: &mut S,
@@ -386,12 +491,10 @@ where
     ) -> Result<bool, ConsoleError> {
         let dir = format!("{}/{}", domain_path(domid), kind.xs_dir());
         // Another backend (QEMU: "ioemu") may own the console.
-        if let Some(t) = xs.read(&format!("{dir}/type"))? {
-            if t != "xenconsoled" {
-                return Ok(false);
-            }
+        if Self::foreign_type(xs, &dir)? {
+            return Ok(false);
         }
-        let (Some(gfn), Some(port)) = (
+        let (Some(ring_ref), Some(port)) = (
             xs.read(&format!("{dir}/ring-ref"))?
                 .as_deref()
                 .and_then(parse_num::<XenPfn>),
@@ -401,28 +504,63 @@ where
         ) else {
             return Ok(false);
         };
+        self.attach(xs, domid, kind, ring_ref, port)
+    }
+
+    /// Maps the ring `ring_ref`, binds `port` and opens the log and pty of a
+    /// console, unless it is connected (or failed) with these values already.
+    fn attach<S: ConsoleStore>(
+        &mut self,
+        xs: &mut S,
+        domid: DomId,
+        kind: ConsoleKind,
+        ring_ref: XenPfn,
+        port: EvtchnPort,
+    ) -> Result<bool, ConsoleError> {
+        let dir = format!("{}/{}", domain_path(domid), kind.xs_dir());
         let slots = self.domains.entry(domid).or_default();
         match slots.get(&kind) {
-            Some(Slot::Connected(c)) if c.gfn == gfn && c.remote_port == port => return Ok(false),
-            Some(Slot::Failed { gfn: g, port: p }) if *g == gfn && *p == port => return Ok(false),
+            Some(Slot::Connected(c)) if c.ring_ref == ring_ref && c.remote_port == port => {
+                return Ok(false)
+            }
+            Some(Slot::Failed {
+                ring_ref: r,
+                port: p,
+            }) if *r == ring_ref && *p == port => return Ok(false),
             _ => {}
         }
         // New values (e.g. the guest kexec'd): reconnect.
         if let Some(Slot::Connected(old)) = slots.remove(&kind) {
             self.release((domid, kind), &old);
         }
-        let (mem, keep) = self.map_ring(domid, kind, gfn)?;
+        let (mem, keep) = match self.map_ring(domid, kind, ring_ref) {
+            Ok(m) => m,
+            Err(e) => {
+                // A secondary console's frontend waits in Initialised for us: do
+                // not retry a grant that failed until it offers another one.
+                if let ConsoleKind::Secondary(_) = kind {
+                    self.domains
+                        .entry(domid)
+                        .or_default()
+                        .insert(kind, Slot::Failed { ring_ref, port });
+                }
+                return Err(e);
+            }
+        };
         let ring = ConsRing::new(mem)?;
         let local_port = self.evtchn.bind_interdomain(domid, port)?;
         let mut c = Box::new(Console {
             ring,
             _mapping: keep,
-            gfn,
+            ring_ref,
             remote_port: port,
             local_port,
             log: None,
             pty: None,
             pty_pending: VecDeque::new(),
+            pty_blocked: false,
+            input_waiting: false,
+            scratch: Vec::with_capacity(OUT_SIZE),
             events: 0,
             throttled: false,
             logged: 0,
@@ -447,6 +585,168 @@ where
         Ok(true)
     }
 
+    /// `/local/domain/<backend>/backend/console`.
+    fn secondary_backend_base(&self) -> String {
+        format!(
+            "{}/backend/{SECONDARY_BACKEND_TYPE}",
+            domain_path(self.config.backend_domid)
+        )
+    }
+
+    /// Runs the handshake of every secondary console of `domid` one step on.
+    fn try_secondaries<S: ConsoleStore>(&mut self, xs: &mut S, domid: DomId) {
+        let dir = format!("{}/{domid}", self.secondary_backend_base());
+        let devids = match xs.directory(&dir) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(domid, "cannot list {dir}: {e}");
+                return;
+            }
+        };
+        for devid in devids.iter().filter_map(|d| parse_num::<u32>(d)) {
+            self.try_secondary(xs, domid, devid);
+        }
+    }
+
+    fn try_secondary<S: ConsoleStore>(&mut self, xs: &mut S, domid: DomId, devid: u32) {
+        // Console 0 is the primary, served through console/ without a handshake.
+        if devid == 0 || !self.domains.contains_key(&domid) {
+            return;
+        }
+        if let Err(e) = self.secondary(xs, domid, devid) {
+            tracing::warn!(domid, devid, "secondary console: {e}");
+        }
+    }
+
+    /// One step of the xenbus handshake of secondary console `devid` of `domid`
+    /// (xen/include/public/io/xenbus.h; hvc_xen's frontend grants its ring, writes
+    /// `ring-ref` (a grant reference) and `port`, and goes to Initialised without
+    /// waiting for the backend): InitWait once the toolstack made the device,
+    /// Connected once the ring is served, Closing/Closed after the frontend, and
+    /// Closed when the toolstack takes the device away (`online = 0`).
+    fn secondary<S: ConsoleStore>(
+        &mut self,
+        xs: &mut S,
+        domid: DomId,
+        devid: u32,
+    ) -> Result<(), ConsoleError> {
+        let kind = ConsoleKind::Secondary(devid);
+        let be = format!("{}/{domid}/{devid}", self.secondary_backend_base());
+        let fe = format!("{}/{}", domain_path(domid), kind.xs_dir());
+        let state = |v: Option<String>| XenbusState::parse(v.unwrap_or_default().as_bytes());
+        let Some(be_state) = xs.read(&format!("{be}/state"))? else {
+            // The toolstack removed the device.
+            self.drop_console((domid, kind));
+            return Ok(());
+        };
+        let be_state = XenbusState::parse(be_state.as_bytes());
+        // The backend directory names its frontend; only the one where the
+        // guest's own devices live is served.
+        if xs.read(&format!("{be}/frontend"))?.as_deref() != Some(fe.as_str()) {
+            return Ok(());
+        }
+        if Self::foreign_type(xs, &fe)? {
+            return Ok(());
+        }
+        let online = xs
+            .read(&format!("{be}/online"))?
+            .as_deref()
+            .and_then(parse_num::<u32>)
+            == Some(1);
+        let fe_state = state(xs.read(&format!("{fe}/state"))?);
+        let set = |xs: &mut S, s: XenbusState| -> Result<(), ConsoleError> {
+            if s != be_state {
+                tracing::info!(domid, devid, "{be}: state {s}");
+                xs.write(&format!("{be}/state"), &s.as_value())?;
+            }
+            Ok(())
+        };
+        let connected = self.console_state((domid, kind)) == Some(true);
+        // Gives up on the device until the frontend starts over; written once,
+        // as every write fires the backend watch again.
+        let give_up = |xs: &mut S, why: &str| -> Result<(), ConsoleError> {
+            if be_state != XenbusState::Closing {
+                tracing::error!(domid, devid, "{be}: {why}");
+                xs.write(&format!("{be}/error"), why)?;
+                set(xs, XenbusState::Closing)?;
+            }
+            Ok(())
+        };
+        if !online {
+            // Removal by the toolstack (libxl: online = 0, state = Closing).
+            self.drop_console((domid, kind));
+            if matches!(be_state, XenbusState::Closing | XenbusState::Connected) {
+                set(xs, XenbusState::Closed)?;
+            }
+            return Ok(());
+        }
+        match fe_state {
+            XenbusState::Initialised | XenbusState::Connected => {
+                let read = |xs: &mut S, node: &str| -> Result<Option<u32>, ConsoleError> {
+                    Ok(xs
+                        .read(&format!("{fe}/{node}"))?
+                        .as_deref()
+                        .and_then(parse_num::<u32>))
+                };
+                let (Some(ring_ref), Some(port)) = (read(xs, "ring-ref")?, read(xs, "port")?)
+                else {
+                    return give_up(
+                        xs,
+                        &format!("{fe} is {fe_state} without a valid ring-ref and port"),
+                    );
+                };
+                match self.attach(xs, domid, kind, XenPfn::from(ring_ref), port) {
+                    Ok(true) => tracing::info!(domid, %kind, "console connected"),
+                    Ok(false) => {}
+                    Err(e) => return give_up(xs, &e.to_string()),
+                }
+                match self.console_state((domid, kind)) {
+                    Some(true) => set(xs, XenbusState::Connected),
+                    // Disconnected for misbehaving (bogus ring indices).
+                    _ => give_up(xs, "the console ring was disconnected"),
+                }
+            }
+            XenbusState::Closing => {
+                self.drop_console((domid, kind));
+                set(xs, XenbusState::Closing)
+            }
+            XenbusState::Closed => {
+                self.drop_console((domid, kind));
+                set(xs, XenbusState::Closed)
+            }
+            XenbusState::Initialising | XenbusState::InitWait | XenbusState::Unknown => {
+                if connected {
+                    self.drop_console((domid, kind));
+                }
+                // A new device, or a frontend that starts over after closing.
+                let fresh = be_state == XenbusState::Initialising
+                    || (fe_state != XenbusState::Unknown
+                        && matches!(be_state, XenbusState::Closing | XenbusState::Closed));
+                if fresh {
+                    // Forget a failure: the frontend will offer a new ring.
+                    if let Some(s) = self.domains.get_mut(&domid) {
+                        s.remove(&kind);
+                    }
+                    set(xs, XenbusState::InitWait)?;
+                }
+                Ok(())
+            }
+            XenbusState::Reconfiguring | XenbusState::Reconfigured => Ok(()),
+        }
+    }
+
+    /// Stops serving one console (flushing what is in its ring) and forgets it.
+    fn drop_console(&mut self, id: ConsoleId) {
+        let Some(slot) = self.domains.get_mut(&id.0).and_then(|s| s.remove(&id.1)) else {
+            return;
+        };
+        if let Slot::Connected(mut c) = slot {
+            let _ = self.drain_out(id, &mut c);
+            self.release(id, &c);
+            tracing::info!(domid = id.0, kind = %id.1, "console disconnected");
+        }
+    }
+
     fn open_outputs<S: ConsoleStore>(
         &mut self,
         xs: &mut S,
@@ -459,7 +759,7 @@ where
             let name = xs
                 .read(&format!("{}/name", domain_path(domid)))?
                 .unwrap_or_else(|| format!("domain{domid}"));
-            let path = log_dir.join(log_file_name(&name, kind.log_suffix()));
+            let path = log_dir.join(log_file_name(&name, &kind.log_suffix()));
             c.log = Some(LogFile::open(&path, self.config.log_policy)?);
         }
         if self.config.ptys {
@@ -472,19 +772,25 @@ where
         Ok(())
     }
 
-    /// Maps the ring: grant 0 first for the PV console, else the frame itself.
+    /// Maps the ring: the primary PV console through grant 0 (else the frame
+    /// itself), the vuart by frame number, a secondary console through the grant
+    /// reference its frontend wrote.
     fn map_ring(
         &self,
         domid: DomId,
         kind: ConsoleKind,
-        gfn: XenPfn,
+        ring_ref: XenPfn,
     ) -> Result<(MappedMemory, Keep), ConsoleError> {
         let mut grant_err = String::from("not offered");
-        if kind.use_grant() {
-            match self
-                .grants
-                .map_grants(domid, &[GNTTAB_RESERVED_CONSOLE], true)
-            {
+        let grant = match kind {
+            ConsoleKind::Pv => Some(GNTTAB_RESERVED_CONSOLE),
+            ConsoleKind::Vuart => None,
+            ConsoleKind::Secondary(_) => {
+                Some(GrantRef::try_from(ring_ref).unwrap_or(GrantRef::MAX))
+            }
+        };
+        if let Some(gref) = grant {
+            match self.grants.map_grants(domid, &[gref], true) {
                 Ok(m) => {
                     let mem = (*m).clone();
                     return Ok((mem, Box::new(m)));
@@ -492,11 +798,19 @@ where
                 Err(e) => grant_err = e.to_string(),
             }
         }
-        match self.foreign.map_foreign(domid, &[gfn], true) {
+        if let ConsoleKind::Secondary(_) = kind {
+            return Err(ConsoleError::Map {
+                domid,
+                gfn: ring_ref,
+                grant: grant_err,
+                foreign: "not tried (ring-ref is a grant reference)".into(),
+            });
+        }
+        match self.foreign.map_foreign(domid, &[ring_ref], true) {
             Ok(mem) => Ok((mem.clone(), Box::new(mem))),
             Err(e) => Err(ConsoleError::Map {
                 domid,
-                gfn,
+                gfn: ring_ref,
                 grant: grant_err,
                 foreign: e.to_string(),
             }),
@@ -506,35 +820,49 @@ where
     /// Disconnects a misbehaving console until its xenstore values change.
     fn fail(&mut self, id: ConsoleId, c: Box<Console>, why: &ConsoleError) {
         tracing::error!(domid = id.0, kind = %id.1, "disconnecting console: {why}");
-        let (gfn, port) = (c.gfn, c.remote_port);
+        let (ring_ref, port) = (c.ring_ref, c.remote_port);
         self.release(id, &c);
         self.domains
             .entry(id.0)
             .or_default()
-            .insert(id.1, Slot::Failed { gfn, port });
+            .insert(id.1, Slot::Failed { ring_ref, port });
     }
 
     /// Moves what is in the ring to the log and pty (one ring's worth at most),
     /// then releases it to the guest and notifies it.
     fn drain_out(&mut self, id: ConsoleId, c: &mut Console) -> Result<(), ConsoleError> {
-        let chunk = c.ring.peek_out(OUT_SIZE)?;
-        if chunk.data.is_empty() {
+        let mut data = std::mem::take(&mut c.scratch);
+        let result = self.drain_out_via(id, c, &mut data);
+        c.scratch = data;
+        result
+    }
+
+    fn drain_out_via(
+        &mut self,
+        id: ConsoleId,
+        c: &mut Console,
+        data: &mut Vec<u8>,
+    ) -> Result<(), ConsoleError> {
+        let cons = c.ring.peek_out_into(OUT_SIZE, data)?;
+        if data.is_empty() {
             return Ok(());
         }
         if let Some(log) = &mut c.log {
-            if let Err(e) = log.write(&chunk.data) {
+            if let Err(e) = log.write(data) {
                 // A full disk must not stop the guest: keep serving the pty.
                 tracing::warn!(domid = id.0, "{e}");
             }
         }
-        c.logged += chunk.data.len() as u64;
+        c.logged += data.len() as u64;
         if c.pty.is_some() {
-            c.pty_pending.extend(&chunk.data);
+            c.pty_pending.extend(data.iter());
             let over = c.pty_pending.len().saturating_sub(PTY_BUFFER_MAX);
             c.pty_pending.drain(..over);
-            flush_pty(c);
+            if !c.pty_blocked {
+                flush_pty(c);
+            }
         }
-        c.ring.commit_out(&chunk, chunk.data.len())?;
+        c.ring.commit_out_at(cons, data.len())?;
         self.evtchn.notify(c.local_port)?;
         Ok(())
     }
@@ -568,7 +896,10 @@ where
     fn service(&mut self, id: ConsoleId, c: &mut Console) -> Result<(), ConsoleError> {
         self.drain_out(id, c)?;
         // The guest may have consumed input: more typed bytes may now fit.
-        self.pty_input(c)
+        if c.input_waiting {
+            self.pty_input(c)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` on a connected console; a failure disconnects it.
@@ -614,6 +945,12 @@ where
         for id in ids {
             self.with_console(id, |d, c| {
                 c.events = 0;
+                // A pty's writable edge may never come while nobody reads it:
+                // try it again once a period.
+                if c.pty_blocked {
+                    c.pty_blocked = false;
+                    flush_pty(c);
+                }
                 if c.throttled {
                     c.throttled = false;
                     d.service(id, c)?;
@@ -627,6 +964,8 @@ where
     /// The pty of console `id` is readable or writable.
     pub fn on_pty(&mut self, id: ConsoleId) {
         self.with_console(id, |d, c| {
+            // Readable or writable: either way, try both directions once.
+            c.pty_blocked = false;
             flush_pty(c);
             d.pty_input(c)
         });
@@ -640,16 +979,23 @@ where
         loop {
             let space = c.ring.in_space()?;
             if space == 0 {
+                // The pty was not read to its end: its readiness will not
+                // fire again for what is left, so look on the guest's next
+                // signal.
+                c.input_waiting = true;
                 break;
             }
             let mut buf = [0u8; ring::IN_SIZE];
             match p.read(&mut buf[..space]) {
-                Ok(0) => break,
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     c.ring.write_in(&buf[..n])?;
                     moved = true;
                 }
-                Err(_) => break, // WouldBlock, or EIO while no slave is open
+                // Drained (WouldBlock), or EIO while no slave is open.
+                _ => {
+                    c.input_waiting = false;
+                    break;
+                }
             }
         }
         if moved {
@@ -711,10 +1057,14 @@ fn flush_pty(c: &mut Console) {
     while !c.pty_pending.is_empty() {
         let (a, _) = c.pty_pending.as_slices();
         match p.write(a) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
+            Ok(n) if n > 0 => {
                 c.pty_pending.drain(..n);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                c.pty_blocked = true;
+                break;
+            }
+            _ => break,
         }
     }
 }

@@ -79,6 +79,14 @@ impl ConsRing {
 
     /// Copies out up to `max` bytes the guest produced, without consuming them.
     pub fn peek_out(&self, max: usize) -> Result<OutChunk, ConsRingError> {
+        let mut data = Vec::new();
+        let cons = self.peek_out_into(max, &mut data)?;
+        Ok(OutChunk { cons, data })
+    }
+
+    /// Like [`ConsRing::peek_out`] into a caller's buffer (replacing its
+    /// contents); returns `out_cons` as read, for [`ConsRing::commit_out_at`].
+    pub fn peek_out_into(&self, max: usize, data: &mut Vec<u8>) -> Result<u32, ConsRingError> {
         let cons = self.mem.read_u32(OUT_CONS_OFFSET)?;
         let prod = self.mem.read_u32(OUT_PROD_OFFSET)?;
         // Read the indices before the bytes they cover.
@@ -93,18 +101,25 @@ impl ConsRing {
             });
         }
         let n = used.min(max);
-        let mut data = vec![0u8; n];
-        copy_from_ring(&self.mem, OUT_OFFSET, OUT_SIZE, cons, &mut data)?;
-        Ok(OutChunk { cons, data })
+        data.clear();
+        data.resize(n, 0);
+        copy_from_ring(&self.mem, OUT_OFFSET, OUT_SIZE, cons, data)?;
+        Ok(cons)
     }
 
     /// Releases `n` bytes of `chunk` back to the guest (`out_cons = cons + n`).
     pub fn commit_out(&self, chunk: &OutChunk, n: usize) -> Result<(), ConsRingError> {
-        let n = n.min(chunk.data.len());
+        self.commit_out_at(chunk.cons, n.min(chunk.data.len()))
+    }
+
+    /// Releases `n` bytes peeked at `cons` back to the guest (`out_cons = cons +
+    /// n`); `n` must not exceed what [`ConsRing::peek_out_into`] returned.
+    pub fn commit_out_at(&self, cons: u32, n: usize) -> Result<(), ConsRingError> {
+        let n = n.min(OUT_SIZE);
         // Finish reading the bytes before the guest may overwrite them.
         fence(Ordering::SeqCst);
         self.mem
-            .write_u32(OUT_CONS_OFFSET, chunk.cons.wrapping_add(n as u32))?;
+            .write_u32(OUT_CONS_OFFSET, cons.wrapping_add(n as u32))?;
         Ok(())
     }
 

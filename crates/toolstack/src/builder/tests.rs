@@ -372,6 +372,67 @@ fn createdomain_request_is_libxls() {
     assert_eq!(max_mem_kib(&cfg), 128 * 1024 + 1024);
 }
 
+/// A synthetic arm32 zImage: the header (magic, start 0, end = size), then a body.
+fn zimage_bytes() -> Vec<u8> {
+    let len = 200 * 1024;
+    let mut k = crate::arm::loader::zimage32_header(0, len as u32);
+    k.extend((k.len()..len).map(|i| (i % 241) as u8));
+    k
+}
+
+#[test]
+fn arm32_zimage_makes_a_32_bit_domain_started_in_svc_mode() {
+    use crate::arm::layout::PSR_GUEST32_INIT;
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let kernel = zimage_bytes();
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    assert_eq!(ctl.inner.address_size(1), Some(32), "set_address_size 32");
+    let l = &b.plan.layout;
+    // xg_dom_armzimageloader.c: the zImage goes 32 KiB into RAM, entry = load address.
+    assert_eq!(l.kernel.start, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    // The DTB and initrd sit in bank 0, below 4 GiB (32-bit lowmem).
+    assert!(l.dtb.end <= 1 << 32 && l.initrd.expect("initrd").end <= 1 << 32);
+    // vcpu_arm32: pc = entry, r0 = 0, r1 = ~0 (no machine id: DT boot), r2 = DTB,
+    // CPSR = SVC mode with A, I and F masked.
+    let ctx = ctl.inner.get_vcpu_context(1, 0).expect("ctx");
+    assert_eq!(ctx.user_regs.pc64, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(
+        &ctx.user_regs.x[..3],
+        &[0, 0xffff_ffff, l.dtb.start],
+        "r0, r1, r2"
+    );
+    assert_eq!(ctx.user_regs.cpsr, PSR_GUEST32_INIT);
+    assert_eq!(PSR_GUEST32_INIT & 0x1f, 0x13, "SVC mode");
+    assert_eq!(PSR_GUEST32_INIT & 0x1c0, 0x1c0, "A, I, F masked");
+    let tree = crate::dtb::parse(&b.plan.dtb).expect("dtb").root;
+    assert!(tree
+        .child("timer")
+        .expect("timer")
+        .is_compatible("arm,armv7-timer"));
+}
+
+#[test]
+fn arm32_zimage_is_refused_before_anything_is_made_when_xen_runs_no_32_bit_guests() {
+    let mut ctl = Flaky::new("");
+    ctl.inner.version.capabilities = "xen-3.0-aarch64 ".into();
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &zimage_bytes(), b"x").expect_err("no AArch32 EL1");
+    let msg = err.to_string();
+    assert!(msg.starts_with("checking the guest type: "), "{msg}");
+    assert!(
+        msg.contains("xen-3.0-armv7l") && msg.contains("AArch32 at EL1"),
+        "{msg}"
+    );
+    assert_eq!(ctl.inner.domain_info_list(1, 10).expect("list").len(), 0);
+    // An arm64 Image on the same host is fine.
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("arm64 builds");
+}
+
 /// rxenstored's daemon on a temporary socket, served by a thread for the rest of
 /// the test process.
 fn xenstored(tag: &str) -> std::path::PathBuf {
@@ -485,4 +546,93 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("ioemu");
     assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
     assert_eq!(ctl.calls.get(), 0, "no domain was created");
+}
+
+/// Marks a fake domain as shut down with `reason`.
+fn shut_down(ctl: &FakeXen, domid: DomId, reason: u32) {
+    use xen::abi::domctl::dominf;
+    let mut info = ctl.domain_info(domid).expect("domain");
+    info.flags = dominf::SHUTDOWN | (reason << dominf::SHUTDOWN_SHIFT);
+    ctl.add_domain(info);
+}
+
+/// Polls `f` every 50 ms for up to 20 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn on_reboot_restart_re_reads_the_config_file() {
+    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("mon");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let k = std::env::temp_dir().join(format!("rxl-lc-mon-{}.img", std::process::id()));
+    std::fs::write(&k, kernel_bytes()).expect("kernel file");
+    let file = k.with_extension("cfg");
+    let text = |bridge: &str| {
+        format!(
+            "name='g'\nkernel='{}'\nmemory=64\non_reboot='restart'\non_poweroff='destroy'\nvif=['bridge={bridge}']\n",
+            k.display()
+        )
+    };
+    std::fs::write(&file, text("br0")).expect("config file");
+    let src = ConfigSource {
+        path: file.clone(),
+        overrides: Vec::new(),
+    };
+    let cfg = src.load().expect("config");
+    let ctl = FakeXen::new();
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: false,
+        xen_version: (4, 17),
+    };
+    let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
+        .expect("create")
+        .domid;
+    let src = lifecycle::restart_source(&src, &cfg);
+    let bridge = "/local/domain/0/backend/rxvif/1/0/bridge";
+    let mac = "/local/domain/1/device/vif/0/mac";
+    let mac_before = xs.read_string(mac).expect("mac");
+    std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            crate::monitor::run_with(&ctl, &guest, &src, u32::from(domid), (4, 17), || {
+                Client::connect_socket(&sock)
+            })
+        });
+        // The admin edits the config while the guest runs; the guest reboots.
+        std::fs::write(&file, text("br7")).expect("edit config");
+        shut_down(&ctl, domid, SHUTDOWN_REBOOT);
+        eventually("the restarted domain's NIC on the new bridge", || {
+            xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        // Same uuid (pinned), so the same generated MAC.
+        assert_eq!(xs.read_string(mac).expect("mac"), mac_before);
+        // A config that no longer parses: the restart uses the last good one.
+        std::fs::write(&file, "memory = = 3\n").expect("break config");
+        eventually("domain 1 running again", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+        });
+        shut_down(&ctl, 1, SHUTDOWN_REBOOT);
+        eventually("the restart with the last good config", || {
+            ctl.domain_info(1).is_ok_and(|i| !i.shutdown())
+                && xs.read_string(bridge).is_ok_and(|b| b == "br7")
+        });
+        shut_down(&ctl, 1, SHUTDOWN_POWEROFF);
+        monitor
+            .join()
+            .expect("monitor thread")
+            .expect("monitor ends when the domain is destroyed");
+    });
+    assert!(ctl.domain_info(1).is_err(), "destroyed on poweroff");
+    assert!(!xs.exists("/local/domain/1").expect("exists"));
+    assert!(!xs.exists("/local/domain/0/backend/rxvif").expect("exists"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&k);
 }

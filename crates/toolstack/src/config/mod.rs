@@ -6,6 +6,7 @@
 //! one as a warning (with its file and line), and says so for keys xl knows that rxl
 //! does not implement.
 
+pub mod channel;
 pub mod disk;
 pub mod parse;
 pub mod vif;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::arm::layout::{GICV2_MAX_VCPUS, GUEST_MAX_VCPUS, GUEST_RAM0_SIZE, GUEST_RAM1_SIZE};
+pub use channel::{parse_channel_spec, ChannelSpec};
 pub use disk::{parse_disk_spec, DiskSpec};
 pub use parse::{Origin, ParseError, Setting, Value};
 pub use vif::{parse_vif_spec, Mac, VifSpec};
@@ -48,6 +50,7 @@ const SUPPORTED_KEYS: &[&str] = &[
     "on_soft_reset",
     "disk",
     "vif",
+    "channel",
 ];
 
 /// Keys xl knows (xl.cfg(5)) that rxl does not implement yet: accepted with a warning.
@@ -56,7 +59,6 @@ const XL_KEYS_NOT_IMPLEMENTED: &[&str] = &[
     "bootloader",
     "bootloader_args",
     "cap",
-    "channel",
     "claim_mode",
     "cpu_weight",
     "cpus",
@@ -308,6 +310,8 @@ pub struct DomainConfig {
     pub on_soft_reset: ShutdownAction,
     pub disks: Vec<DiskSpec>,
     pub vifs: Vec<VifSpec>,
+    /// `channel = [...]`: secondary PV consoles, devid 1, 2, ... in order (libxl).
+    pub channels: Vec<ChannelSpec>,
     /// Unknown and unimplemented keys, xl-style warnings.
     pub warnings: Vec<Warning>,
     /// Where each key was (last) set, for messages.
@@ -593,6 +597,17 @@ impl DomainConfig {
             }
             vifs.push(v);
         }
+        let mut channels = Vec::new();
+        for (spec, s) in st.list_of_strings("channel")? {
+            let c = parse_channel_spec(spec).map_err(|e| Settings::err(s, e.to_string()))?;
+            for k in &c.ignored {
+                warnings.push(Warning {
+                    origin: s.origin.clone(),
+                    message: format!("unknown channel parameter '{k}', ignoring"),
+                });
+            }
+            channels.push(c);
+        }
 
         Ok(DomainConfig {
             name,
@@ -614,6 +629,7 @@ impl DomainConfig {
             on_soft_reset,
             disks,
             vifs,
+            channels,
             warnings,
             origins,
         })
@@ -734,6 +750,27 @@ impl DomainConfig {
                     p.push(self.problem("vif", format!("MAC {m} is used twice")));
                 }
                 macs.push(m);
+            }
+        }
+        for c in &self.channels {
+            if let channel::Connection::Socket { .. } = c.connection {
+                p.push(self.problem(
+                    "channel",
+                    format!("channel {}: connection=socket needs a device model (QEMU); rxconsoled serves connection=pty channels", c.name),
+                ));
+            }
+            if let Some(b) = c
+                .backend
+                .as_deref()
+                .filter(|b| *b != "0" && *b != "Domain-0")
+            {
+                p.push(self.problem(
+                    "channel",
+                    format!(
+                        "channel {}: backend={b}: only dom0 backends are supported",
+                        c.name
+                    ),
+                ));
             }
         }
         if !p.is_empty() {

@@ -457,3 +457,36 @@ fn random_disk_and_vif_specs_never_panic() {
         }
     }
 }
+
+#[test]
+fn channels_are_parsed_and_checked() {
+    let c = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'name=org.rxen.a, connection=pty', 'connection=pty,name=b,speed=9600' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("ok");
+    assert_eq!(c.channels.len(), 2);
+    assert_eq!(c.channels[0].name, "org.rxen.a");
+    assert_eq!(c.channels[1].name, "b");
+    // The unknown channel parameter is a warning; `channel` itself is known now.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].message.contains("'speed'"));
+    assert!(c.validate(None).expect("valid").is_empty());
+
+    let e = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'connection=pty' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect_err("no name");
+    assert!(e.to_string().contains("g.cfg:3"), "{e}");
+    let sock = from_text(
+        "name='g'\nkernel='/k'\nchannel = [ 'name=s,connection=socket,path=/run/s' ]\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("parses");
+    let e = sock.validate(None).expect_err("socket is QEMU's");
+    assert!(e.to_string().contains("connection=pty"), "{e}");
+}

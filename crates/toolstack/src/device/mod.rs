@@ -7,6 +7,7 @@
 //! directories with their entries. [`DeviceNodes::write`] creates both in one
 //! transaction with libxl's permissions; [`remove`] takes them away again.
 
+pub mod console;
 pub mod vbd;
 pub mod vif;
 

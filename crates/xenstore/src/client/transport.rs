@@ -67,16 +67,22 @@ impl Transport {
 
     /// Reads at least one byte (0 at end of stream), waiting until `deadline`;
     /// `TimedOut` when it passes.
+    ///
+    /// Polls before reading: callers wait for a reply they just asked for, which
+    /// is not there yet, so a read first would only say `WouldBlock` (one system
+    /// call per request saved). It waits in poll(2), not in a blocking read: the
+    /// kernel wakes a reader blocked in a unix socket's read whenever the daemon
+    /// consumes one of its requests (the sender's write-space wake-up), while a
+    /// poll for `POLLIN` sleeps through that (docs/PERFORMANCE.md).
     pub(super) fn read_wait(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
         loop {
+            self.wait(PollFlags::POLLIN, deadline)?;
             match self.read_nonblocking(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::POLLIN, deadline)?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return other,
             }
         }
@@ -107,22 +113,26 @@ impl Transport {
     }
 
     /// Waits until the descriptor is ready for `what` (or hung up).
+    /// A deadline that has passed still gets one look without waiting, so that
+    /// what is already there is read.
     fn wait(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
         loop {
             let timeout = match deadline {
                 None => PollTimeout::NONE,
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
                     // Round up so that a sub-millisecond rest does not spin.
-                    let ms = left.as_millis().saturating_add(1);
+                    let ms = if left.is_zero() {
+                        0
+                    } else {
+                        left.as_millis().saturating_add(1)
+                    };
                     PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
                 }
             };
             let mut fds = [PollFd::new(self.fd(), what)];
             match poll(&mut fds, timeout) {
+                Ok(0) if timeout == PollTimeout::ZERO => return Err(io::ErrorKind::TimedOut.into()),
                 Ok(0) => continue,
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,

@@ -1,8 +1,9 @@
 //! `rxl create` on real Xen: build the domain, write its xenstore tree, introduce
-//! it, unpause it and leave a monitor behind (like xl's), then return.
+//! it, unpause it and leave a monitor behind (like xl's), then return; with -F
+//! stay and be the monitor until the domain is gone.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
 use toolstack::config::DomainConfig;
@@ -43,11 +44,31 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
         overrides: args.overrides.clone(),
     };
     let src = lifecycle::restart_source(&src, cfg);
-    let spawned = spawn_monitor(&src, u32::from(domid), &cfg.name);
-    tracing::info!(domid, "monitor spawned");
-    if let Err(e) = spawned {
-        eprintln!("warning: could not start the domain's monitor ({e:#}); on_poweroff/on_reboot/on_crash will not be carried out");
+    if args.foreground && !args.console {
+        // xl -F: this process is the monitor.
+        eprintln!(
+            "Waiting for domain {} (domid {domid}) to die [pid {}]",
+            cfg.name,
+            std::process::id()
+        );
+        return toolstack::monitor::run(&ctl, ctl.privcmd(), &src, u32::from(domid), ver)
+            .with_context(|| format!("monitoring domain {domid}"));
     }
+    let mode = if args.foreground {
+        MonitorMode::Foreground
+    } else {
+        MonitorMode::Detached
+    };
+    let monitor = match spawn_monitor(&src, u32::from(domid), &cfg.name, mode) {
+        Ok(child) => {
+            tracing::info!(domid, "monitor spawned");
+            Some(child)
+        }
+        Err(e) => {
+            eprintln!("warning: could not start the domain's monitor ({e:#}); on_poweroff/on_reboot/on_crash will not be carried out");
+            None
+        }
+    };
     if args.console {
         let console = ConsoleArgs {
             domain: domid.to_string(),
@@ -56,21 +77,65 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
             via_pty: false,
         };
         let leave_paused = args.paused;
-        return console::run_attached(console, || {
+        let attached = console::run_attached(console, || {
             if leave_paused {
                 return Ok(());
             }
             ctl.unpause_domain(domid)
                 .with_context(|| format!("unpausing domain {domid} once its console was attached"))
         });
+        if let (true, Some(child)) = (args.foreground, monitor) {
+            wait_monitor(child, &cfg.name, u32::from(domid))?;
+        }
+        return attached;
+    }
+    Ok(())
+}
+
+/// How `rxl create` leaves the domain's monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MonitorMode {
+    /// In its own process group, logging to a file: outlives the command (xl's default).
+    Detached,
+    /// A child in rxl's process group, logging to rxl's stderr, waited for (-F with -c).
+    Foreground,
+}
+
+/// With -F -c: once the console is left, stays until the monitor ends (the domain
+/// is gone or preserved).
+fn wait_monitor(mut child: Child, name: &str, domid: u32) -> anyhow::Result<()> {
+    eprintln!(
+        "Waiting for domain {name} (domid {domid}) to die [monitor pid {}]",
+        child.id()
+    );
+    let status = child.wait().context("waiting for the domain's monitor")?;
+    if !status.success() {
+        anyhow::bail!("the monitor of domain {domid} failed ({status})");
     }
     Ok(())
 }
 
 /// Starts `rxl monitor` for the domain in its own process group, detached from
 /// the terminal, logging to /var/log/xen/rxl-NAME.log when that directory exists.
-fn spawn_monitor(src: &ConfigSource, domid: u32, name: &str) -> anyhow::Result<()> {
+fn spawn_monitor(
+    src: &ConfigSource,
+    domid: u32,
+    name: &str,
+    mode: MonitorMode,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("finding rxl's own path")?;
+    if mode == MonitorMode::Foreground {
+        return Command::new(exe)
+            .arg("-v")
+            .arg("monitor")
+            .arg(domid.to_string())
+            .arg(&src.path)
+            .args(&src.overrides)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("spawning rxl monitor");
+    }
     let log = std::fs::create_dir_all(MONITOR_LOG_DIR).ok().and_then(|_| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -94,6 +159,5 @@ fn spawn_monitor(src: &ConfigSource, domid: u32, name: &str) -> anyhow::Result<(
         // A log file, not a terminal: no colour codes.
         .env("NO_COLOR", "1")
         .process_group(0);
-    cmd.spawn().context("spawning rxl monitor")?;
-    Ok(())
+    cmd.spawn().context("spawning rxl monitor")
 }

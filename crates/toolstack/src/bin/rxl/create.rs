@@ -48,6 +48,11 @@ pub struct CreateArgs {
     /// Attach to the domain's console after creating it.
     #[arg(short = 'c')]
     pub console: bool,
+    /// Stay in the foreground until the domain is gone, carrying out its
+    /// on_poweroff/on_reboot/on_crash actions here instead of in a detached monitor
+    /// (xl's -F).
+    #[arg(short = 'F', conflicts_with = "dry_run")]
+    pub foreground: bool,
 }
 
 pub fn run(args: CreateArgs) -> anyhow::Result<()> {
@@ -279,6 +284,16 @@ fn describe(cfg: &DomainConfig, plan: &DomainPlan, initrd_size: Option<u64>) -> 
             d.format,
             if d.readwrite { "rw" } else { "ro" },
             if d.cdrom { ", cdrom" } else { "" }
+        );
+    }
+    for (i, c) in cfg.channels.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "channel {}   {} (console {}, rxl console --num {})",
+            i + 1,
+            c.name,
+            i + 1,
+            i + 1
         );
     }
     for (i, v) in cfg.vifs.iter().enumerate() {

@@ -19,8 +19,9 @@ use crate::devcmd::{find_domain, wait_state};
 /// How long attach waits for the backend by default (libxl's LIBXL_INIT_TIMEOUT is
 /// 10 s; a TCG guest is slower).
 const DEFAULT_TIMEOUT_SECS: u64 = 20;
-/// How long attach waits for the backend when the guest's frontend is not up.
-const IDLE_FRONTEND_WAIT: Duration = Duration::from_secs(2);
+/// How long attach waits for the guest's netfront to pick a NIC up when no other
+/// NIC of the guest shows that the driver runs.
+const IDLE_FRONTEND_WAIT: Duration = Duration::from_secs(3);
 /// How many times attach picks a new devid when another writer took the chosen one.
 const DEVID_RETRIES: usize = 8;
 
@@ -170,16 +171,35 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
             bail!("attaching NIC {devid} ({mac}) failed: {why}");
         }
     }
-    // A running guest's netfront connects; one that is not up leaves it in InitWait.
+    // A running guest's netfront picks the new device up (its state leaves
+    // Initialising) and connects; a guest without it leaves the NIC in InitWait.
+    // When another NIC of the guest is connected its driver is known to run, so
+    // rxl waits as long as for the backend; otherwise only briefly.
     let fe = nodes.paths.frontend();
-    let fe_up = device::read_state(&mut xs, &fe)? != XenbusState::Initialising;
-    let wait = if fe_up { timeout } else { IDLE_FRONTEND_WAIT };
-    match wait_state(&mut xs, &be, wait, |s| s == XenbusState::Connected)? {
-        Some(_) => tracing::info!(devid, "NIC connected"),
-        None => eprintln!(
+    let mut driver_up = false;
+    for d in devids(&children(&mut xs, &class)?) {
+        if d != devid
+            && device::read_state(&mut xs, &format!("{class}/{d}"))? == XenbusState::Connected
+        {
+            driver_up = true;
+        }
+    }
+    let probe_wait = if driver_up {
+        timeout
+    } else {
+        IDLE_FRONTEND_WAIT
+    };
+    let probed =
+        wait_state(&mut xs, &fe, probe_wait, |s| s != XenbusState::Initialising)?.is_some();
+    let connected =
+        probed && wait_state(&mut xs, &be, timeout, |s| s == XenbusState::Connected)?.is_some();
+    if connected {
+        tracing::info!(devid, "NIC connected");
+    } else {
+        eprintln!(
             "rxl: NIC {devid} ({mac}) attached; the backend waits for the guest's frontend (state {})",
             device::read_state(&mut xs, &be)?
-        ),
+        );
     }
     Ok(())
 }
