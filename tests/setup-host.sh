@@ -15,6 +15,9 @@ fi
 check_only=0
 [ "${1:-}" = --check ] && check_only=1
 
+# foreign_arch ARCH -- dpkg knows ARCH. (Not `dpkg ... | grep -q`: under pipefail,
+# grep -q leaving early can fail the pipeline with dpkg's SIGPIPE.)
+foreign_arch() { dpkg --print-foreign-architectures | grep -x "$1" >/dev/null; }
 say() { printf 'setup-host: %s\n' "$*"; }
 die() { printf 'setup-host: ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -48,7 +51,7 @@ for ((i = 0; i < ${#HOST_PKGS[@]}; i += 2)); do
 done
 # The aarch64 standard library for Debian's rustc (cross builds of the test bed).
 arm64_std=0
-if dpkg --print-foreign-architectures | grep -qx arm64 &&
+if foreign_arch arm64 &&
    dpkg-query -W -f='${Status}' libstd-rust-web-dev:arm64 2>/dev/null | grep -q 'ok installed'; then
   arm64_std=1
 else
@@ -66,25 +69,36 @@ else
   [ -x /usr/bin/rustfmt ] || missing+=(rustfmt-web)
 fi
 
-if [ ${#missing[@]} -eq 0 ]; then
+# The test bed's 32-bit guest (Debian's armhf kernel and busybox, fetched by run.sh
+# with apt-get download) needs dpkg to know armhf and apt to have its package lists.
+armhf_arch=1
+foreign_arch armhf || armhf_arch=0
+
+if [ ${#missing[@]} -eq 0 ] && [ "$armhf_arch" = 1 ]; then
   say "all host packages present"
   exit 0
 fi
 if [ "$check_only" = 1 ]; then
+  [ "$armhf_arch" = 1 ] || missing+=("dpkg-architecture:armhf")
   say "missing: ${missing[*]}"
   exit 1
 fi
-[ "$(id -u)" = 0 ] || die "missing ${missing[*]}; run as root to install them"
+[ "$armhf_arch" = 1 ] || missing_arch=" (and the dpkg architecture armhf)"
+[ "$(id -u)" = 0 ] || die "missing ${missing[*]}${missing_arch:-}; run as root to install them"
 
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  say "dpkg --add-architecture arm64"
-  dpkg --add-architecture arm64
-fi
+for arch in arm64 armhf; do
+  if ! foreign_arch "$arch"; then
+    say "dpkg --add-architecture $arch"
+    dpkg --add-architecture "$arch"
+  fi
+done
 say "apt-get update"
 apt-get update -qq
-say "apt-get install ${missing[*]}"
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 [ "$arm64_std" = 1 ] || dpkg-query -W -f='${Status}' libstd-rust-web-dev:arm64 | grep -q 'ok installed' \
   || die "libstd-rust-web-dev:arm64 did not install"
 say "done"

@@ -38,7 +38,7 @@ LOGDIR=$OUT/logs
 TARGET=aarch64-unknown-linux-gnu
 RXEN_BINS="rxl rxenstored rxconsoled rxblkback rxnetback"
 # Version of the dom0 base image's layout: bump when the base image's contents change.
-BASE_LAYOUT=3
+BASE_LAYOUT=4
 DOM0_MEM=512M
 BOOT_ALLOWANCE=180   # seconds for Xen + dom0 to boot and power off, on top of scenarios
 
@@ -101,11 +101,14 @@ done
 DEBS=$CACHE/debs
 ROOTFS=$CACHE/root            # every package unpacked (dpkg-deb -x) on top of each other
 mkdir -p "$DEBS" "$LOGDIR"
+# foreign_arch ARCH -- dpkg knows ARCH (grep without -q: under pipefail an early exit
+# of grep -q can fail the pipeline with dpkg's SIGPIPE).
+foreign_arch() { dpkg --print-foreign-architectures | grep -x "$1" >/dev/null; }
 # Several checkouts may share the cache: one run at a time prepares it.
 exec 9> "$CACHE/.lock"
 flock 9
 apt_ok=1
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+if ! foreign_arch arm64; then
   apt_ok=0
 fi
 kpkg=""
@@ -119,32 +122,70 @@ if [ -z "$kpkg" ]; then
   [ -n "$kpkg" ] || die "cannot find Debian's arm64 kernel: run tests/setup-host.sh (dpkg --add-architecture arm64, apt-get update)"
 fi
 KVER=${kpkg#linux-image-}
+# The 32-bit guest's kernel: the one Debian's linux-image-armmp-lpae:armhf depends on
+# (its /boot/vmlinuz is a zImage; Xen guest support is built in), and armhf busybox.
+# They go to their own directory and root so that the arm64 lookups never see them.
+DEBS32=$CACHE/debs-armhf
+ROOTFS32=$CACHE/root-armhf
+KPKG32=""
+if foreign_arch armhf; then
+  KPKG32=$(apt-cache depends linux-image-armmp-lpae:armhf 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  KPKG32=${KPKG32%:armhf}
+fi
+if [ -z "$KPKG32" ]; then
+  KPKG32=$(ls "$DEBS32" 2>/dev/null | sed -n 's/^\(linux-image-[0-9][^_]*-armmp-lpae\)_.*/\1/p' | sort -V | tail -n 1)
+  [ -n "$KPKG32" ] || die "cannot find Debian's armhf kernel: run tests/setup-host.sh (dpkg --add-architecture armhf, apt-get update)"
+fi
+KVER32=${KPKG32#linux-image-}
+PKGS32="$KPKG32 busybox-static"
 PKGS="xen-hypervisor-4.17-arm64 $kpkg busybox-static xen-utils-4.17 xen-utils-common
       xenstore-utils libxenmisc4.17 libxenstore4 libxencall1 libxenevtchn1 libxengnttab1
       libxenforeignmemory1 libxendevicemodel1 libxentoollog1 libxentoolcore1 libxenhypfs1
       libyajl2 libc6 libgcc-s1 libncurses6 libtinfo6 libext2fs2 libfdt1 libuuid1 zlib1g
       libcom-err2"
-need=()
-for p in $PKGS; do
-  compgen -G "$DEBS/${p}_*_arm64.deb" >/dev/null || compgen -G "$DEBS/${p}_*_all.deb" >/dev/null || need+=("$p:arm64")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  stamp "downloading ${#need[@]} Debian arm64 packages into $DEBS"
-  dl() { (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >/dev/null); }
+mkdir -p "$DEBS32"
+# newest_deb DIR PKG ARCH -- the newest cached .deb of PKG for ARCH (or all), if any.
+newest_deb() { ls "$1/${2}_"*"_$3.deb" "$1/${2}_"*_all.deb 2>/dev/null | sort -V | tail -n 1; }
+# fetch_debs DIR ARCH PKG... -- apt-get download the packages not cached in DIR yet.
+fetch_debs() {
+  local dir=$1 arch=$2 need=() p
+  shift 2
+  for p in "$@"; do
+    [ -n "$(newest_deb "$dir" "$p" "$arch")" ] || need+=("$p:$arch")
+  done
+  [ ${#need[@]} -gt 0 ] || return 0
+  stamp "downloading ${#need[@]} Debian $arch packages into $dir"
+  dl() { (cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "${need[@]}" >/dev/null); }
   if ! dl; then
     # Stale package lists name versions the mirror no longer has: refresh once.
     [ "$(id -u)" = 0 ] || die "apt-get download failed; as root, run apt-get update (or tests/setup-host.sh)"
     stamp "apt-get download failed; apt-get update and retry"
-    apt-get update -qq && dl || die "apt-get download ${need[*]} failed even after apt-get update (a newer kernel may be listed now: run again)"
+    apt-get update -qq && dl || die "apt-get download ${need[*]} failed even after apt-get update (a newer kernel may be listed now: run again; armhf packages need tests/setup-host.sh's dpkg --add-architecture armhf)"
   fi
-fi
-debs_id=$(cd "$DEBS" && for p in $PKGS; do ls ${p}_*.deb | sort -V | tail -n 1; done | sort | md5sum | cut -c1-12)
-if [ "$(cat "$ROOTFS/.debs-id" 2>/dev/null)" != "$debs_id" ]; then
-  stamp "unpacking packages into $ROOTFS"
-  rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
-  for p in $PKGS; do dpkg-deb -x "$(ls "$DEBS"/${p}_*.deb | sort -V | tail -n 1)" "$ROOTFS"; done
-  echo "$debs_id" > "$ROOTFS/.debs-id"
-fi
+}
+# unpack_debs DIR ARCH ROOT PKG... -- dpkg-deb -x the newest of each into ROOT, again
+# only when the set of .deb files changed; prints the set's id.
+unpack_debs() {
+  local dir=$1 arch=$2 root=$3 id p
+  shift 3
+  id=$(for p in "$@"; do basename "$(newest_deb "$dir" "$p" "$arch")"; done | sort | md5sum | cut -c1-12)
+  if [ "$(cat "$root/.debs-id" 2>/dev/null)" != "$id" ]; then
+    stamp "unpacking packages into $root" >&2
+    rm -rf "$root"; mkdir -p "$root"
+    # (Explicit returns: errexit does not reach into the command substitution.)
+    for p in "$@"; do dpkg-deb -x "$(newest_deb "$dir" "$p" "$arch")" "$root" || return 1; done
+    echo "$id" > "$root/.debs-id" || return 1
+  fi
+  echo "$id"
+}
+# shellcheck disable=SC2086
+fetch_debs "$DEBS" arm64 $PKGS
+# shellcheck disable=SC2086
+fetch_debs "$DEBS32" armhf $PKGS32
+# shellcheck disable=SC2086
+debs_id=$(unpack_debs "$DEBS" arm64 "$ROOTFS" $PKGS) || die "unpacking the arm64 packages into $ROOTFS failed"
+# shellcheck disable=SC2086
+debs32_id=$(unpack_debs "$DEBS32" armhf "$ROOTFS32" $PKGS32) || die "unpacking the armhf packages into $ROOTFS32 failed"
 XEN=$ROOTFS/boot/xen-4.17-arm64
 IMAGE=$CACHE/Image-$KVER
 if [ ! -s "$IMAGE" ]; then
@@ -154,6 +195,9 @@ if [ ! -s "$IMAGE" ]; then
 fi
 [ -s "$XEN" ] || die "no Xen hypervisor at $XEN"
 MODDIR=$ROOTFS/lib/modules/$KVER/kernel
+ZIMAGE=$ROOTFS32/boot/vmlinuz-$KVER32
+file "$ZIMAGE" | grep 'ARM.*zImage' >/dev/null || die "$ZIMAGE is not an ARM zImage"
+MODDIR32=$ROOTFS32/lib/modules/$KVER32/kernel
 
 # newc cpio of a directory, files owned by root, in a stable order.
 mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --owner 0:0 --quiet); }
@@ -162,7 +206,7 @@ mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --owner 0:0 --qu
 # Everything that does not change from run to run: busybox, Debian's Xen tools and their
 # libraries, the kernel modules, the guest kernel. Uncompressed: under TCG the kernel
 # unpacks it faster than it would gunzip it.
-BASE=$CACHE/dom0-base-$debs_id-v$BASE_LAYOUT.cpio
+BASE=$CACHE/dom0-base-$debs_id-$debs32_id-v$BASE_LAYOUT.cpio
 if [ ! -s "$BASE" ]; then
   stamp "assembling the dom0 base image $BASE"
   D=$CACHE/dom0-base.d; rm -rf "$D"
@@ -185,6 +229,7 @@ if [ ! -s "$BASE" ]; then
     else echo "run.sh: note: kernel module $m not in the package (built in?)"; fi
   done
   cp "$IMAGE" "$D/testbed/guest/Image"
+  cp "$ZIMAGE" "$D/testbed/guest/zImage"
   mkcpio "$D" > "$BASE.tmp"
   rm -f "$CACHE"/dom0-base-*.cpio; mv "$BASE.tmp" "$BASE"; rm -rf "$D"
 fi
@@ -209,19 +254,25 @@ done
 # ---------------------------------------------------------------- 4. guest initramfs + dom0 overlay
 run_id=$(date -u +%Y%m%d-%H%M%S)
 WORK=$OUT/work; rm -rf "$WORK"; mkdir -p "$WORK"
-G=$WORK/guest-root
-mkdir -p "$G"/{bin,sbin,proc,sys,dev,tmp,guest.d}
-cp "$ROOTFS/bin/busybox" "$G/bin/busybox"
-cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
-cp "$HERE"/guest.d/*.sh "$G/guest.d/"
 # The guest's PV frontends that are modules in Debian's kernel; guest scripts insmod them.
 GUEST_MODULES="drivers/block/xen-blkfront.ko drivers/net/xen-netfront.ko"
-mkdir -p "$G/lib/modules"
-for m in $GUEST_MODULES; do
-  if [ -f "$MODDIR/$m" ]; then cp "$MODDIR/$m" "$G/lib/modules/"
-  elif [ -f "$MODDIR/$m.xz" ]; then xz -dc "$MODDIR/$m.xz" > "$G/lib/modules/$(basename "$m")"; fi
-done
-mkcpio "$G" | gzip -1 > "$WORK/guest.cpio.gz"
+# guest_initramfs ROOTFS MODDIR OUT -- the guest initramfs (busybox, /init, the guest.d
+# scripts, GUEST_MODULES) from one architecture's unpacked packages.
+guest_initramfs() {
+  local G=$WORK/guest-root m
+  rm -rf "$G"; mkdir -p "$G"/{bin,sbin,proc,sys,dev,tmp,guest.d,lib/modules}
+  cp "$1/bin/busybox" "$G/bin/busybox"
+  cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
+  cp "$HERE"/guest.d/*.sh "$G/guest.d/"
+  for m in $GUEST_MODULES; do
+    if [ -f "$2/$m" ]; then cp "$2/$m" "$G/lib/modules/"
+    elif [ -f "$2/$m.xz" ]; then xz -dc "$2/$m.xz" > "$G/lib/modules/$(basename "$m")"; fi
+  done
+  mkcpio "$G" | gzip -1 > "$3"
+}
+guest_initramfs "$ROOTFS" "$MODDIR" "$WORK/guest.cpio.gz"
+# The 32-bit (armhf) guest's: the same /init and scripts.
+guest_initramfs "$ROOTFS32" "$MODDIR32" "$WORK/guest32.cpio.gz"
 
 # boot_overlay NAMES... -- the per-boot part of dom0's initramfs, appended to the base.
 boot_overlay() {
@@ -230,7 +281,7 @@ boot_overlay() {
   cp "$HERE/dom0/init" "$O/init"; chmod 755 "$O/init"
   cp "$HERE/dom0/lib.sh" "$HERE/dom0/run-scenarios" "$O/testbed/"
   chmod 755 "$O/testbed/run-scenarios"
-  cp "$WORK/guest.cpio.gz" "$O/testbed/guest/"
+  cp "$WORK/guest.cpio.gz" "$WORK/guest32.cpio.gz" "$O/testbed/guest/"
   for b in $RXEN_BINS; do cp "$BINDIR/$b" "$O/opt/rxen/bin/"; done
   : > "$O/testbed/scenarios.list"
   for s in "$@"; do

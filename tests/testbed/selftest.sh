@@ -180,8 +180,12 @@ check "extra" grep -qx 'extra = "console=hvc0 rdinit=/init rxen.guest=netguest i
 check "raw line" grep -qx 'vif=\["bridge=xenbr0"\]' "$cfg"
 cfg=$(guest_cfg g2)
 check "default guest script" grep -q 'rxen.guest=default"$' "$cfg"
+GUEST32_KERNEL=/z GUEST32_RAMDISK=/r32
+cfg=$(guest_cfg g3 default arch=arm32)
+check "arm32 kernel" grep -qx 'kernel = "/z"' "$cfg"
+check "arm32 ramdisk" grep -qx 'ramdisk = "/r32"' "$cfg"
 S
-printf '^PASS: guest_cfg path\n^PASS: raw line\n^PASS: default guest script\n' > "$D/scenarios/cfg.expect"
+printf '^PASS: guest_cfg path\n^PASS: raw line\n^PASS: default guest script\n^PASS: arm32 kernel\n^PASS: arm32 ramdisk\n' > "$D/scenarios/cfg.expect"
 printf 'ok\nbroken\nslow\nwaits\nquiet\ninfo\ncfg\n' > "$D/list"
 stamp_lines() { perl -MTime::HiRes=time -ne 'BEGIN { $| = 1; $t = time } printf "[%7.2f] %s", time - $t, $_'; }
 { echo "=== RXEN-TESTBED-DOM0-UP kernel=host ==="

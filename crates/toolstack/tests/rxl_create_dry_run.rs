@@ -313,3 +313,108 @@ fn real_kernels_plan_when_available() {
         assert!(out.contains("initrd      0x0048000000-"), "{out}");
     }
 }
+
+/// The lines of a `dtc -O dts` rendering that carry the tree: no comments, no blank
+/// lines, no rng-seed (random on every run).
+fn dts_lines(dts: &str) -> Vec<String> {
+    dts.lines()
+        .filter(|l| !l.starts_with("//") && !l.trim().is_empty() && !l.contains("rng-seed"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `rxl create --dry-run --dtb-out` for the arm32 guest of a real libxl run (Debian's
+/// armhf zImage of 5526016 bytes, a 2266760-byte initrd, 1 GiB, 2 vCPUs, GICv2):
+/// decompiled by dtc, the DTB is the one libxl dumped, line for line; the layout is
+/// libxenguest's; check-dtb passes on it.
+#[test]
+fn arm32_dry_run_dtb_is_what_libxl_wrote() {
+    let d = scratch();
+    let mut z = zimage32_header(0, 5_526_016);
+    z.resize(5_526_016, 0);
+    std::fs::write(d.join("zImage"), &z).expect("zImage");
+    std::fs::write(d.join("initrd"), vec![1u8; 2_266_760]).expect("initrd");
+    let cfg = d.join("arm32.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"arm32\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 1024\nvcpus = 2\ngic_version = \"v2\"\nextra = \"console=hvc0 rdinit=/init\"\n",
+            d.join("zImage").display(),
+            d.join("initrd").display()
+        ),
+    )
+    .expect("cfg");
+    let dtb_path = d.join("arm32.dtb");
+    let o = rxl(&[
+        "create",
+        "--dry-run",
+        "--dtb-out",
+        dtb_path.to_str().expect("utf8"),
+        cfg.to_str().expect("utf8"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    // libxenguest: "xen-3.0-armv7l: 0x40008000 -> 0x4054d200", modules at RAM + 128 MiB.
+    for want in [
+        "xen-3.0-armv7l (32-bit), GICv2",
+        "entry       0x40008000",
+        "initrd      0x0048000000-",
+        "DTB         0x004822a000-",
+        "cpsr=0x400001d3",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let o = rxl(&["check-dtb", dtb_path.to_str().expect("utf8")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("9/9 points met"), "{out}");
+    assert!(out.contains("GICv2"), "{out}");
+
+    let dtc = Command::new("dtc")
+        .args(["-q", "-I", "dtb", "-O", "dts"])
+        .arg(&dtb_path)
+        .output();
+    let Some(dtc) = dtc.ok().filter(|o| o.status.success()) else {
+        eprintln!("dtc (device-tree-compiler) not available: libxl comparison skipped");
+        return;
+    };
+    let ours = dts_lines(&String::from_utf8_lossy(&dtc.stdout));
+    let libxl = dts_lines(include_str!(
+        "../src/arm/testdata/libxl-4.17.7-arm32-gicv2-2vcpu-1g.dts"
+    ));
+    assert_eq!(ours, libxl);
+}
+
+/// arm32-specific refusals, before anything is made: a zImage cut short, and one
+/// linked for an address where it is not loaded.
+#[test]
+fn arm32_kernels_that_cannot_boot_are_refused() {
+    let d = scratch();
+    let cfg = guest(&d, "");
+    let zimage = d.join("zImage");
+    let kernel = format!("kernel=\"{}\"", zimage.display());
+    let mut z = zimage32_header(0, 600_000);
+    z.resize(500_000, 0);
+    std::fs::write(&zimage, &z).expect("zImage");
+    let o = rxl(&["create", "-n", cfg.to_str().expect("utf8"), &kernel]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o)
+            .1
+            .contains("arm32 zImage is truncated: its header says 600000 bytes"),
+        "{}",
+        text(&o).1
+    );
+    let mut z = zimage32_header(0x8000, 0x8000 + 600_000);
+    z.resize(600_000, 0);
+    std::fs::write(&zimage, &z).expect("zImage");
+    let o = rxl(&["create", "-n", cfg.to_str().expect("utf8"), &kernel]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o)
+            .1
+            .contains("start address 0x8000 (header @0x28) is outside the image as loaded"),
+        "{}",
+        text(&o).1
+    );
+}

@@ -35,6 +35,7 @@ struct FakeXenState {
     next_port: EvtchnPort,
     populated: HashMap<DomId, Vec<XenPfn>>,
     vcpus: HashMap<(DomId, u32), crate::abi::arch::arm::VcpuGuestContext>,
+    address_size: HashMap<DomId, u32>,
 }
 
 impl FakeXen {
@@ -79,6 +80,11 @@ impl FakeXen {
     }
 
     /// Frames populated for a domain so far.
+    /// The address size last set for a domain (XEN_DOMCTL_set_address_size), if any.
+    pub fn address_size(&self, domid: DomId) -> Option<u32> {
+        lock(&self.state).address_size.get(&domid).copied()
+    }
+
     pub fn populated(&self, domid: DomId) -> Vec<XenPfn> {
         lock(&self.state)
             .populated
@@ -176,7 +182,9 @@ impl DomainControl for FakeXen {
         if bits != 32 && bits != 64 {
             return Err(errno(libc::EINVAL));
         }
-        self.with_domain(domid, |_| ())
+        self.with_domain(domid, |_| ())?;
+        lock(&self.state).address_size.insert(domid, bits);
+        Ok(())
     }
     fn populate_physmap(
         &self,

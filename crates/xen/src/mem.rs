@@ -106,6 +106,47 @@ impl MappedMemory {
         Ok(unsafe { Self::from_raw_mmap(ptr, len) })
     }
 
+    /// Maps the first `len` bytes of `file` (open read-write) shared: stores land
+    /// in the file's pages, so a later process that maps the file sees them even
+    /// when this one was killed (rxblkback's request journal). For dom0-private
+    /// state only; the file must not be shortened while mapped (that would make
+    /// accesses fault), so it should live where only this program writes.
+    pub fn map_file(file: &std::fs::File, len: usize) -> Result<Self, MemError> {
+        use std::os::fd::AsRawFd;
+        let size = file
+            .metadata()
+            .map_err(|source| MemError::Mmap { len, source })?;
+        if len == 0 || size.len() < len as u64 {
+            return Err(MemError::Mmap {
+                len,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the file holds {} bytes", size.len()),
+                ),
+            });
+        }
+        // SAFETY: a fresh shared mapping of `len` bytes of an open file that is at
+        // least that long; no existing memory of this process is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MemError::Mmap {
+                len,
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `ptr`/`len` is the mapping just made, owned by nothing else.
+        Ok(unsafe { Self::from_raw_mmap(ptr, len) })
+    }
+
     /// Length of this view in bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -191,12 +232,28 @@ impl MappedMemory {
         Ok(())
     }
 
-    /// Copies `buf.len()` bytes at `offset` out of the mapping (volatile).
+    /// Copies `buf.len()` bytes at `offset` out of the mapping (volatile): bytes
+    /// up to the first 8-byte aligned address, then 8-byte words, then the tail.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {
         let p = self.check(offset, buf.len(), 1)?;
-        for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: `i < buf.len()` and `check` covered `buf.len()` bytes.
+        const WORD: usize = std::mem::size_of::<u64>();
+        let head = p.align_offset(WORD).min(buf.len());
+        for (i, b) in buf[..head].iter_mut().enumerate() {
+            // SAFETY: `i < head <= buf.len()` and `check` covered `buf.len()` bytes.
             *b = unsafe { std::ptr::read_volatile(p.add(i)) };
+        }
+        let total = buf.len();
+        let (words, tail) = buf[head..].split_at_mut((total - head) / WORD * WORD);
+        for (i, w) in words.chunks_exact_mut(WORD).enumerate() {
+            // SAFETY: `p + head` is 8-byte aligned (align_offset) and word `i` ends
+            // within the `buf.len()` bytes `check` covered.
+            let v = unsafe { std::ptr::read_volatile(p.add(head + i * WORD).cast::<u64>()) };
+            w.copy_from_slice(&v.to_ne_bytes());
+        }
+        let tail_start = total - tail.len();
+        for (i, b) in tail.iter_mut().enumerate() {
+            // SAFETY: `tail_start + i < buf.len()`, covered by `check`.
+            *b = unsafe { std::ptr::read_volatile(p.add(tail_start + i)) };
         }
         Ok(())
     }
@@ -302,6 +359,44 @@ mod tests {
                     back[off + len..].iter().all(|&b| b == 0),
                     "after {off}/{len}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn file_mappings_outlive_the_mapping() {
+        let path = std::env::temp_dir().join(format!("rxen-mem-test-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        assert!(MappedMemory::map_file(&file, 4096).is_err(), "empty file");
+        file.set_len(4096).expect("set_len");
+        let m = MappedMemory::map_file(&file, 4096).expect("map");
+        m.write_u32(16, 0x1234_5678).expect("write");
+        drop(m);
+        let again = MappedMemory::map_file(&file, 4096).expect("map again");
+        assert_eq!(again.read_u32(16).expect("read"), 0x1234_5678);
+        let mut bytes = std::fs::read(&path).expect("read file");
+        assert_eq!(bytes.len(), 4096);
+        bytes.truncate(20);
+        assert_eq!(&bytes[16..20], &0x1234_5678u32.to_ne_bytes());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn read_bytes_copies_exactly_at_any_alignment() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        let data: Vec<u8> = (0..256u32).map(|i| (i * 13 + 5) as u8).collect();
+        m.write_bytes(0, &data).expect("write");
+        for off in [0usize, 1, 3, 8, 13] {
+            for len in [0usize, 1, 7, 8, 9, 31, 100] {
+                let mut back = vec![0xeeu8; len];
+                m.read_bytes(off, &mut back).expect("read");
+                assert_eq!(back, &data[off..off + len], "at {off}/{len}");
             }
         }
     }

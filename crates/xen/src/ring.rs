@@ -136,9 +136,31 @@ impl BackRing {
         })
     }
 
+    /// `BACK_RING_ATTACH` at the shared ring's current response producer: a
+    /// backend taking over a ring that an earlier backend served (e.g. after it
+    /// was killed). Every request from the published `rsp_prod` on counts as
+    /// unconsumed, so requests the earlier backend took but never answered are
+    /// seen again. The frontend's indices are not trusted here either: a
+    /// `req_prod` more than the ring size ahead is refused by
+    /// [`BackRing::unconsumed_requests`] as usual.
+    pub fn attach(mem: MappedMemory, entry_size: usize) -> Result<Self, RingError> {
+        let g = Geometry::new(mem, entry_size)?;
+        let idx = g.mem.read_u32(RSP_PROD)?;
+        Ok(Self {
+            g,
+            rsp_prod_pvt: idx,
+            req_cons: idx,
+        })
+    }
+
     /// Number of slots.
     pub fn size(&self) -> u32 {
         self.g.nr_ents
+    }
+
+    /// Index of the next request to consume (free running).
+    pub fn req_cons(&self) -> u32 {
+        self.req_cons
     }
 
     /// `RING_HAS_UNCONSUMED_REQUESTS`, refusing a producer index that runs more
@@ -456,6 +478,47 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(matches!(
             f.next_response(&mut buf),
+            Err(RingError::Overflow { .. })
+        ));
+    }
+
+    #[test]
+    fn attach_resumes_at_the_published_responses() {
+        let (mut f, mut b, mem) = pair(1, 16);
+        for i in 0..5u8 {
+            f.put_request(&[i; 16]).expect("put");
+        }
+        f.push_requests().expect("push");
+        let mut buf = [0u8; 16];
+        // The first backend answers two requests, takes a third and dies.
+        for i in 0..3u8 {
+            assert!(b.next_request(&mut buf).expect("next"));
+            if i < 2 {
+                b.put_response(&[i + 10; 16]).expect("respond");
+            }
+        }
+        b.push_responses().expect("push");
+        drop(b);
+        let mut b2 = BackRing::attach(mem.clone(), 16).expect("attach");
+        assert_eq!(b2.req_cons(), 2);
+        assert_eq!(b2.unconsumed_requests().expect("ok"), 3);
+        for i in 2..5u8 {
+            assert!(b2.next_request(&mut buf).expect("next"));
+            assert_eq!(buf, [i; 16], "request {i} seen again");
+            b2.put_response(&[i + 10; 16]).expect("respond");
+        }
+        // The frontend has not re-armed rsp_event since the first push.
+        assert!(!b2.push_responses().expect("push"));
+        for i in 0..5u8 {
+            assert!(f.next_response(&mut buf).expect("resp"));
+            assert_eq!(buf, [i + 10; 16]);
+        }
+        assert!(!f.final_check_for_responses().expect("final"));
+        // A frontend that moved req_prod backwards past rsp_prod is refused.
+        mem.write_u32(REQ_PROD, 1).expect("write");
+        let b3 = BackRing::attach(mem, 16).expect("attach");
+        assert!(matches!(
+            b3.unconsumed_requests(),
             Err(RingError::Overflow { .. })
         ));
     }

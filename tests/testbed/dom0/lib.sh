@@ -10,6 +10,9 @@ TESTBED=${TESTBED:-/testbed}
 SCENARIO=${SCENARIO:-unknown}
 GUEST_KERNEL=${GUEST_KERNEL:-$TESTBED/guest/Image}
 GUEST_RAMDISK=${GUEST_RAMDISK:-$TESTBED/guest/guest.cpio.gz}
+# The 32-bit guest: Debian's armhf LPAE kernel (a zImage) and an armhf busybox initramfs.
+GUEST32_KERNEL=${GUEST32_KERNEL:-$TESTBED/guest/zImage}
+GUEST32_RAMDISK=${GUEST32_RAMDISK:-$TESTBED/guest/guest32.cpio.gz}
 MODULE_DIR=${MODULE_DIR:-/lib/modules/testbed}
 XEN_CONSOLE_LOG_DIR=/var/log/xen/console
 XEN_CFG_DIR=${XEN_CFG_DIR:-/etc/xen}
@@ -160,16 +163,21 @@ start_xenconsoled() {
 # running the test bed's kernel and guest initramfs, which runs
 # /guest.d/GUEST_SCRIPT.sh (default: default) and powers off; print the file's path.
 # KEY=VALUE pairs set memory=, vcpus= or extra_args= (appended to the kernel command
-# line); any other pair is written to the file as is (e.g. 'disk=["..."]').
+# line); arch=arm32 boots the 32-bit guest kernel and initramfs instead of the arm64
+# ones; any other pair is written to the file as is (e.g. 'disk=["..."]').
 guest_cfg() {
   _name=$1; _script=${2:-default}
   [ $# -ge 2 ] && shift 2 || shift $#
   _mem=128; _vcpus=1; _xargs=""; _more=""
+  _kernel=$GUEST_KERNEL; _ramdisk=$GUEST_RAMDISK
   for _kv in "$@"; do
     case "$_kv" in
       memory=*) _mem=${_kv#memory=} ;;
       vcpus=*) _vcpus=${_kv#vcpus=} ;;
       extra_args=*) _xargs=" ${_kv#extra_args=}" ;;
+      arch=arm32) _kernel=$GUEST32_KERNEL; _ramdisk=$GUEST32_RAMDISK ;;
+      arch=arm64) _kernel=$GUEST_KERNEL; _ramdisk=$GUEST_RAMDISK ;;
+      arch=*) fail "guest_cfg: unknown arch '${_kv#arch=}' (arm64 or arm32)" ;;
       *=*) _more="$_more$_kv
 " ;;
       *) fail "guest_cfg: '$_kv' is not KEY=VALUE" ;;
@@ -178,8 +186,8 @@ guest_cfg() {
   mkdir -p "$XEN_CFG_DIR"
   cat > "$XEN_CFG_DIR/$_name.cfg" <<CFG
 name = "$_name"
-kernel = "$GUEST_KERNEL"
-ramdisk = "$GUEST_RAMDISK"
+kernel = "$_kernel"
+ramdisk = "$_ramdisk"
 memory = $_mem
 vcpus = $_vcpus
 extra = "console=hvc0 rdinit=/init rxen.guest=$_script$_xargs"

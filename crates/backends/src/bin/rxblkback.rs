@@ -16,6 +16,18 @@ struct Cli {
     /// Backend type directory to serve (`/local/domain/0/backend/<TYPE>`).
     #[arg(long, default_value = vbd::BACKEND_TYPE)]
     backend_type: String,
+    /// Directory of the request journals, which let a restarted rxblkback answer
+    /// the requests a killed one had taken but not answered.
+    #[arg(long, default_value = backends::block::DEFAULT_STATE_DIR)]
+    state_dir: std::path::PathBuf,
+    /// Keep no request journal (a restart after a kill may then lose requests
+    /// that were in flight).
+    #[arg(long)]
+    no_journal: bool,
+    /// Offer indirect requests of up to N segments (feature-max-indirect-segments,
+    /// at most 256); 0 (the default) offers none.
+    #[arg(long, default_value_t = 0)]
+    max_indirect_segments: u16,
     /// More verbose logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -37,7 +49,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     let gntdev = xen::Gntdev::open().context("opening the grant device")?;
     let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
-    let mut daemon = Daemon::new(BlockHandler::new(gntdev), xs, DOM0, &cli.backend_type);
+    let mut daemon = Daemon::new(
+        BlockHandler::new(gntdev, (!cli.no_journal).then_some(cli.state_dir))
+            .with_max_indirect_segments(cli.max_indirect_segments),
+        xs,
+        DOM0,
+        &cli.backend_type,
+    );
     daemon.run().context("the xenbus loop failed")?;
     Ok(())
 }

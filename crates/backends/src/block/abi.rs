@@ -25,6 +25,14 @@ pub const RSP_EOPNOTSUPP: i16 = -2;
 
 /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`.
 pub const MAX_SEGMENTS: usize = 11;
+/// `BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`: grants of segment pages in an
+/// indirect request.
+pub const MAX_INDIRECT_PAGES: usize = 8;
+/// `struct blkif_request_segment`s in one indirect page (8 bytes each).
+pub const SEGMENTS_PER_INDIRECT_PAGE: usize = 512;
+/// Most segments rxblkback accepts in an indirect request (Linux xen-blkback's
+/// `MAX_INDIRECT_SEGMENTS`): one indirect page.
+pub const MAX_INDIRECT_SEGMENTS: u16 = 256;
 /// Sectors are 512 bytes in the protocol, whatever `sector-size` says.
 pub const SECTOR_SHIFT: u32 = 9;
 pub const SECTOR_SIZE: u64 = 1 << SECTOR_SHIFT;
@@ -43,10 +51,15 @@ const OFF_ID: usize = 8;
 const OFF_SECTOR: usize = 16;
 const OFF_SEG: usize = 24;
 /// `struct blkif_request_segment`: gref u32, first_sect u8, last_sect u8, pad.
-const SEG_SIZE: usize = 8;
+pub const SEG_SIZE: usize = 8;
 /// `struct blkif_request_discard`: flag in place of nr_segments, nr_sectors @24.
 const OFF_DISCARD_FLAG: usize = 1;
 const OFF_DISCARD_NR_SECTORS: usize = 24;
+/// `struct blkif_request_indirect`: indirect_op @1, nr_segments u16 @2, id @8,
+/// sector @16, handle @24, indirect_grefs[8] @28.
+const OFF_INDIRECT_OP: usize = 1;
+const OFF_INDIRECT_NR_SEGMENTS: usize = 2;
+const OFF_INDIRECT_GREFS: usize = 28;
 /// `BLKIF_DISCARD_SECURE`.
 pub const DISCARD_SECURE: u8 = 1;
 
@@ -94,6 +107,46 @@ impl RawRequest {
     pub fn discard_nr_sectors(&self) -> u64 {
         self.u64_at(OFF_DISCARD_NR_SECTORS)
     }
+    /// The operation an indirect request carries out (READ or WRITE).
+    pub fn indirect_op(&self) -> u8 {
+        self.0[OFF_INDIRECT_OP]
+    }
+    /// Segments of an indirect request.
+    pub fn indirect_nr_segments(&self) -> u16 {
+        u16::from_ne_bytes([
+            self.0[OFF_INDIRECT_NR_SEGMENTS],
+            self.0[OFF_INDIRECT_NR_SEGMENTS + 1],
+        ])
+    }
+    /// Grant `i` (< [`MAX_INDIRECT_PAGES`]) of an indirect request's segment pages.
+    pub fn indirect_gref(&self, i: usize) -> u32 {
+        let o = OFF_INDIRECT_GREFS + 4 * i;
+        u32::from_ne_bytes([self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]])
+    }
+    /// The operation a response to this request names: an indirect request's
+    /// `indirect_op` (Linux blkfront checks it), else `operation`.
+    pub fn response_operation(&self) -> u8 {
+        if self.operation() == OP_INDIRECT {
+            self.indirect_op()
+        } else {
+            self.operation()
+        }
+    }
+    /// Builds an indirect request (tests and guest-side helpers).
+    pub fn new_indirect(op: u8, id: u64, sector: u64, nr_segments: u16, grefs: &[u32]) -> Self {
+        let mut r = RawRequest([0; REQUEST_SIZE]);
+        r.0[OFF_OPERATION] = OP_INDIRECT;
+        r.0[OFF_INDIRECT_OP] = op;
+        r.0[OFF_INDIRECT_NR_SEGMENTS..OFF_INDIRECT_NR_SEGMENTS + 2]
+            .copy_from_slice(&nr_segments.to_ne_bytes());
+        r.0[OFF_ID..OFF_ID + 8].copy_from_slice(&id.to_ne_bytes());
+        r.0[OFF_SECTOR..OFF_SECTOR + 8].copy_from_slice(&sector.to_ne_bytes());
+        for (i, g) in grefs.iter().take(MAX_INDIRECT_PAGES).enumerate() {
+            let o = OFF_INDIRECT_GREFS + 4 * i;
+            r.0[o..o + 4].copy_from_slice(&g.to_ne_bytes());
+        }
+        r
+    }
     /// Segment `i` (< [`MAX_SEGMENTS`]).
     pub fn segment(&self, i: usize) -> RawSegment {
         let o = OFF_SEG + i * SEG_SIZE;
@@ -137,6 +190,24 @@ impl RawRequest {
         r.0[OFF_DISCARD_NR_SECTORS..OFF_DISCARD_NR_SECTORS + 8]
             .copy_from_slice(&nr_sectors.to_ne_bytes());
         r
+    }
+}
+
+impl RawSegment {
+    /// A segment as laid out in an indirect page (`struct blkif_request_segment`).
+    pub fn from_bytes(b: &[u8; SEG_SIZE]) -> Self {
+        RawSegment {
+            gref: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            first_sect: b[4],
+            last_sect: b[5],
+        }
+    }
+    pub fn to_bytes(self) -> [u8; SEG_SIZE] {
+        let mut b = [0u8; SEG_SIZE];
+        b[0..4].copy_from_slice(&self.gref.to_ne_bytes());
+        b[4] = self.first_sect;
+        b[5] = self.last_sect;
+        b
     }
 }
 

@@ -5,13 +5,17 @@
 //! named by `params` and publishes the disk's features; `connect` maps the
 //! frontend's ring, binds its event channel and starts a thread for that ring, so
 //! that one device's stall never stalls another; `disconnect` stops the thread.
+//! `resume` takes over a ring that an earlier rxblkback served when it was
+//! killed (see [`journal`]): attach at the published responses, replay the
+//! requests it had taken but not answered, notify once.
 
 pub mod abi;
 pub mod disk;
+pub mod journal;
 pub mod request;
 pub mod server;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +26,7 @@ use crate::xenbus::{
 };
 use abi::*;
 use disk::Disk;
+use journal::{journal_path, Journal, RingIdent};
 use server::BlkRing;
 use toolstack::device::vbd::{node, BackendConfig};
 use xen::abi::xen::XEN_PAGE_SIZE;
@@ -34,18 +39,110 @@ pub const PHYSICAL_SECTOR_SIZE: u32 = 4096;
 pub const DISCARD_GRANULARITY: u32 = 4096;
 /// How long a ring thread sleeps between checks of its stop flag.
 const STOP_POLL_MS: u16 = 200;
+/// Where the request journals live by default (tmpfs: they must survive the
+/// process, not the machine, whose guests do not survive it either).
+pub const DEFAULT_STATE_DIR: &str = "/run/rxblkback";
 
 /// The block device kind.
 #[derive(Debug)]
 pub struct BlockHandler {
     gntdev: Arc<Gntdev>,
+    /// Directory of the request journals; `None`: no journal.
+    state_dir: Option<PathBuf>,
+    /// `feature-max-indirect-segments` offered (0: none).
+    max_indirect_segments: u16,
 }
 
 impl BlockHandler {
-    pub fn new(gntdev: Gntdev) -> Self {
+    pub fn new(gntdev: Gntdev, state_dir: Option<PathBuf>) -> Self {
         Self {
             gntdev: Arc::new(gntdev),
+            state_dir,
+            max_indirect_segments: 0,
         }
+    }
+
+    /// Offers indirect requests of up to `n` segments (at most
+    /// [`abi::MAX_INDIRECT_SEGMENTS`]; 0: not offered).
+    pub fn with_max_indirect_segments(mut self, n: u16) -> Self {
+        self.max_indirect_segments = n.min(MAX_INDIRECT_SEGMENTS);
+        self
+    }
+
+    /// Maps the ring (fresh, or attached at its published responses when
+    /// `resume`), binds the event channel and starts the ring's thread.
+    fn start(
+        &mut self,
+        id: &DeviceId,
+        device: &mut BlockDevice,
+        rings: FrontendRings,
+        broken: BrokenNotifier,
+        resume: bool,
+    ) -> Result<(), BoxError> {
+        let domid = id.frontend_domid();
+        let mapping = self.gntdev.map_grants(domid, &rings.ring_refs, true)?;
+        let ring = if resume {
+            BackRing::attach(mapping.memory().clone(), REQUEST_SIZE)?
+        } else {
+            BackRing::new(mapping.memory().clone(), REQUEST_SIZE)?
+        };
+        let ident = RingIdent {
+            domid: id.key.frontend,
+            devid: id.key.devid,
+            first_ring_ref: rings.ring_refs.first().copied().unwrap_or(0),
+            ring_pages: rings.ring_refs.len() as u32,
+            event_channel: rings.event_channel,
+            slots: ring.size(),
+        };
+        let evtchn = Evtchn::open()?;
+        let port = evtchn.bind_interdomain(domid, rings.event_channel)?;
+        let mut blk = BlkRing::new(
+            ring,
+            Arc::clone(&self.gntdev),
+            domid,
+            Arc::clone(&device.disk),
+            device.discard,
+        );
+        blk.set_max_indirect_segments(self.max_indirect_segments);
+        if let Some(dir) = &self.state_dir {
+            let path = journal_path(dir, id.key.frontend, id.key.devid);
+            match Journal::open(&path, ident, resume) {
+                Ok(j) => {
+                    let n = blk.with_journal(j, resume);
+                    if resume {
+                        tracing::info!(
+                            "{}: {} request(s) on the ring without a response; {n} of them taken by the killed backend, replayed from {}",
+                            id.backend_path,
+                            blk.unanswered().map_or_else(|e| e.to_string(), |u| u.to_string()),
+                            path.display()
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "{}: no request journal ({e}); a restart after a kill may not answer requests in flight",
+                    id.backend_path
+                ),
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = format!("blk-{}-{}", id.key.frontend, id.key.devid);
+        let stop2 = Arc::clone(&stop);
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            // The mapping lives as long as the thread serves the ring.
+            let _mapping = mapping;
+            serve(&mut blk, evtchn, port, &stop2, &broken, resume);
+            blk.remove_journal();
+        })?;
+        tracing::info!(
+            "{}: {}, ring of {} page(s) ({} bytes), event channel {}",
+            id.backend_path,
+            if resume { "resumed" } else { "connected" },
+            rings.ring_refs.len(),
+            rings.ring_refs.len() * XEN_PAGE_SIZE,
+            rings.event_channel
+        );
+        device.worker = Some((stop, handle));
+        Ok(())
     }
 }
 
@@ -118,7 +215,13 @@ impl DeviceHandler for BlockHandler {
                 "read-write"
             }
         );
-        let f = features(&disk, cfg.cdrom, cfg.discard);
+        let mut f = features(&disk, cfg.cdrom, cfg.discard);
+        if self.max_indirect_segments > 0 {
+            f.push((
+                "feature-max-indirect-segments".to_string(),
+                self.max_indirect_segments.to_string(),
+            ));
+        }
         Ok((
             BlockDevice {
                 disk: Arc::new(disk),
@@ -144,35 +247,21 @@ impl DeviceHandler for BlockHandler {
         rings: FrontendRings,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        let domid = id.frontend_domid();
-        let mapping = self.gntdev.map_grants(domid, &rings.ring_refs, true)?;
-        let ring = BackRing::new(mapping.memory().clone(), REQUEST_SIZE)?;
-        let evtchn = Evtchn::open()?;
-        let port = evtchn.bind_interdomain(domid, rings.event_channel)?;
-        let blk = BlkRing::new(
-            ring,
-            Arc::clone(&self.gntdev),
-            domid,
-            Arc::clone(&device.disk),
-            device.discard,
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let name = format!("blk-{}-{}", id.key.frontend, id.key.devid);
-        let stop2 = Arc::clone(&stop);
-        let handle = std::thread::Builder::new().name(name).spawn(move || {
-            // The mapping lives as long as the thread serves the ring.
-            let _mapping = mapping;
-            serve(blk, evtchn, port, &stop2, &broken);
-        })?;
-        tracing::info!(
-            "{}: connected, ring of {} page(s) ({} bytes), event channel {}",
-            id.backend_path,
-            rings.ring_refs.len(),
-            rings.ring_refs.len() * XEN_PAGE_SIZE,
-            rings.event_channel
-        );
-        device.worker = Some((stop, handle));
-        Ok(())
+        self.start(id, device, rings, broken, false)
+    }
+
+    fn resumes(&self) -> bool {
+        true
+    }
+
+    fn resume(
+        &mut self,
+        id: &DeviceId,
+        device: &mut BlockDevice,
+        rings: FrontendRings,
+        broken: BrokenNotifier,
+    ) -> Result<(), BoxError> {
+        self.start(id, device, rings, broken, true)
     }
 
     fn disconnect(&mut self, id: &DeviceId, device: &mut BlockDevice) {
@@ -187,15 +276,26 @@ impl DeviceHandler for BlockHandler {
 }
 
 /// A ring thread: wait for the event channel, answer requests, notify.
+///
+/// After a `resume` the frontend is notified once whatever the ring's event
+/// index says: the killed backend may have published responses without
+/// notifying, and the frontend would wait for them forever.
 fn serve(
-    mut blk: BlkRing<Gntdev>,
+    blk: &mut BlkRing<Gntdev>,
     evtchn: Evtchn,
     port: u32,
     stop: &AtomicBool,
     broken: &BrokenNotifier,
+    resume: bool,
 ) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
+    if resume {
+        if let Err(e) = evtchn.notify(port) {
+            broken.report(format!("notifying the frontend failed: {e}"));
+            return;
+        }
+    }
     loop {
         // Requests may have been queued before the port was bound, and after each
         // wake-up; process first, then sleep.

@@ -11,6 +11,9 @@ pub struct DiskLimits {
     pub sectors: u64,
     pub read_only: bool,
     pub discard: bool,
+    /// Segments an indirect request may have (`feature-max-indirect-segments`);
+    /// 0: indirect requests are not offered.
+    pub max_indirect_segments: u16,
 }
 
 /// A data segment, validated: grant `gref`, sectors `first..=last` of its page.
@@ -62,6 +65,13 @@ impl Request {
     pub fn data_len(&self) -> usize {
         self.segments.iter().map(Segment::len).sum()
     }
+    /// Sectors of data (validated to lie inside the disk).
+    pub fn sectors(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| u64::from(s.last_sect - s.first_sect) + 1)
+            .sum()
+    }
 }
 
 /// Why a request is refused.
@@ -85,6 +95,12 @@ pub enum RequestError {
     SecureDiscard,
     #[error("sectors {sector}+{count} are beyond the disk's {size}")]
     OutOfRange { sector: u64, count: u64, size: u64 },
+    #[error("indirect request for operation {0} (only reads and writes)")]
+    IndirectOperation(u8),
+    #[error("indirect request with {got} segments (1..={max})")]
+    IndirectSegments { got: u16, max: u16 },
+    #[error("copying the indirect segment pages failed")]
+    IndirectCopy,
 }
 
 impl RequestError {
@@ -147,9 +163,20 @@ pub fn parse(raw: &RawRequest, limits: &DiskLimits) -> Result<Request, RequestEr
     if usize::from(n) > MAX_SEGMENTS {
         return Err(RequestError::TooManySegments(n));
     }
-    let mut segments = Vec::with_capacity(usize::from(n));
-    for index in 0..usize::from(n) {
-        let s = raw.segment(index);
+    let segs = (0..usize::from(n)).map(|i| raw.segment(i));
+    validate(raw, operation, kind, segs, limits)
+}
+
+/// Checks the segments of a read, write or flush and the range they cover.
+fn validate(
+    raw: &RawRequest,
+    operation: u8,
+    kind: Kind,
+    segs: impl Iterator<Item = RawSegment>,
+    limits: &DiskLimits,
+) -> Result<Request, RequestError> {
+    let mut segments = Vec::with_capacity(segs.size_hint().0);
+    for (index, s) in segs.enumerate() {
         if s.first_sect > s.last_sect {
             return Err(RequestError::SegmentInverted {
                 index,
@@ -188,6 +215,71 @@ pub fn parse(raw: &RawRequest, limits: &DiskLimits) -> Result<Request, RequestEr
     })
 }
 
+/// What an indirect request (`BLKIF_OP_INDIRECT`) asks to copy before its
+/// segments can be checked: its operation and segment count, validated, and
+/// the grants of its segment pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndirectHeader {
+    pub kind: Kind,
+    pub nr_segments: u16,
+    pub page_grefs: Vec<u32>,
+}
+
+/// Validates an indirect request's header (first step of [`parse_indirect`]).
+pub fn parse_indirect_header(
+    raw: &RawRequest,
+    limits: &DiskLimits,
+) -> Result<IndirectHeader, RequestError> {
+    if limits.max_indirect_segments == 0 {
+        return Err(RequestError::UnsupportedOperation(OP_INDIRECT));
+    }
+    let kind = match raw.indirect_op() {
+        OP_READ => Kind::Read,
+        OP_WRITE => Kind::Write,
+        other => return Err(RequestError::IndirectOperation(other)),
+    };
+    let n = raw.indirect_nr_segments();
+    if n == 0 || n > limits.max_indirect_segments {
+        return Err(RequestError::IndirectSegments {
+            got: n,
+            max: limits.max_indirect_segments,
+        });
+    }
+    let pages = usize::from(n).div_ceil(SEGMENTS_PER_INDIRECT_PAGE);
+    Ok(IndirectHeader {
+        kind,
+        nr_segments: n,
+        page_grefs: (0..pages.min(MAX_INDIRECT_PAGES))
+            .map(|i| raw.indirect_gref(i))
+            .collect(),
+    })
+}
+
+/// Validates an indirect request whose segment pages were copied (once) into
+/// `pages`: the first `nr_segments` 8-byte segments are checked like a direct
+/// request's.
+pub fn parse_indirect(
+    raw: &RawRequest,
+    header: &IndirectHeader,
+    pages: &[u8],
+    limits: &DiskLimits,
+) -> Result<Request, RequestError> {
+    let n = usize::from(header.nr_segments);
+    if pages.len() < n * SEG_SIZE {
+        return Err(RequestError::IndirectCopy);
+    }
+    let segs = pages[..n * SEG_SIZE].chunks_exact(SEG_SIZE).map(|c| {
+        let mut b = [0u8; SEG_SIZE];
+        b.copy_from_slice(c);
+        RawSegment::from_bytes(&b)
+    });
+    let op = match header.kind {
+        Kind::Read => OP_READ,
+        _ => OP_WRITE,
+    };
+    validate(raw, op, header.kind.clone(), segs, limits)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -197,6 +289,7 @@ mod tests {
         sectors: 1024,
         read_only: false,
         discard: true,
+        max_indirect_segments: 0,
     };
 
     fn seg(gref: u32, first: u8, last: u8) -> RawSegment {
@@ -331,6 +424,75 @@ mod tests {
             parse(&RawRequest::new_discard(9, 1000, 100, 0), &LIMITS),
             Err(RequestError::OutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn indirect_requests() {
+        let lim = DiskLimits {
+            max_indirect_segments: 32,
+            ..LIMITS
+        };
+        let raw = RawRequest::new_indirect(OP_WRITE, 5, 16, 20, &[77]);
+        assert_eq!(raw.response_operation(), OP_WRITE);
+        let h = parse_indirect_header(&raw, &lim).unwrap();
+        assert_eq!(
+            (h.kind.clone(), h.nr_segments, h.page_grefs.clone()),
+            (Kind::Write, 20, vec![77])
+        );
+        let mut page = vec![0u8; 4096];
+        for i in 0..20 {
+            page[i * 8..i * 8 + 8].copy_from_slice(&seg(100 + i as u32, 0, 7).to_bytes());
+        }
+        let r = parse_indirect(&raw, &h, &page, &lim).unwrap();
+        assert_eq!(
+            (r.id, r.operation, r.segments.len(), r.data_len()),
+            (5, OP_WRITE, 20, 20 * 4096)
+        );
+        // One bad segment in the page.
+        page[3 * 8 + 5] = 8;
+        assert_eq!(
+            parse_indirect(&raw, &h, &page, &lim),
+            Err(RequestError::SegmentBeyondPage { index: 3, last: 8 })
+        );
+        // Beyond the disk: 20 pages from sector 900.
+        page[3 * 8 + 5] = 7;
+        let far = RawRequest::new_indirect(OP_READ, 6, 900, 20, &[77]);
+        let h2 = parse_indirect_header(&far, &lim).unwrap();
+        assert!(matches!(
+            parse_indirect(&far, &h2, &page, &lim),
+            Err(RequestError::OutOfRange { .. })
+        ));
+        // Header checks.
+        assert_eq!(
+            parse_indirect_header(&raw, &LIMITS),
+            Err(RequestError::UnsupportedOperation(OP_INDIRECT))
+        );
+        assert_eq!(
+            parse_indirect_header(
+                &RawRequest::new_indirect(OP_FLUSH_DISKCACHE, 1, 0, 1, &[1]),
+                &lim
+            ),
+            Err(RequestError::IndirectOperation(OP_FLUSH_DISKCACHE))
+        );
+        for n in [0u16, 33, u16::MAX] {
+            assert_eq!(
+                parse_indirect_header(&RawRequest::new_indirect(OP_READ, 1, 0, n, &[1]), &lim),
+                Err(RequestError::IndirectSegments { got: n, max: 32 })
+            );
+        }
+        let ro = DiskLimits {
+            read_only: true,
+            ..lim
+        };
+        assert_eq!(
+            parse_indirect(&raw, &h, &page, &ro),
+            Err(RequestError::ReadOnly)
+        );
+        // A short copy is refused, not read past.
+        assert_eq!(
+            parse_indirect(&raw, &h, &page[..100], &lim),
+            Err(RequestError::IndirectCopy)
+        );
     }
 
     #[test]

@@ -1,66 +1,94 @@
 //! Serving one blkif ring: copy each request out once, validate it
 //! ([`super::request::parse`]), then do the I/O through the frontend's grants.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::abi::*;
 use super::disk::Disk;
-use super::request::{parse, DiskLimits, Kind, Request};
-use xen::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
-use xen::{BackRing, Gntdev, GntdevError, RingError};
+use super::journal::Journal;
+use super::request::{
+    parse, parse_indirect, parse_indirect_header, DiskLimits, Kind, Request, RequestError,
+};
+use xen::abi::xen::{DomId, XEN_PAGE_SIZE};
+use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError};
 
 /// Copying between local buffers and a frontend's granted pages. The real one is
 /// gntdev's grant copy (`IOCTL_GNTDEV_GRANT_COPY`: the hypervisor copies; nothing
-/// is mapped into dom0); tests use the fakes.
+/// is mapped into dom0), all pieces of a call in one ioctl; tests use the fakes.
 pub trait GrantCopy {
-    /// Copies `dst.len()` bytes at `offset` of grant `gref` into `dst`.
-    fn copy_from(
+    /// Copies the granted `pieces`, one after the other, into `buf` (their total
+    /// length).
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        dst: &mut [u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError>;
-    /// Copies `src` to `offset` of grant `gref`.
-    fn copy_to(
-        &self,
-        domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        src: &[u8],
-    ) -> Result<(), GntdevError>;
+    /// Copies `buf` into the granted `pieces`, one after the other.
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError>;
 }
 
 impl GrantCopy for Gntdev {
-    fn copy_from(
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        dst: &mut [u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError> {
-        self.copy_from_grant(domid, gref, offset, dst)
+        self.copy_from_grants(domid, pieces, buf)
     }
-    fn copy_to(
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError> {
+        self.copy_to_grants(domid, buf, pieces)
+    }
+}
+
+/// The fake grant table as a grant copier (map, copy, unmap per piece), for
+/// tests, fuzz targets and the host benchmark.
+#[cfg(any(test, feature = "fake"))]
+impl GrantCopy for xen::fake::FakeGrants {
+    fn copy_in(
         &self,
         domid: DomId,
-        gref: GrantRef,
-        offset: u16,
-        src: &[u8],
+        pieces: &[GrantPiece],
+        buf: &mut [u8],
     ) -> Result<(), GntdevError> {
-        self.copy_to_grant(domid, gref, offset, src)
+        use xen::GrantMapper;
+        let mut at = 0;
+        for (index, p) in pieces.iter().enumerate() {
+            let len = usize::from(p.len);
+            let dst = buf
+                .get_mut(at..at + len)
+                .ok_or(GntdevError::BadOffset { offset: at + len })?;
+            let m = self.map_grants(domid, &[p.gref], false)?;
+            m.read_bytes(usize::from(p.offset), dst)
+                .map_err(|_| GntdevError::CopySegment { index, status: -1 })?;
+            at += len;
+        }
+        Ok(())
+    }
+    fn copy_out(&self, domid: DomId, pieces: &[GrantPiece], buf: &[u8]) -> Result<(), GntdevError> {
+        use xen::GrantMapper;
+        let mut at = 0;
+        for (index, p) in pieces.iter().enumerate() {
+            let len = usize::from(p.len);
+            let src = buf
+                .get(at..at + len)
+                .ok_or(GntdevError::BadOffset { offset: at + len })?;
+            let m = self.map_grants(domid, &[p.gref], true)?;
+            m.write_bytes(usize::from(p.offset), src)
+                .map_err(|_| GntdevError::CopySegment { index, status: -1 })?;
+            at += len;
+        }
+        Ok(())
     }
 }
 
 /// Why a valid request failed during I/O (answered with `BLKIF_RSP_ERROR`).
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
-    #[error("copying to or from grant {gref} failed")]
-    Copy {
-        gref: GrantRef,
-        #[source]
-        source: GntdevError,
-    },
+    #[error("copying to or from the granted pages failed")]
+    Copy(#[source] GntdevError),
     #[error("disk I/O failed")]
     Disk(#[source] std::io::Error),
 }
@@ -68,6 +96,18 @@ pub enum IoError {
 /// Most requests of one ring executed at once (each on its own thread, with its
 /// own buffer); the rest of a batch waits for a free lane.
 pub const MAX_IN_FLIGHT: usize = 4;
+/// Most bytes of a run: requests of a lane that read (or write) adjacent sector
+/// ranges are served by one disk call and one grant copy.
+pub const MAX_RUN_BYTES: usize = 512 * 1024;
+/// Least data of a group worth spreading over several lanes.
+pub const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// A lane's buffers, kept between batches.
+#[derive(Debug, Default)]
+struct Lane {
+    data: Vec<u8>,
+    pieces: Vec<GrantPiece>,
+}
 
 /// What executing a request needs; shared by the lanes of a batch.
 #[derive(Debug)]
@@ -83,8 +123,13 @@ struct Executor<G> {
 pub struct BlkRing<G: GrantCopy> {
     ring: BackRing,
     exec: Executor<G>,
-    bufs: Vec<Vec<u8>>,
+    lanes: Vec<Lane>,
     batch: Vec<RawRequest>,
+    /// Where each request taken off the ring is recorded until answered.
+    journal: Option<Journal>,
+    /// Requests a killed backend took off the ring, from the journal: they stand
+    /// in for the next slots consumed (which may hold its unpublished responses).
+    replay: VecDeque<RawRequest>,
     /// Requests answered so far (for logs and tests).
     pub completed: u64,
 }
@@ -101,6 +146,7 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
             sectors: disk.sectors(),
             read_only: disk.read_only(),
             discard: discard && disk.can_discard(),
+            max_indirect_segments: 0,
         };
         Self {
             ring,
@@ -110,11 +156,78 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                 disk,
                 limits,
             },
-            bufs: (0..MAX_IN_FLIGHT)
-                .map(|_| Vec::with_capacity(MAX_SEGMENTS * XEN_PAGE_SIZE))
+            lanes: (0..MAX_IN_FLIGHT)
+                .map(|_| Lane {
+                    data: Vec::with_capacity(MAX_SEGMENTS * XEN_PAGE_SIZE),
+                    pieces: Vec::with_capacity(MAX_SEGMENTS),
+                })
                 .collect(),
             batch: Vec::new(),
+            journal: None,
+            replay: VecDeque::new(),
             completed: 0,
+        }
+    }
+
+    /// Records requests in `journal` from now on. With `resume` (the ring was
+    /// attached at its published responses, [`BackRing::attach`]), the requests
+    /// the journal holds from the ring's next index on are executed in place of
+    /// the ring's slots. Returns how many requests will be replayed so.
+    pub fn with_journal(&mut self, journal: Journal, resume: bool) -> usize {
+        if resume {
+            match journal.replay(self.ring.req_cons(), self.ring.size()) {
+                Ok(r) => self.replay = r.into(),
+                Err(e) => tracing::warn!("reading the request journal failed: {e}"),
+            }
+        }
+        self.journal = Some(journal);
+        self.replay.len()
+    }
+
+    /// Requests on the ring that have no response yet.
+    pub fn unanswered(&self) -> Result<u32, RingError> {
+        self.ring.unconsumed_requests()
+    }
+
+    /// Accepts indirect requests of up to `n` segments (at most
+    /// [`MAX_INDIRECT_SEGMENTS`]; 0: none), as published in
+    /// `feature-max-indirect-segments`.
+    pub fn set_max_indirect_segments(&mut self, n: u16) {
+        self.exec.limits.max_indirect_segments = n.min(MAX_INDIRECT_SEGMENTS);
+    }
+
+    /// Uses at most `n` (>= 1) lanes for a batch from now on.
+    pub fn set_max_lanes(&mut self, n: usize) {
+        self.lanes.truncate(n.max(1));
+    }
+
+    /// Stops journalling and deletes the journal (a clean disconnect).
+    pub fn remove_journal(&mut self) {
+        if let Some(j) = self.journal.take() {
+            j.remove();
+        }
+    }
+
+    /// Takes every request on the ring off it (copied once), recording each in
+    /// the journal before anything is answered.
+    fn take_batch(&mut self) -> Result<(), RingError> {
+        self.batch.clear();
+        let mut raw = RawRequest([0; REQUEST_SIZE]);
+        loop {
+            let idx = self.ring.req_cons();
+            if !self.ring.next_request(&mut raw.0)? {
+                return Ok(());
+            }
+            if let Some(r) = self.replay.pop_front() {
+                raw = r;
+            }
+            if let Some(j) = &self.journal {
+                if let Err(e) = j.record(idx, &raw) {
+                    tracing::warn!("journalling request {idx} failed, journal off: {e}");
+                    self.journal = None;
+                }
+            }
+            self.batch.push(raw);
         }
     }
 
@@ -124,15 +237,11 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     /// The requests found on the ring form a batch: each is copied out once, then
     /// the batch runs on up to [`MAX_IN_FLIGHT`] lanes at once, except that a
     /// FLUSH_DISKCACHE runs alone, after everything before it in the batch has
-    /// completed. Responses go back in ring order.
+    /// completed. Responses go back in ring order, published after each group.
     pub fn process(&mut self) -> Result<bool, RingError> {
         let mut notify = false;
-        let mut raw = RawRequest([0; REQUEST_SIZE]);
         loop {
-            self.batch.clear();
-            while self.ring.next_request(&mut raw.0)? {
-                self.batch.push(raw);
-            }
+            self.take_batch()?;
             let mut start = 0;
             while start < self.batch.len() {
                 // A group of requests up to (not including) the next flush; a flush
@@ -145,13 +254,13 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                         .position(|r| r.operation() == OP_FLUSH_DISKCACHE)
                         .map_or(self.batch.len(), |p| start + p)
                 };
-                for rsp in run_group(&self.exec, &self.batch[start..end], &mut self.bufs) {
+                for rsp in run_group(&self.exec, &self.batch[start..end], &mut self.lanes) {
                     self.ring.put_response(&rsp.to_bytes())?;
                     self.completed += 1;
                 }
+                notify |= self.ring.push_responses()?;
                 start = end;
             }
-            notify |= self.ring.push_responses()?;
             if !self.ring.final_check_for_requests()? {
                 return Ok(notify);
             }
@@ -159,44 +268,51 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     }
 }
 
-/// Executes `group` on up to [`MAX_IN_FLIGHT`] lanes; responses in order.
+/// Executes `group`; responses in order. The group's requests are validated,
+/// then cut into runs ([`run_end`]); a group that moves at least
+/// [`PARALLEL_MIN_BYTES`] in two runs or more spreads its runs over up to
+/// [`MAX_IN_FLIGHT`] lanes (threads), a smaller one runs in this thread (a
+/// thread costs more than the I/O of a few pages in the page cache).
 fn run_group<G: GrantCopy + Send + Sync>(
     exec: &Executor<G>,
     group: &[RawRequest],
-    bufs: &mut [Vec<u8>],
+    lanes: &mut [Lane],
 ) -> Vec<Response> {
-    if group.len() == 1 || bufs.len() == 1 {
-        let buf = &mut bufs[0];
-        return group.iter().map(|r| exec.handle(r, buf)).collect();
+    let parsed: Vec<Result<Request, RequestError>> = group.iter().map(|r| exec.parse(r)).collect();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < group.len() {
+        let j = run_end(&parsed, i);
+        runs.push(i..j);
+        i = j;
     }
-    let lanes = group.len().min(bufs.len());
-    let per_lane = group.len().div_ceil(lanes);
+    let bytes: usize = parsed
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(Request::data_len)
+        .sum();
+    if runs.len() < 2 || lanes.len() < 2 || bytes < PARALLEL_MIN_BYTES {
+        return exec.run_runs(group, &parsed, &runs, &mut lanes[0]);
+    }
+    let n = runs.len().min(lanes.len());
+    let per_lane = runs.len().div_ceil(n);
+    let parsed = &parsed;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = group
+        let handles: Vec<_> = runs
             .chunks(per_lane)
-            .zip(bufs.iter_mut())
-            .map(|(chunk, buf)| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|r| exec.handle(r, buf))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .zip(lanes.iter_mut())
+            .map(|(chunk, lane)| scope.spawn(move || exec.run_runs(group, parsed, chunk, lane)))
             .collect();
         handles
             .into_iter()
-            .zip(group.chunks(per_lane))
+            .zip(runs.chunks(per_lane))
             .flat_map(|(h, chunk)| {
                 h.join().unwrap_or_else(|_| {
                     // A lane that panicked answers its requests with an error.
                     chunk
                         .iter()
-                        .map(|r| Response {
-                            id: r.id(),
-                            operation: r.operation(),
-                            status: RSP_ERROR,
-                        })
+                        .flat_map(|r| group[r.clone()].iter())
+                        .map(|r| exec.respond(r, RSP_ERROR))
                         .collect()
                 })
             })
@@ -205,13 +321,95 @@ fn run_group<G: GrantCopy + Send + Sync>(
 }
 
 impl<G: GrantCopy> Executor<G> {
-    fn handle(&self, raw: &RawRequest, buf: &mut Vec<u8>) -> Response {
-        let status = match parse(raw, &self.limits) {
+    /// Validates a request copied out of the ring; an indirect one (when
+    /// offered) after copying its segment pages once.
+    fn parse(&self, raw: &RawRequest) -> Result<Request, RequestError> {
+        if raw.operation() != OP_INDIRECT || self.limits.max_indirect_segments == 0 {
+            return parse(raw, &self.limits);
+        }
+        let h = parse_indirect_header(raw, &self.limits)?;
+        let pieces: Vec<GrantPiece> = h
+            .page_grefs
+            .iter()
+            .map(|&gref| GrantPiece {
+                gref,
+                offset: 0,
+                len: XEN_PAGE_SIZE as u16,
+            })
+            .collect();
+        let mut pages = vec![0u8; pieces.len() * XEN_PAGE_SIZE];
+        self.grants
+            .copy_in(self.domid, &pieces, &mut pages)
+            .map_err(|e| {
+                tracing::debug!(id = raw.id(), "indirect pages: {e}");
+                RequestError::IndirectCopy
+            })?;
+        parse_indirect(raw, &h, &pages, &self.limits)
+    }
+
+    /// The response to `raw` with `status`: it names the request's operation,
+    /// an indirect request's inner one (Linux blkfront checks it).
+    fn respond(&self, raw: &RawRequest, status: i16) -> Response {
+        let operation = if self.limits.max_indirect_segments > 0 {
+            raw.response_operation()
+        } else {
+            raw.operation()
+        };
+        Response {
+            id: raw.id(),
+            operation,
+            status,
+        }
+    }
+
+    /// Answers the requests of `runs` (ranges of `group`) in order. A run of
+    /// several requests is served by one disk call and one grant copy; one that
+    /// fails is redone request by request, so that each request gets its own
+    /// status.
+    fn run_runs(
+        &self,
+        group: &[RawRequest],
+        parsed: &[Result<Request, RequestError>],
+        runs: &[std::ops::Range<usize>],
+        lane: &mut Lane,
+    ) -> Vec<Response> {
+        let mut out = Vec::with_capacity(runs.iter().map(|r| r.len()).sum());
+        for run in runs {
+            if run.len() > 1 {
+                let reqs: Vec<&Request> = parsed[run.clone()]
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .collect();
+                match self.execute_run(&reqs, lane) {
+                    Ok(()) => {
+                        out.extend(group[run.clone()].iter().map(|r| self.respond(r, RSP_OKAY)));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!("run of {} requests failed ({e}), one by one", run.len());
+                    }
+                }
+            }
+            for k in run.clone() {
+                out.push(self.answer(&group[k], &parsed[k], lane));
+            }
+        }
+        out
+    }
+
+    /// Executes one (parsed) request.
+    fn answer(
+        &self,
+        raw: &RawRequest,
+        parsed: &Result<Request, RequestError>,
+        lane: &mut Lane,
+    ) -> Response {
+        let status = match parsed {
             Err(e) => {
                 tracing::debug!(id = raw.id(), "refused request: {e}");
                 e.status()
             }
-            Ok(req) => match self.execute(&req, buf) {
+            Ok(req) => match self.execute(req, lane) {
                 Ok(()) => RSP_OKAY,
                 Err(e) => {
                     tracing::warn!(id = req.id, "request failed: {e}");
@@ -219,35 +417,15 @@ impl<G: GrantCopy> Executor<G> {
                 }
             },
         };
-        Response {
-            id: raw.id(),
-            operation: raw.operation(),
-            status,
-        }
+        self.respond(raw, status)
     }
 
-    fn execute(&self, req: &Request, buf: &mut Vec<u8>) -> Result<(), IoError> {
+    fn execute(&self, req: &Request, lane: &mut Lane) -> Result<(), IoError> {
         match req.kind {
-            Kind::Read => {
-                buf.resize(req.data_len(), 0);
-                self.disk.read_at(buf, req.sector).map_err(IoError::Disk)?;
-                let mut at = 0;
-                for s in &req.segments {
-                    let chunk = &buf[at..at + s.len()];
-                    self.grants
-                        .copy_to(self.domid, s.gref, s.offset() as u16, chunk)
-                        .map_err(|source| IoError::Copy {
-                            gref: s.gref,
-                            source,
-                        })?;
-                    at += s.len();
-                }
-                Ok(())
-            }
-            Kind::Write => self.write(req, buf),
+            Kind::Read | Kind::Write => self.execute_run(&[req], lane),
             Kind::Flush => {
                 if !req.segments.is_empty() {
-                    self.write(req, buf)?;
+                    self.write_run(&[req], lane)?;
                 }
                 self.disk.flush().map_err(IoError::Disk)
             }
@@ -258,21 +436,86 @@ impl<G: GrantCopy> Executor<G> {
         }
     }
 
-    fn write(&self, req: &Request, buf: &mut Vec<u8>) -> Result<(), IoError> {
-        buf.resize(req.data_len(), 0);
-        let mut at = 0;
-        for s in &req.segments {
-            let chunk = &mut buf[at..at + s.len()];
-            self.grants
-                .copy_from(self.domid, s.gref, s.offset() as u16, chunk)
-                .map_err(|source| IoError::Copy {
-                    gref: s.gref,
-                    source,
-                })?;
-            at += s.len();
+    /// Reads or writes requests of one kind whose sector ranges follow each
+    /// other (one request, or a run from [`run_end`]).
+    fn execute_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let Some(first) = reqs.first() else {
+            return Ok(());
+        };
+        if first.kind == Kind::Read {
+            self.read_run(reqs, lane)
+        } else {
+            self.write_run(reqs, lane)
         }
-        self.disk.write_at(buf, req.sector).map_err(IoError::Disk)
     }
+
+    fn read_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let sector = reqs[0].sector;
+        fill_pieces(reqs, lane);
+        self.disk
+            .read_at(&mut lane.data, sector)
+            .map_err(IoError::Disk)?;
+        self.grants
+            .copy_out(self.domid, &lane.pieces, &lane.data)
+            .map_err(IoError::Copy)
+    }
+
+    fn write_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
+        let sector = reqs[0].sector;
+        fill_pieces(reqs, lane);
+        self.grants
+            .copy_in(self.domid, &lane.pieces, &mut lane.data)
+            .map_err(IoError::Copy)?;
+        self.disk
+            .write_at(&lane.data, sector)
+            .map_err(IoError::Disk)
+    }
+}
+
+/// Lays out the segments of `reqs` as grant pieces and sizes the lane's data
+/// buffer to their total.
+fn fill_pieces(reqs: &[&Request], lane: &mut Lane) {
+    lane.pieces.clear();
+    let mut total = 0;
+    for r in reqs {
+        for s in &r.segments {
+            // Validated: offset + len <= 4096.
+            lane.pieces.push(GrantPiece {
+                gref: s.gref,
+                offset: s.offset() as u16,
+                len: s.len() as u16,
+            });
+            total += s.len();
+        }
+    }
+    lane.data.resize(total, 0);
+}
+
+/// The end (exclusive) of the run starting at `i`: valid reads, or valid
+/// writes, each starting at the sector where the one before ends, together at
+/// most [`MAX_RUN_BYTES`].
+fn run_end(parsed: &[Result<Request, RequestError>], i: usize) -> usize {
+    let Ok(first) = &parsed[i] else {
+        return i + 1;
+    };
+    if !matches!(first.kind, Kind::Read | Kind::Write) {
+        return i + 1;
+    }
+    let mut end_sector = first.sector + first.sectors();
+    let mut bytes = first.data_len();
+    let mut j = i + 1;
+    while let Some(Ok(next)) = parsed.get(j) {
+        if next.kind != first.kind
+            || next.sector != end_sector
+            || bytes + next.data_len() > MAX_RUN_BYTES
+        {
+            break;
+        }
+        end_sector += next.sectors();
+        bytes += next.data_len();
+        j += 1;
+    }
+    j
 }
 
 #[cfg(test)]

@@ -205,6 +205,23 @@ pub trait DeviceHandler {
     ) -> Result<(), BoxError>;
     /// Stops serving (idempotent); the device stays prepared.
     fn disconnect(&mut self, id: &DeviceId, device: &mut Self::Device);
+    /// Whether this kind takes over devices that an earlier run of the daemon
+    /// left Connected (after a crash or `kill -9`) through [`Self::resume`].
+    fn resumes(&self) -> bool {
+        false
+    }
+    /// Takes over the rings of a device the frontend still has Connected: like
+    /// `connect`, but at the rings' current indices.
+    fn resume(
+        &mut self,
+        id: &DeviceId,
+        device: &mut Self::Device,
+        frontend: Self::Frontend,
+        broken: BrokenNotifier,
+    ) -> Result<(), BoxError> {
+        let _ = (id, device, frontend, broken);
+        Err("this device kind cannot resume a connected device".into())
+    }
 }
 
 /// Where a device is in the handshake, as this backend sees it.
@@ -212,6 +229,8 @@ pub trait DeviceHandler {
 enum Phase {
     /// Published features, in InitWait.
     Waiting,
+    /// Found Connected at start (left by an earlier run): to be resumed.
+    Resuming,
     Connected,
     /// Broken or closing: waiting for the frontend to close.
     Closing,
@@ -403,7 +422,12 @@ impl<H: DeviceHandler> Daemon<H> {
             == Some(1);
 
         if !self.devices.contains_key(&key) {
-            if be_state != XenbusState::Initialising || !online {
+            // A device an earlier run of this daemon left InitWait or Connected
+            // (it was killed): take it over where it is, when the kind can.
+            let adopt = online
+                && self.handler.resumes()
+                && matches!(be_state, XenbusState::InitWait | XenbusState::Connected);
+            if (be_state != XenbusState::Initialising || !online) && !adopt {
                 // Not ours to start (being removed, or a leftover of an earlier run).
                 if be_state == XenbusState::Closing && !online {
                     self.set_state(&be, XenbusState::Closed)?;
@@ -419,6 +443,15 @@ impl<H: DeviceHandler> Daemon<H> {
                 frontend_path: String::from_utf8_lossy(&fe).into_owned(),
             };
             match self.handler.prepare(&id, &mut self.xs) {
+                Ok((device, _)) if adopt => {
+                    tracing::info!("{be}: taking over a device left in state {be_state}");
+                    let phase = if be_state == XenbusState::Connected {
+                        Phase::Resuming
+                    } else {
+                        Phase::Waiting
+                    };
+                    self.track(id, device, phase)?;
+                }
                 Ok((device, features)) => {
                     self.xs.transaction(|t| {
                         for (k, v) in &features {
@@ -427,18 +460,7 @@ impl<H: DeviceHandler> Daemon<H> {
                         switch_state(t, &be, XenbusState::InitWait)
                     })?;
                     tracing::info!("{be}: state {}", XenbusState::InitWait);
-                    let fe_watch = format!("{FRONTEND_WATCH_PREFIX}{}:{}", key.frontend, key.devid);
-                    self.xs
-                        .watch(&format!("{}/state", id.frontend_path), &fe_watch)?;
-                    self.devices.insert(
-                        key,
-                        Tracked {
-                            id,
-                            device,
-                            phase: Phase::Waiting,
-                            fe_watch,
-                        },
-                    );
+                    self.track(id, device, Phase::Waiting)?;
                 }
                 Err(e) => {
                     tracing::error!("{be}: cannot open the device: {e}");
@@ -447,7 +469,9 @@ impl<H: DeviceHandler> Daemon<H> {
                     self.set_state(&be, XenbusState::Closed)?;
                 }
             }
-            return Ok(());
+            if !adopt || !self.devices.contains_key(&key) {
+                return Ok(());
+            }
         }
 
         let fe_path = self.devices[&key].id.frontend_path.clone();
@@ -467,7 +491,10 @@ impl<H: DeviceHandler> Daemon<H> {
         tracing::debug!(?phase, %fe_state, %be_state, online, "{be}");
 
         match (phase, fe_state) {
-            (Phase::Waiting, XenbusState::Initialised | XenbusState::Connected) if !removing => {
+            (Phase::Waiting, XenbusState::Initialised | XenbusState::Connected)
+            | (Phase::Resuming, XenbusState::Connected)
+                if !removing =>
+            {
                 let frontend = self.handler.read_frontend(&mut self.xs, &fe_path);
                 let t = self
                     .devices
@@ -479,12 +506,20 @@ impl<H: DeviceHandler> Daemon<H> {
                         tx: tx.clone(),
                         waker: Arc::clone(waker),
                     };
-                    self.handler.connect(&t.id, &mut t.device, r, notifier)
+                    if phase == Phase::Resuming {
+                        self.handler.resume(&t.id, &mut t.device, r, notifier)
+                    } else {
+                        self.handler.connect(&t.id, &mut t.device, r, notifier)
+                    }
                 });
                 match result {
                     Ok(()) => {
                         t.phase = Phase::Connected;
-                        self.set_state(&be, XenbusState::Connected)?;
+                        if phase == Phase::Resuming {
+                            tracing::info!("{be}: resumed");
+                        } else {
+                            self.set_state(&be, XenbusState::Connected)?;
+                        }
                     }
                     Err(e) => {
                         tracing::error!("{be}: connecting to {fe_path} failed: {e}");
@@ -521,6 +556,24 @@ impl<H: DeviceHandler> Daemon<H> {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Watches a prepared device's frontend state and tracks it in `phase`.
+    fn track(&mut self, id: DeviceId, device: H::Device, phase: Phase) -> Result<(), ClientError> {
+        let key = id.key;
+        let fe_watch = format!("{FRONTEND_WATCH_PREFIX}{}:{}", key.frontend, key.devid);
+        self.xs
+            .watch(&format!("{}/state", id.frontend_path), &fe_watch)?;
+        self.devices.insert(
+            key,
+            Tracked {
+                id,
+                device,
+                phase,
+                fe_watch,
+            },
+        );
         Ok(())
     }
 

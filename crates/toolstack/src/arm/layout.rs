@@ -96,6 +96,8 @@ pub enum LayoutError {
     NoRoomForModules { size: u64 },
     #[error("the initrd/DTB at {modules:#x} would overlap the kernel's BSS (kernel image_size ends at {kernel_end:#x})")]
     ModulesOverlapKernelBss { modules: u64, kernel_end: u64 },
+    #[error("the arm32 zImage's start address {entry:#x} (header @0x28) is outside the image as loaded ({start:#x}-{end:#x}): it was linked for another load address and would crash at once")]
+    EntryOutsideKernel { entry: u64, start: u64, end: u64 },
 }
 
 /// A guest physical range [start, end).
@@ -291,6 +293,16 @@ pub fn plan(
         return Err(LayoutError::ModulesDoNotFitBank);
     }
     let bank0end = banks[0].end;
+    // libxenguest lets a zImage start anywhere ("the guest will crash, but in guest
+    // context"); refuse it here instead, where the user can be told why.
+    let entry = kernel.entry(GUEST_RAM0_BASE);
+    if !(seg.start..seg.end).contains(&entry) {
+        return Err(LayoutError::EntryOutsideKernel {
+            entry,
+            start: seg.start,
+            end: seg.end,
+        });
+    }
     let kernel_mem_end = kernel.mem_end(GUEST_RAM0_BASE);
     if kernel_mem_end > bank0end {
         return Err(LayoutError::KernelDoesNotFit {
@@ -333,7 +345,7 @@ pub fn plan(
         banks,
         kernel: seg,
         kernel_mem_end,
-        entry: kernel.entry(GUEST_RAM0_BASE),
+        entry,
         initrd,
         dtb,
         magic: magic_pages(),
@@ -547,6 +559,22 @@ mod tests {
         let cpu = l.boot_cpu_state();
         assert_eq!(cpu.regs, vec![0, 0xffff_ffff, l.dtb.start]);
         assert_eq!(cpu.cpsr, 0x4000_01d3);
+        // A zImage linked for a fixed address inside the image as loaded is fine ...
+        let fixed = KernelImage::synthetic_arm32(5 * MIB, 0x4000_8000);
+        assert_eq!(
+            plan(128 * MIB, &fixed, None, 4096).expect("ok").entry,
+            0x4000_8000
+        );
+        // ... one linked elsewhere would jump into nothing.
+        let elsewhere = KernelImage::synthetic_arm32(5 * MIB, 0x8000);
+        assert_eq!(
+            plan(128 * MIB, &elsewhere, None, 4096),
+            Err(LayoutError::EntryOutsideKernel {
+                entry: 0x8000,
+                start: 0x4000_8000,
+                end: 0x4000_8000 + 5 * MIB
+            })
+        );
     }
 
     #[test]

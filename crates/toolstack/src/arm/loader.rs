@@ -111,6 +111,13 @@ pub enum LoaderError {
     BigEndian,
     #[error("arm64 Image text_offset {0:#x} is not below 2 MiB as booting.rst requires")]
     BadTextOffset(u64),
+    #[error("arm32 zImage is truncated: its header says {want} bytes (end {end:#x} - start {start:#x}), the file has {have}")]
+    ZimageTruncated {
+        start: u32,
+        end: u32,
+        want: u64,
+        have: u64,
+    },
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
@@ -171,11 +178,22 @@ impl KernelImage {
         }
         let file_size = b.len() as u64;
         if b.len() >= ZIMAGE32_HEADER_SIZE && le32(b, ZIMAGE32_MAGIC_OFFSET) == ZIMAGE32_MAGIC {
+            let start = le32(b, ZIMAGE32_START_OFFSET);
+            let end = le32(b, ZIMAGE32_END_OFFSET);
+            // head.S: start = the address the zImage was linked for (0: position
+            // independent), end = start + its size. An appended DTB may follow, so the
+            // file can be longer, but not shorter.
+            let want = u64::from(end.saturating_sub(start));
+            if want > file_size {
+                return Err(LoaderError::ZimageTruncated {
+                    start,
+                    end,
+                    want,
+                    have: file_size,
+                });
+            }
             return Ok(KernelImage {
-                format: KernelFormat::Arm32Zimage {
-                    start: le32(b, ZIMAGE32_START_OFFSET),
-                    end: le32(b, ZIMAGE32_END_OFFSET),
-                },
+                format: KernelFormat::Arm32Zimage { start, end },
                 file_size,
             });
         }
@@ -372,6 +390,18 @@ mod tests {
         assert_eq!(k.entry(GUEST_RAM0_BASE), GUEST_RAM0_BASE + 0x8000);
         let k = KernelImage::probe(&zimage32_header(0x4100_0000, 0)).expect("probe");
         assert_eq!(k.entry(GUEST_RAM0_BASE), 0x4100_0000);
+        // A file shorter than its header's end - start is cut off.
+        let mut cut = zimage32_header(0, 0x50_0000);
+        cut.resize(0x4f_ffff, 0);
+        let e = KernelImage::probe(&cut).expect_err("truncated");
+        assert!(
+            e.to_string()
+                .contains("truncated: its header says 5242880 bytes (end 0x500000 - start 0x0), the file has 5242879"),
+            "{e}"
+        );
+        // A longer one (an appended DTB) is fine.
+        cut.resize(0x51_0000, 0);
+        KernelImage::probe(&cut).expect("appended DTB");
     }
 
     #[test]

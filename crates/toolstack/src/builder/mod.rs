@@ -30,7 +30,7 @@ use xen::{CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdErro
 
 use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::layout::{ExtentRun, NR_MAGIC_PAGES, PAGE_SHIFT, PAGE_SIZE};
-use crate::arm::loader::KernelImage;
+use crate::arm::loader::{GuestArch, KernelImage};
 use crate::arm::plan::{plan_domain, DomainPlan, HostParams, PlanError};
 use crate::arm::Gic;
 use crate::config::{DomainConfig, GicVersion, Vuart};
@@ -227,6 +227,30 @@ pub fn max_mem_kib(cfg: &DomainConfig) -> u64 {
     cfg.maxmem_mib.max(cfg.memory_mib) * 1024 + MAXMEM_SLACK_KIB
 }
 
+/// Refuses a kernel whose guest type Xen does not run, before anything is made (as
+/// libxenguest's xc_dom_compat_check does). Xen on arm64 lists "xen-3.0-armv7l" among
+/// its capabilities only when the CPU implements AArch32 at EL1 (arch_get_xen_caps);
+/// without it XEN_DOMCTL_set_address_size 32 fails with EINVAL. arm64 guests need no
+/// look-up: Xen on arm64 always runs them.
+fn check_guest_type<C: DomainControl>(ctl: &C, arch: GuestArch) -> Result<(), BuildError> {
+    const STEP: &str = "checking the guest type";
+    if arch == GuestArch::Aarch64 {
+        return Ok(());
+    }
+    let caps = ctl.xen_version().map_err(xen_step(STEP))?.capabilities;
+    if caps.split_whitespace().any(|c| c == arch.guest_type()) {
+        return Ok(());
+    }
+    Err(BuildError::Refused {
+        step: STEP,
+        what: format!(
+            "the kernel is a 32-bit ARM zImage ({}) but Xen runs only \"{}\" guests here: the CPU has no AArch32 at EL1",
+            arch.guest_type(),
+            caps.trim()
+        ),
+    })
+}
+
 /// Builds the domain; on failure it is destroyed and the error names the step.
 pub fn build<C: DomainControl, M: GuestMemory>(
     ctl: &C,
@@ -234,6 +258,7 @@ pub fn build<C: DomainControl, M: GuestMemory>(
     input: &BuildInput<'_>,
 ) -> Result<BuiltDomain, BuildError> {
     let cfg = input.cfg;
+    check_guest_type(ctl, input.kernel.arch())?;
     let nr_spis = match cfg.vuart {
         Some(Vuart::SbsaUart) => {
             crate::arm::layout::GUEST_VPL011_SPI - crate::arm::fdt::GIC_SPI_BASE + 1

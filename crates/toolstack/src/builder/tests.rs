@@ -372,6 +372,67 @@ fn createdomain_request_is_libxls() {
     assert_eq!(max_mem_kib(&cfg), 128 * 1024 + 1024);
 }
 
+/// A synthetic arm32 zImage: the header (magic, start 0, end = size), then a body.
+fn zimage_bytes() -> Vec<u8> {
+    let len = 200 * 1024;
+    let mut k = crate::arm::loader::zimage32_header(0, len as u32);
+    k.extend((k.len()..len).map(|i| (i % 241) as u8));
+    k
+}
+
+#[test]
+fn arm32_zimage_makes_a_32_bit_domain_started_in_svc_mode() {
+    use crate::arm::layout::PSR_GUEST32_INIT;
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let kernel = zimage_bytes();
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    assert_eq!(ctl.inner.address_size(1), Some(32), "set_address_size 32");
+    let l = &b.plan.layout;
+    // xg_dom_armzimageloader.c: the zImage goes 32 KiB into RAM, entry = load address.
+    assert_eq!(l.kernel.start, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    // The DTB and initrd sit in bank 0, below 4 GiB (32-bit lowmem).
+    assert!(l.dtb.end <= 1 << 32 && l.initrd.expect("initrd").end <= 1 << 32);
+    // vcpu_arm32: pc = entry, r0 = 0, r1 = ~0 (no machine id: DT boot), r2 = DTB,
+    // CPSR = SVC mode with A, I and F masked.
+    let ctx = ctl.inner.get_vcpu_context(1, 0).expect("ctx");
+    assert_eq!(ctx.user_regs.pc64, GUEST_RAM0_BASE + 0x8000);
+    assert_eq!(
+        &ctx.user_regs.x[..3],
+        &[0, 0xffff_ffff, l.dtb.start],
+        "r0, r1, r2"
+    );
+    assert_eq!(ctx.user_regs.cpsr, PSR_GUEST32_INIT);
+    assert_eq!(PSR_GUEST32_INIT & 0x1f, 0x13, "SVC mode");
+    assert_eq!(PSR_GUEST32_INIT & 0x1c0, 0x1c0, "A, I, F masked");
+    let tree = crate::dtb::parse(&b.plan.dtb).expect("dtb").root;
+    assert!(tree
+        .child("timer")
+        .expect("timer")
+        .is_compatible("arm,armv7-timer"));
+}
+
+#[test]
+fn arm32_zimage_is_refused_before_anything_is_made_when_xen_runs_no_32_bit_guests() {
+    let mut ctl = Flaky::new("");
+    ctl.inner.version.capabilities = "xen-3.0-aarch64 ".into();
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &zimage_bytes(), b"x").expect_err("no AArch32 EL1");
+    let msg = err.to_string();
+    assert!(msg.starts_with("checking the guest type: "), "{msg}");
+    assert!(
+        msg.contains("xen-3.0-armv7l") && msg.contains("AArch32 at EL1"),
+        "{msg}"
+    );
+    assert_eq!(ctl.inner.domain_info_list(1, 10).expect("list").len(), 0);
+    // An arm64 Image on the same host is fine.
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("arm64 builds");
+}
+
 /// rxenstored's daemon on a temporary socket, served by a thread for the rest of
 /// the test process.
 fn xenstored(tag: &str) -> std::path::PathBuf {

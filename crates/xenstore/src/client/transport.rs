@@ -1,14 +1,7 @@
 //! The byte stream under a [`super::Client`]: xenstored's unix socket or the
-//! kernel's xenbus device. Reads and writes that must not wait never do, so one
-//! code path serves blocking callers and mio loops alike.
-//!
-//! The xenbus device is opened `O_NONBLOCK` and its waits are poll(2) calls with
-//! an optional deadline. The socket stays in blocking mode instead: a wait
-//! without a deadline (the default for a request's reply) is one blocking
-//! `read`, not a `read` that finds nothing yet, a `poll` and a second `read`
-//! (two of the four system calls a request cost the client; docs/PERFORMANCE.md).
-//! Its non-blocking read and its waits with a deadline `poll` first, so that the
-//! `read` or `write` after it does not wait.
+//! kernel's xenbus device. Both are kept non-blocking; blocking waits are poll(2)
+//! calls with an optional deadline, so one code path serves blocking callers and
+//! mio loops alike.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -23,7 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 /// A connection to xenstored.
 #[derive(Debug)]
 pub(super) enum Transport {
-    /// xenstored's unix socket (blocking mode; see the module documentation).
+    /// xenstored's unix socket.
     Socket(UnixStream),
     /// `/dev/xen/xenbus` (the kernel relays to xenstored over the dom0 ring).
     Device(File),
@@ -45,9 +38,9 @@ impl Transport {
         }
     }
 
-    /// Wraps a connected socket, switching it to blocking mode.
+    /// Wraps a connected socket, switching it to non-blocking mode.
     pub(super) fn socket(s: UnixStream) -> io::Result<Transport> {
-        s.set_nonblocking(false)?;
+        s.set_nonblocking(true)?;
         Ok(Transport::Socket(s))
     }
 
@@ -60,17 +53,6 @@ impl Transport {
 
     /// One non-blocking read (`WouldBlock` when nothing is there).
     pub(super) fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Transport::Socket(_) = self {
-            if !self.ready(PollFlags::POLLIN, Some(Instant::now()))? {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-        }
-        self.read_once(buf)
-    }
-
-    /// One read, retried on `EINTR`: blocking on the socket, non-blocking on the
-    /// device.
-    fn read_once(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let r = match self {
                 Transport::Socket(s) => s.read(buf),
@@ -85,27 +67,24 @@ impl Transport {
 
     /// Reads at least one byte (0 at end of stream), waiting until `deadline`;
     /// `TimedOut` when it passes.
+    ///
+    /// Polls before reading: callers wait for a reply they just asked for, which
+    /// is not there yet, so a read first would only say `WouldBlock` (one system
+    /// call per request saved). It waits in poll(2), not in a blocking read: the
+    /// kernel wakes a reader blocked in a unix socket's read whenever the daemon
+    /// consumes one of its requests (the sender's write-space wake-up), while a
+    /// poll for `POLLIN` sleeps through that (docs/PERFORMANCE.md).
     pub(super) fn read_wait(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
-        match self {
-            Transport::Socket(_) => {
-                // Without a deadline the read itself waits.
-                if deadline.is_some() {
-                    self.wait(PollFlags::POLLIN, deadline)?;
-                }
-                self.read_once(buf)
+        loop {
+            self.wait(PollFlags::POLLIN, deadline)?;
+            match self.read_nonblocking(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
             }
-            Transport::Device(_) => loop {
-                match self.read_once(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.wait(PollFlags::POLLIN, deadline)?
-                    }
-                    other => return other,
-                }
-            },
         }
     }
 
@@ -117,12 +96,8 @@ impl Transport {
     ) -> io::Result<()> {
         while !bytes.is_empty() {
             let r = match self {
-                Transport::Socket(_) if deadline.is_some() => {
-                    // Room reported by poll: the blocking write goes through.
-                    self.wait(PollFlags::POLLOUT, deadline)?;
-                    write_some(self, bytes)
-                }
-                _ => write_some(self, bytes),
+                Transport::Socket(s) => s.write(bytes),
+                Transport::Device(f) => f.write(bytes),
             };
             match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -137,9 +112,10 @@ impl Transport {
         Ok(())
     }
 
-    /// Polls for `what` until `deadline` (`None`: for ever; a deadline already
-    /// past: one look without waiting). `Ok(false)` when the deadline passed.
-    fn ready(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
+    /// Waits until the descriptor is ready for `what` (or hung up).
+    /// A deadline that has passed still gets one look without waiting, so that
+    /// what is already there is read.
+    fn wait(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
         loop {
             let timeout = match deadline {
                 None => PollTimeout::NONE,
@@ -156,31 +132,13 @@ impl Transport {
             };
             let mut fds = [PollFd::new(self.fd(), what)];
             match poll(&mut fds, timeout) {
-                Ok(0) if timeout == PollTimeout::ZERO => return Ok(false),
+                Ok(0) if timeout == PollTimeout::ZERO => return Err(io::ErrorKind::TimedOut.into()),
                 Ok(0) => continue,
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(io::Error::from(e)),
             }
         }
-    }
-
-    /// Waits until the descriptor is ready for `what` (or hung up); `TimedOut`
-    /// when `deadline` passes first.
-    fn wait(&self, what: PollFlags, deadline: Option<Instant>) -> io::Result<()> {
-        if self.ready(what, deadline)? {
-            Ok(())
-        } else {
-            Err(io::ErrorKind::TimedOut.into())
-        }
-    }
-}
-
-/// One write of (a prefix of) `bytes`.
-fn write_some(t: &mut Transport, bytes: &[u8]) -> io::Result<usize> {
-    match t {
-        Transport::Socket(s) => s.write(bytes),
-        Transport::Device(f) => f.write(bytes),
     }
 }
 

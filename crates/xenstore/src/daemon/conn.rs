@@ -121,6 +121,11 @@ pub(super) struct Connection {
     /// Readiness seen but not yet consumed (edge-triggered polling).
     pub(super) readable: bool,
     pub(super) writable: bool,
+    /// Registered for writability too (only while output is blocked).
+    pub(super) write_interest: bool,
+    /// A readiness event reported the peer's end closed (hang-up or half-close):
+    /// reads go on to the end of file, with no short-read shortcut.
+    pub(super) peer_closed: bool,
     /// Waiting in the work list already.
     pub(super) queued: bool,
 }
@@ -137,6 +142,8 @@ impl Connection {
             outpos: 0,
             readable: true,
             writable: true,
+            write_interest: false,
+            peer_closed: false,
             queued: false,
         }
     }
@@ -191,14 +198,18 @@ impl Connection {
             }
             // A short read ending on a message boundary drained the socket: skip
             // the read that would only return EAGAIN (one system call per request
-            // saved, docs/PERFORMANCE.md). Only when the output is not blocked:
-            // the reply just queued is then written at once, and a peer that
-            // closed in the same wake-up makes that write fail (EPIPE), so its
-            // close is never missed. A partial message or a blocked output reads
-            // on until `WouldBlock` (or end of file).
+            // saved, docs/PERFORMANCE.md). Not when an event already reported the
+            // peer's end closed: its end of file came in the same wake-up and no
+            // later edge would announce it (a half-closed peer still reads its
+            // replies, so no failing write reveals it either). Only when the
+            // output is not blocked: the reply just queued is then written at
+            // once, and a peer that closed after the event makes that write fail
+            // (EPIPE) or its close raises a new edge. A partial message or a
+            // blocked output reads on until `WouldBlock` (or end of file).
             if n < scratch.len()
                 && self.reassembler.is_idle()
                 && self.writable
+                && !self.peer_closed
                 && self.output_empty()
                 && self.transport.short_read_drains()
             {

@@ -5,7 +5,11 @@
 //! Costs: a connection is only looked at when epoll reports it (edge-triggered)
 //! or when the core reports new output for it ([`Server::take_woken`]: a reply,
 //! or a watch event somebody's change caused); idle connections cost nothing per
-//! loop iteration.
+//! loop iteration. A socket is registered for readability only, and for
+//! writability too only while its output is blocked (like C xenstored's
+//! `POLLOUT` only with pending output): the kernel signals write space each time
+//! the peer consumes a reply, and that edge would otherwise wake the loop once
+//! per reply for nothing (docs/PERFORMANCE.md).
 //!
 //! Bounds: a connection's encoded output is capped near [`conn::OUT_BUF_LIMIT`]
 //! bytes; beyond that messages wait in the core's queue, which is itself bounded
@@ -276,6 +280,9 @@ impl Daemon {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.peer_closed = true;
+                        }
                         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                             c.writable = true;
                         }
@@ -330,11 +337,11 @@ impl Daemon {
             self.slots.len() - 1
         });
         if let Some(src) = transport.source() {
-            if let Err(e) = self.poll.registry().register(
-                src,
-                Token(slot + FIRST_CONN),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(src, Token(slot + FIRST_CONN), Interest::READABLE)
+            {
                 tracing::warn!(error = %e, "cannot poll a new connection; dropping it");
                 self.free.push(slot);
                 return None;
@@ -455,9 +462,36 @@ impl Daemon {
         }
     }
 
-    /// Moves the core's queued messages into the connection's buffer and writes.
+    /// Moves the core's queued messages into the connection's buffer and writes,
+    /// then registers for writability if (and only while) the output is blocked.
     /// Returns whether anything was written; `Err` names why to close it.
     fn flush(&mut self, slot: usize) -> Result<bool, String> {
+        let wrote = self.write_queued(slot)?;
+        let Some(Some(c)) = self.slots.get_mut(slot) else {
+            return Ok(wrote);
+        };
+        // Blocked output waits for the writable edge; otherwise no write-space
+        // events (one per reply the peer reads) are wanted.
+        let want = !c.writable;
+        if want != c.write_interest {
+            if let Some(src) = c.transport.source() {
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                self.poll
+                    .registry()
+                    .reregister(src, Token(slot + FIRST_CONN), interest)
+                    .map_err(|e| format!("cannot poll for output: {e}"))?;
+                c.write_interest = want;
+            }
+        }
+        Ok(wrote)
+    }
+
+    /// [`Daemon::flush`] without the registration update.
+    fn write_queued(&mut self, slot: usize) -> Result<bool, String> {
         let Some(Some(c)) = self.slots.get_mut(slot) else {
             return Ok(false);
         };

@@ -334,3 +334,42 @@ fn peers_that_close_right_after_sending_are_dropped() {
         "closed peers still connected"
     );
 }
+
+#[test]
+fn blocked_output_resumes_when_the_peer_reads() {
+    // The daemon registers a socket for writability only while its output is
+    // blocked: replies that overflow the socket buffer must still all arrive once
+    // the peer starts reading.
+    const REQUESTS: u32 = 300;
+    const VALUE_LEN: usize = 4000;
+    let d = Running::start(1024);
+    let mut s = StdStream::connect(&d.path).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut w = b"/big\0".to_vec();
+    w.extend_from_slice(&[b'v'; VALUE_LEN]);
+    assert_eq!(
+        roundtrip(&mut s, &Message::new(MsgType::Write, 1, 0, w)).payload,
+        b"OK\0"
+    );
+    // 300 reads at once: 1.2 MB of replies, several times a socket buffer.
+    let mut batch = Vec::new();
+    for i in 0..REQUESTS {
+        batch.extend_from_slice(&Message::new(MsgType::Read, i, 0, b"/big\0".to_vec()).encode());
+    }
+    s.write_all(&batch).expect("send");
+    // Let the daemon fill the buffer and block.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut r = crate::wire::Reassembler::new();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < REQUESTS as usize {
+        let n = s.read(&mut buf).expect("replies keep coming");
+        assert!(n > 0, "daemon closed the connection");
+        r.feed(&buf[..n], &mut got).expect("frames");
+    }
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.header.req_id, i as u32);
+        assert_eq!(m.payload.len(), VALUE_LEN);
+    }
+}

@@ -1,0 +1,297 @@
+//! Host benchmark of rxblkback's request path over the fakes against plain
+//! `pread`/`pwrite` of the same bytes (docs/PERFORMANCE.md).
+//!
+//! A frontend in the same thread fills the ring (32 slots) the way Linux
+//! blkfront does: a sequential 1 MiB I/O as requests of 11 full pages (44 KiB,
+//! the last one shorter), random 4 KiB I/O as one-page requests, 32 in flight.
+//! The backend ([`BlkRing::process`]) validates each request, reads or writes the
+//! backing file and copies the data to or from the "guest's" granted pages (the
+//! fake grant table: a `memcpy` where Xen's grant copy would run). The peer does
+//! only the disk calls of the same requests: one `pread`/`pwrite` per request
+//! into one buffer. Both run on the same file, in alternating rounds; the
+//! reported time of each is its median round.
+//!
+//! ```text
+//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N]
+//! ```
+//! The file (default: in /dev/shm, so that the page cache, not a disk, is the
+//! limit and the backend's own overhead shows) is created and removed.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backends::block::abi::{
+    RawRequest, RawSegment, Response, MAX_SEGMENTS, OP_READ, OP_WRITE, REQUEST_SIZE, RESPONSE_SIZE,
+    RSP_OKAY, SECTOR_SIZE,
+};
+use backends::block::disk::Disk;
+use backends::block::journal::{Journal, RingIdent};
+use backends::block::server::BlkRing;
+use xen::abi::xen::XEN_PAGE_SIZE;
+use xen::fake::FakeGrants;
+use xen::{BackRing, FrontRing, GrantMapper, MappedMemory};
+
+const GUEST: u16 = 1;
+const RING_GREF: u32 = 1;
+const DATA_GREF: u32 = 1000;
+/// Granted data pages: enough for a full ring of 11-page requests.
+const DATA_PAGES: usize = 32 * MAX_SEGMENTS;
+const SECTORS_PER_PAGE: u64 = XEN_PAGE_SIZE as u64 / SECTOR_SIZE;
+
+struct Args {
+    file: PathBuf,
+    mib: u64,
+    rounds: usize,
+    journal: bool,
+    lanes: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        file: PathBuf::from(format!("/dev/shm/rxblk-bench-{}", std::process::id())),
+        mib: 256,
+        rounds: 5,
+        journal: true,
+        lanes: backends::block::server::MAX_IN_FLIGHT,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--file" => a.file = it.next().unwrap().into(),
+            "--mib" => a.mib = it.next().unwrap().parse().unwrap(),
+            "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
+            "--no-journal" => a.journal = false,
+            "--lanes" => a.lanes = it.next().unwrap().parse().unwrap(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// One I/O as blkfront cuts it: (sector, pages) per request.
+fn cut(sector: u64, pages: usize) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < pages {
+        let n = (pages - at).min(MAX_SEGMENTS);
+        out.push((sector + at as u64 * SECTORS_PER_PAGE, n));
+        at += n;
+    }
+    out
+}
+
+/// The requests of a workload, in order.
+fn workload(name: &str, disk_pages: u64, total_pages: u64) -> (u8, Vec<(u64, usize)>) {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mib_pages = (1 << 20) / XEN_PAGE_SIZE;
+    match name {
+        "seq-read" | "seq-write" => {
+            let op = if name == "seq-read" {
+                OP_READ
+            } else {
+                OP_WRITE
+            };
+            let mut v = Vec::new();
+            let mut page = 0;
+            while page < total_pages {
+                v.extend(cut(page * SECTORS_PER_PAGE, mib_pages));
+                page += mib_pages as u64;
+            }
+            (op, v)
+        }
+        _ => {
+            let op = if name == "rand-read" {
+                OP_READ
+            } else {
+                OP_WRITE
+            };
+            let v = (0..total_pages)
+                .map(|_| ((rand() % disk_pages) * SECTORS_PER_PAGE, 1))
+                .collect();
+            (op, v)
+        }
+    }
+}
+
+struct Bench {
+    front: FrontRing,
+    back: BlkRing<FakeGrants>,
+}
+
+impl Bench {
+    /// Runs the requests through the ring, 32 in flight; every answer must be OK.
+    fn run(&mut self, op: u8, reqs: &[(u64, usize)]) -> Duration {
+        let t = Instant::now();
+        let mut next = 0;
+        let mut done = 0;
+        let mut slot = 0usize;
+        let mut rsp = [0u8; RESPONSE_SIZE];
+        while done < reqs.len() {
+            while next < reqs.len() && self.front.free_requests() > 0 {
+                let (sector, pages) = reqs[next];
+                let base = (slot % 32) * MAX_SEGMENTS;
+                let segs: Vec<RawSegment> = (0..pages)
+                    .map(|p| RawSegment {
+                        gref: DATA_GREF + (base + p) as u32,
+                        first_sect: 0,
+                        last_sect: (SECTORS_PER_PAGE - 1) as u8,
+                    })
+                    .collect();
+                let r = RawRequest::new(op, next as u64, sector, &segs);
+                self.front.put_request(&r.0).unwrap();
+                next += 1;
+                slot += 1;
+            }
+            self.front.push_requests().unwrap();
+            self.back.process().unwrap();
+            while self.front.next_response(&mut rsp).unwrap() {
+                let r = Response::from_bytes(&rsp);
+                assert_eq!(r.status, RSP_OKAY, "request {}", r.id);
+                done += 1;
+            }
+        }
+        t.elapsed()
+    }
+}
+
+/// The same disk calls without the backend: one pread/pwrite per request.
+fn plain(file: &std::fs::File, op: u8, reqs: &[(u64, usize)], buf: &mut [u8]) -> Duration {
+    let t = Instant::now();
+    for &(sector, pages) in reqs {
+        let b = &mut buf[..pages * XEN_PAGE_SIZE];
+        if op == OP_READ {
+            file.read_exact_at(b, sector * SECTOR_SIZE).unwrap();
+        } else {
+            file.write_all_at(b, sector * SECTOR_SIZE).unwrap();
+        }
+    }
+    t.elapsed()
+}
+
+/// The disk calls plus the copy to or from the guest's pages that the backend
+/// must make (here with the same volatile copies as the fake grant table).
+fn plain_copy(
+    file: &std::fs::File,
+    op: u8,
+    reqs: &[(u64, usize)],
+    buf: &mut [u8],
+    guest: &MappedMemory,
+) -> Duration {
+    let t = Instant::now();
+    for &(sector, pages) in reqs {
+        let b = &mut buf[..pages * XEN_PAGE_SIZE];
+        if op == OP_READ {
+            file.read_exact_at(b, sector * SECTOR_SIZE).unwrap();
+            guest.write_bytes(0, b).unwrap();
+        } else {
+            guest.read_bytes(0, b).unwrap();
+            file.write_all_at(b, sector * SECTOR_SIZE).unwrap();
+        }
+    }
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let a = args();
+    let bytes = a.mib << 20;
+    let disk_pages = bytes / XEN_PAGE_SIZE as u64;
+    {
+        let f = std::fs::File::create(&a.file).unwrap();
+        // Written out, so that reads find data in the page cache, not holes.
+        let chunk = vec![0x5au8; 1 << 20];
+        for i in 0..a.mib {
+            f.write_all_at(&chunk, i << 20).unwrap();
+        }
+    }
+    let ring_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
+    let data = MappedMemory::anonymous(DATA_PAGES * XEN_PAGE_SIZE).unwrap();
+    data.fill(0, DATA_PAGES * XEN_PAGE_SIZE, 0xa5).unwrap();
+    let grants = Arc::new(FakeGrants::new());
+    grants.grant(GUEST, RING_GREF, &ring_mem, 0, true).unwrap();
+    for p in 0..DATA_PAGES {
+        grants
+            .grant(GUEST, DATA_GREF + p as u32, &data, p, true)
+            .unwrap();
+    }
+    let front = FrontRing::init(ring_mem.clone(), REQUEST_SIZE).unwrap();
+    let mapped = grants.map_grants(GUEST, &[RING_GREF], true).unwrap();
+    let ring = BackRing::new((*mapped).clone(), REQUEST_SIZE).unwrap();
+    let disk = Arc::new(Disk::open(&a.file, false).unwrap());
+    let mut back = BlkRing::new(ring, grants, GUEST, disk, false);
+    back.set_max_lanes(a.lanes);
+    let jpath = a.file.with_extension("journal");
+    if a.journal {
+        let ident = RingIdent {
+            domid: GUEST.into(),
+            devid: 51712,
+            first_ring_ref: RING_GREF,
+            ring_pages: 1,
+            event_channel: 1,
+            slots: 32,
+        };
+        back.with_journal(Journal::open(&jpath, ident, false).unwrap(), false);
+    }
+    let mut bench = Bench { front, back };
+    let plain_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&a.file)
+        .unwrap();
+    let mut buf = vec![0xa5u8; MAX_SEGMENTS * XEN_PAGE_SIZE];
+    println!(
+        "file {} ({} MiB), {} rounds, journal {}, {} lane(s)",
+        a.file.display(),
+        a.mib,
+        a.rounds,
+        if a.journal { "on" } else { "off" },
+        a.lanes
+    );
+    println!(
+        "workload    MiB  requests  plain_ms  plain+copy_ms  rxblkback_ms  ratio/plain  ratio/plain+copy  rxblkback_MiB/s"
+    );
+    for name in ["seq-read", "seq-write", "rand-read", "rand-write"] {
+        // Random I/O moves a quarter of the bytes (4 KiB requests are slow).
+        let total_pages = if name.starts_with("rand") {
+            disk_pages / 4
+        } else {
+            disk_pages
+        };
+        let (op, reqs) = workload(name, disk_pages, total_pages);
+        let mut tp = Vec::new();
+        let mut tc = Vec::new();
+        let mut tb = Vec::new();
+        for _ in 0..a.rounds {
+            tp.push(plain(&plain_file, op, &reqs, &mut buf));
+            tc.push(plain_copy(&plain_file, op, &reqs, &mut buf, &data));
+            tb.push(bench.run(op, &reqs));
+        }
+        let (p, c, b) = (median(tp), median(tc), median(tb));
+        let mib = (total_pages * XEN_PAGE_SIZE as u64) as f64 / f64::from(1 << 20);
+        println!(
+            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>14.1} {:>13.1} {:>12.2} {:>17.2} {:>16.0}",
+            reqs.len(),
+            p.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3,
+            b.as_secs_f64() / p.as_secs_f64(),
+            b.as_secs_f64() / c.as_secs_f64(),
+            mib / b.as_secs_f64()
+        );
+    }
+    bench.back.remove_journal();
+    let _ = std::fs::remove_file(&a.file);
+}
