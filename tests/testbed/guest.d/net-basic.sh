@@ -31,10 +31,16 @@ echo "=== NET-GUEST-UP ==="
 
 # Guest to dom0: dom0 listens on 5001 and prints what it received.
 dd if=/dev/urandom of=/tmp/blk bs=1024 count=1024 2>/dev/null
-echo "NET: g2d md5 $(gen /tmp/blk | md5sum | cut -d' ' -f1)"
+mkfifo /tmp/g2d.fifo
+md5sum < /tmp/g2d.fifo > /tmp/g2d.md5 &
 echo "NET: g2d sending"
-gen /tmp/blk | nc 169.254.1.1 5001
+gen /tmp/blk | tee /tmp/g2d.fifo | nc 169.254.1.1 5001
+n=0
+while [ ! -s /tmp/g2d.md5 ]; do
+  n=$((n + 1)); [ "$n" -gt 600 ] && { echo "NET: no md5 of the sent stream"; exit 1; }; sleep 0.2
+done
 echo "NET: g2d sent"
+echo "NET: g2d md5 $(cut -d' ' -f1 /tmp/g2d.md5)"
 
 # Dom0 to guest: listen on 5002, hash exactly the stream's length, then close.
 total=$((NET_BLOCKS * (1048576 + 16)))

@@ -39,14 +39,17 @@ delays() {
         if (split(line, f, " ") < 2) continue
         ns++; su[ns] = f[1] + 0; sw[ns] = f[2] % 86400
       }
-      # wall = uptime + woff; a second began between samples i-1 and i.
+      # wall = uptime + woff. Sample i reads the second, then the uptime: when the
+      # second changed from sample i-1 to i, it changed after sample i-1 read the
+      # second, hence after sample i-2 read the uptime, and before sample i read
+      # the uptime.
       lo = -1e12; hi = 1e12
-      for (i = 2; i <= ns; i++) if (sw[i] != sw[i - 1]) {
+      for (i = 3; i <= ns; i++) if (sw[i] != sw[i - 1]) {
         if (sw[i] - su[i] > lo) lo = sw[i] - su[i]
-        if (sw[i] - su[i - 1] < hi) hi = sw[i] - su[i - 1]
+        if (sw[i] - su[i - 2] < hi) hi = sw[i] - su[i - 2]
       }
-      if (lo > -1e12 && lo <= hi) {
-        woff = (lo + hi) / 2
+      if (lo > -1e12) {
+        woff = (lo <= hi) ? (lo + hi) / 2 : lo
         for (i = 2; i <= ns; i++) if (su[i] - su[i - 1] > STALL_S) {
           ng++; gs[ng] = su[i - 1] + PERIOD_S + woff; ge[ng] = su[i] + woff
         }

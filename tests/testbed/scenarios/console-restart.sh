@@ -10,7 +10,11 @@ name=console-restart
 lines=200
 run xl create "$(guest_cfg "$name" console-lines extra_args="rxen.lines=$lines rxen.pause=0.03")"
 log=$RXCONSOLED_LOG_DIR/guest-$name.log
-wait_for 60 "the guest's 20th line" grep -q "RXEN-CONSOLE-LINE 20/$lines" "$log"
+if ! (wait_for 120 "the guest's 20th line" grep -q "RXEN-CONSOLE-LINE 20/$lines" "$log"); then
+  show_file rxconsoled /tmp/rxconsoled.log
+  show_file "$name" "$log"
+  fail "no 20th line of $name in $log"
+fi
 kill -9 "$(cat /var/run/rxconsoled.pid)"
 before=$(grep -c "RXEN-CONSOLE-LINE" "$log")
 log "killed rxconsoled (SIGKILL) after $before lines"

@@ -5,7 +5,7 @@
 # second NIC hot-plugged with `rxl network-attach` on bridge xenbr1 appears as eth1
 # and carries pings both ways; `rxl network-detach` removes it from the guest, from
 # xenstore and from dom0 (its TAP); the guest's end removes the rest.
-# timeout: 900
+# timeout: 1200
 
 # On failure, show what the guest and rxnetback said first.
 fail() {
@@ -44,11 +44,15 @@ gen() {
 }
 # Guest to dom0: hash exactly the stream's length, then close the connection.
 mkfifo /tmp/g2d.fifo
-(head -c $total < /tmp/g2d.fifo > /tmp/g2d.data; md5sum < /tmp/g2d.data > /tmp/g2d.md5) &
+head -c $total < /tmp/g2d.fifo | tee /tmp/g2d.data | md5sum > /tmp/g2d.md5 &
 # nc's stdin must stay open: at its EOF nc half-closes, and the sender's busybox nc
 # ends on the network's EOF.
 sleep 100000 | nc -l -p 5001 > /tmp/g2d.fifo &
 G2D_NC=$!
+
+# The dom0 to guest stream and its md5, hashed while the rest goes on.
+dd if=/dev/urandom of=/tmp/blk bs=1024 count=1024 2>/dev/null
+(gen /tmp/blk | md5sum > /tmp/d2g.md5.tmp && mv /tmp/d2g.md5.tmp /tmp/d2g.md5) &
 
 name=net-guest
 mac0=00:16:3e:4e:45:30
@@ -69,7 +73,7 @@ pass "dom0 pinged the guest: $(grep -o '[0-9]* packets received' /tmp/ping.out)"
 wait_for 60 "the guest to start sending" grep -q 'NET: g2d sending' "$log"
 t0=$(uptime_cs)
 end=$((t0 + 60000)); next=$((t0 + 3000))
-while [ ! -s /tmp/g2d.md5 ]; do
+while [ "$(wc -c < /tmp/g2d.data)" -lt "$total" ]; do
   now=$(uptime_cs)
   [ "$now" -le "$end" ] || fail "timed out after 600 s waiting for 100 MiB from the guest"
   if [ "$now" -ge "$next" ]; then
@@ -78,16 +82,17 @@ while [ ! -s /tmp/g2d.md5 ]; do
   sleep 0.5
 done
 t1=$(uptime_cs)
+wait_for 300 "the md5 of what the guest sent" test -s /tmp/g2d.md5
 kill $G2D_NC 2>/dev/null
-log "received $(wc -c < /tmp/g2d.data) bytes, $(grep -c RXEN-BLOCK- /tmp/g2d.data) block headers"
 ms=$(( (t1 - t0) * 10 ))
 log "guest to dom0: $total bytes in $ms ms ($(( total / 1024 * 1000 / (ms + 1) )) KiB/s)"
+wait_for 300 "the guest's md5 of what it sent" grep -q 'NET: g2d md5 ' "$log"
 want=$(sed -n 's/.*NET: g2d md5 \([0-9a-f]*\).*/\1/p' "$log" | head -n 1)
 expect_eq "md5 of the 100 MiB guest to dom0" "$(cut -d' ' -f1 /tmp/g2d.md5)" "$want"
 rm -f /tmp/g2d.data
 
-dd if=/dev/urandom of=/tmp/blk bs=1024 count=1024 2>/dev/null
-want=$(gen /tmp/blk | md5sum | cut -d' ' -f1)
+wait_for 300 "the md5 of the dom0 to guest stream" test -s /tmp/d2g.md5
+want=$(cut -d' ' -f1 /tmp/d2g.md5)
 wait_for 60 "the guest to listen" grep -q 'NET-LISTENING-5002' "$log"
 t0=$(uptime_cs)
 gen /tmp/blk | nc 169.254.1.2 5002 &

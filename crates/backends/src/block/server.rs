@@ -98,9 +98,9 @@ pub enum IoError {
 pub const MAX_IN_FLIGHT: usize = 4;
 /// Most bytes of a run: requests of a lane that read (or write) adjacent sector
 /// ranges are served by one disk call and one grant copy.
-pub const MAX_RUN_BYTES: usize = 512 * 1024;
+pub const MAX_RUN_BYTES: usize = 128 * 1024;
 /// Least data of a group worth spreading over several lanes.
-pub const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+pub const PARALLEL_MIN_BYTES: usize = 1536 * 1024;
 
 /// A lane's buffers, kept between batches.
 #[derive(Debug, Default)]

@@ -174,13 +174,25 @@ pub fn run_attached(
     attached()?;
     let signals = exit_signals()?;
     let stdin = io::stdin();
-    let _raw = RawGuard::new(stdin.as_fd()).ok(); // not a terminal: nothing to restore
-    relay(&stdin, &tty, &signals)
+    let raw = RawGuard::new(stdin.as_fd()).ok(); // not a terminal: nothing to restore
+    let ended_by = relay(&stdin, &tty, &signals)?;
+    drop(raw);
+    if let Some(signo) = ended_by {
+        // Like a shell reports a command killed by a signal: whoever sent it (a
+        // `timeout`, a closing terminal) must not see a session that ended well.
+        tracing::debug!("console session ended by signal {signo}");
+        std::process::exit(SIGNAL_EXIT_BASE + signo);
+    }
+    Ok(())
 }
 
+/// Exit status of a session ended by signal N: 128 + N, as shells report it.
+const SIGNAL_EXIT_BASE: i32 = 128;
+
 /// Copies stdin to the console and the console to stdout until Ctrl-], a
-/// signal, or the console going away.
-fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<()> {
+/// signal, or the console going away. Returns the signal's number when one
+/// ended the session.
+fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<Option<i32>> {
     let mut stdout = io::stdout().lock();
     let mut buf = [0u8; CHUNK];
     let mut stdin_open = true;
@@ -205,7 +217,10 @@ fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<()
         let (tty_ready, sig_ready, in_ready) = (ready(0), ready(1), ready(2));
         drop(fds);
         if sig_ready {
-            return Ok(());
+            let info = signals.read_signal().context("reading the signal")?;
+            // A signal read by someone else in between still ended the session.
+            let signo = info.map_or(Signal::SIGTERM as i32, |i| i.ssi_signo as i32);
+            return Ok(Some(signo));
         }
         if tty_ready {
             match (&*tty).read(&mut buf) {
@@ -217,8 +232,8 @@ fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<()
                 // EOF, or EIO once the backend closed the pty: the domain went
                 // away (or its console daemon stopped), which ends the session
                 // as it does for xl console.
-                Ok(_) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => return Ok(()),
+                Ok(_) => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => return Ok(None),
                 Err(e) => return Err(e).context("reading the console"),
             }
         }
@@ -231,7 +246,7 @@ fn relay(stdin: &io::Stdin, tty: &File, signals: &SignalFd) -> anyhow::Result<()
             let (fwd, leave) = split_escape(&buf[..n]);
             (&*tty).write_all(fwd).context("writing to the console")?;
             if leave {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
