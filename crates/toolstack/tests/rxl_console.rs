@@ -14,7 +14,6 @@ use nix::pty::openpty;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use xenstore::client::{Client, XsOps};
-use xenstore::daemon::{Daemon, DaemonConfig, Listener};
 
 const RXL: &str = env!("CARGO_BIN_EXE_rxl");
 const DOMID: u32 = 7;
@@ -24,18 +23,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 fn start_daemon() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rxl-console-{}", std::process::id()));
     let path = dir.join("socket");
-    let listener = Listener::bind(&path).expect("bind");
-    let config = DaemonConfig {
-        socket: path.clone(),
-        server: xenstore::process::Config::default(),
-        trace_file: None,
-        max_queued_bytes: None,
-    };
     // The daemon thread lives until the test process ends.
-    std::thread::spawn(move || {
-        let mut d = Daemon::new(config, listener, None).expect("daemon");
-        let _ = d.run();
-    });
+    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
     path
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xenstore::client::{Client, XsOps};
-use xenstore::daemon::{Daemon, DaemonConfig, Listener};
 
 const RXL: &str = env!("CARGO_BIN_EXE_rxl");
 const DOMID: u32 = 5;
@@ -22,18 +21,8 @@ const BACKEND_POLL: Duration = Duration::from_millis(20);
 fn start_daemon(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rxl-net-{tag}-{}", std::process::id()));
     let path = dir.join("socket");
-    let listener = Listener::bind(&path).expect("bind");
-    let config = DaemonConfig {
-        socket: path.clone(),
-        server: xenstore::process::Config::default(),
-        trace_file: None,
-        max_queued_bytes: None,
-    };
     // The daemon thread lives until the test process ends.
-    std::thread::spawn(move || {
-        let mut d = Daemon::new(config, listener, None).expect("daemon");
-        let _ = d.run();
-    });
+    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
     path
 }
 

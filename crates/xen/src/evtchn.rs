@@ -185,6 +185,21 @@ impl Evtchn {
             .write_all(&port.to_ne_bytes())
             .map_err(|source| EvtchnError::Unmask { port, source })
     }
+
+    /// Takes every pending port and unmasks it again, for a reader that serves all
+    /// of its ports on any event (one ring per handle): the next notification then
+    /// wakes it. Returns how many ports were pending. A failed unmask is logged and
+    /// the others still served; a failed read is returned.
+    pub fn acknowledge_pending(&self) -> Result<usize, EvtchnError> {
+        let mut count = 0;
+        while let Some(port) = self.pending()? {
+            count += 1;
+            if let Err(e) = self.unmask(port) {
+                tracing::warn!(port, error = %e, "unmask failed");
+            }
+        }
+        Ok(count)
+    }
 }
 
 impl AsFd for Evtchn {

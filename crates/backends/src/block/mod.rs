@@ -327,19 +327,9 @@ fn serve(
                 }
             }
         }
-        loop {
-            match evtchn.pending() {
-                Ok(Some(p)) => {
-                    if let Err(e) = evtchn.unmask(p) {
-                        tracing::warn!("unmask {p}: {e}");
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    broken.report(format!("reading the event channel failed: {e}"));
-                    return;
-                }
-            }
+        if let Err(e) = evtchn.acknowledge_pending() {
+            broken.report(format!("reading the event channel failed: {e}"));
+            return;
         }
     }
 }

@@ -436,20 +436,10 @@ fn arm32_zimage_is_refused_before_anything_is_made_when_xen_runs_no_32_bit_guest
 /// rxenstored's daemon on a temporary socket, served by a thread for the rest of
 /// the test process.
 fn xenstored(tag: &str) -> std::path::PathBuf {
-    use xenstore::daemon::{Daemon, DaemonConfig, Listener};
     let dir = std::env::temp_dir().join(format!("rxl-lc-{tag}-{}", std::process::id()));
     let path = dir.join("socket");
-    let listener = Listener::bind(&path).expect("bind");
-    let config = DaemonConfig {
-        socket: path.clone(),
-        server: xenstore::process::Config::default(),
-        trace_file: None,
-        max_queued_bytes: None,
-    };
-    std::thread::spawn(move || {
-        let mut d = Daemon::new(config, listener, None).expect("daemon");
-        let _ = d.run();
-    });
+    // The daemon thread lives until the test process ends.
+    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
     path
 }
 

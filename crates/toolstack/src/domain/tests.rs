@@ -237,21 +237,10 @@ fn only_nodes_that_differ_from_their_parent_get_set_perms() {
 /// node reads back with its value and permissions, and the stale roots go.
 #[test]
 fn pipelined_tree_reads_back_from_a_real_daemon() {
-    use xenstore::daemon::{Daemon, DaemonConfig, Listener};
     let dir = std::env::temp_dir().join(format!("rxl-pipe-{}", std::process::id()));
     let path = dir.join("socket");
-    let listener = Listener::bind(&path).expect("bind");
-    let config = DaemonConfig {
-        socket: path.clone(),
-        server: xenstore::process::Config::default(),
-        trace_file: None,
-        max_queued_bytes: None,
-    };
     // The daemon thread lives until the test process ends.
-    std::thread::spawn(move || {
-        let mut d = Daemon::new(config, listener, None).expect("daemon");
-        let _ = d.run();
-    });
+    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
     let mut xs = Client::connect_socket(&path).expect("connect");
     xs.write("/local/domain/7/stale", b"x").expect("stale");
     let t = tree("name='g'\nkernel='/k'\nvcpus=2\n", true);

@@ -194,6 +194,26 @@ pub struct Daemon {
     xen: Option<xen_hooks::XenIo>,
 }
 
+/// Binds `socket` and serves it from a thread for the rest of the process, with
+/// the default configuration and no Xen: a real xenstored for other crates' tests
+/// and host tools. The socket accepts connections when this returns.
+pub fn spawn_unix_daemon(socket: &Path) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let listener = Listener::bind(socket)?;
+    let config = DaemonConfig {
+        socket: socket.to_path_buf(),
+        server: Config::default(),
+        trace_file: None,
+        max_queued_bytes: None,
+    };
+    // The daemon is made in its thread: its domain hooks need not be Send.
+    Ok(std::thread::spawn(move || {
+        let run = Daemon::new(config, listener, None).and_then(|mut d| d.run().map(drop));
+        if let Err(e) = run {
+            tracing::error!(error = %e, "xenstore daemon thread stopped");
+        }
+    }))
+}
+
 impl Daemon {
     /// Sets up the loop on a bound listener. `signals` (from [`signal_fd`]) makes
     /// SIGTERM/SIGINT end [`Daemon::run`] and SIGHUP reopen the trace file.
