@@ -11,7 +11,7 @@
 fail() {
   [ -n "${log:-}" ] && [ -f "$log" ] && show_file guest "$log"
   [ -f /tmp/rxnetback.log ] && show_file rxnetback /tmp/rxnetback.log
-  ls -l /tmp/g2d.data 2>/dev/null
+  df / 2>/dev/null
   echo "FAIL: $*"
   exit 1
 }
@@ -44,7 +44,9 @@ gen() {
 }
 # Guest to dom0: hash exactly the stream's length, then close the connection.
 mkfifo /tmp/g2d.fifo
-head -c $total < /tmp/g2d.fifo | tee /tmp/g2d.data | md5sum > /tmp/g2d.md5 &
+# Hashed on the fly, not stored: dom0's root is a RAM file system that a 100 MiB
+# copy fills up (it did, at 96 MiB, once the base image grew).
+head -c $total < /tmp/g2d.fifo | md5sum > /tmp/g2d.md5 &
 # nc's stdin must stay open: at its EOF nc half-closes, and the sender's busybox nc
 # ends on the network's EOF.
 sleep 100000 | nc -l -p 5001 > /tmp/g2d.fifo &
@@ -72,24 +74,14 @@ pass "dom0 pinged the guest: $(grep -o '[0-9]* packets received' /tmp/ping.out)"
 
 wait_for 60 "the guest to start sending" grep -q 'NET: g2d sending' "$log"
 t0=$(uptime_cs)
-end=$((t0 + 60000)); next=$((t0 + 3000))
-while [ "$(wc -c < /tmp/g2d.data)" -lt "$total" ]; do
-  now=$(uptime_cs)
-  [ "$now" -le "$end" ] || fail "timed out after 600 s waiting for 100 MiB from the guest"
-  if [ "$now" -ge "$next" ]; then
-    log "received $(wc -c < /tmp/g2d.data) bytes so far"; next=$((now + 3000))
-  fi
-  sleep 0.5
-done
+wait_for 600 "100 MiB from the guest" test -s /tmp/g2d.md5
 t1=$(uptime_cs)
-wait_for 300 "the md5 of what the guest sent" test -s /tmp/g2d.md5
 kill $G2D_NC 2>/dev/null
 ms=$(( (t1 - t0) * 10 ))
 log "guest to dom0: $total bytes in $ms ms ($(( total / 1024 * 1000 / (ms + 1) )) KiB/s)"
 wait_for 300 "the guest's md5 of what it sent" grep -q 'NET: g2d md5 ' "$log"
 want=$(sed -n 's/.*NET: g2d md5 \([0-9a-f]*\).*/\1/p' "$log" | head -n 1)
 expect_eq "md5 of the 100 MiB guest to dom0" "$(cut -d' ' -f1 /tmp/g2d.md5)" "$want"
-rm -f /tmp/g2d.data
 
 wait_for 300 "the md5 of the dom0 to guest stream" test -s /tmp/d2g.md5
 want=$(cut -d' ' -f1 /tmp/d2g.md5)
