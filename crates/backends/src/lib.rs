@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod console;
+pub mod logging;
 pub mod net;
 pub mod xenbus;
 

@@ -108,19 +108,7 @@ const FIRST_PTY: usize = 3;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RXCONSOLED_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    backends::logging::init("RXCONSOLED_LOG", cli.verbose);
 
     let log_dir = match cli.log {
         LogWhat::None => None,

@@ -23,18 +23,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RXNETBACK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    backends::logging::init("RXNETBACK_LOG", cli.verbose);
     let gntdev = xen::Gntdev::open().context("opening the grant device")?;
     let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
     let mut daemon = Daemon::new(NetHandler::new(gntdev), xs, DOM0, &cli.backend_type);

@@ -31,7 +31,7 @@ use server::BlkRing;
 use toolstack::device::vbd::{node, BackendConfig};
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::{BackRing, Evtchn, Gntdev, GrantMapper};
-use xenstore::client::{Client, XsOps};
+use xenstore::client::Client;
 
 /// Physical sector size advertised (a hint for alignment).
 pub const PHYSICAL_SECTOR_SIZE: u32 = 4096;
@@ -192,11 +192,7 @@ impl DeviceHandler for BlockHandler {
         xs: &mut Client,
     ) -> Result<(BlockDevice, Features), BoxError> {
         let be = &id.backend_path;
-        let read = |xs: &mut Client, n: &str| -> Result<Option<String>, BoxError> {
-            Ok(xs
-                .try_read(&format!("{be}/{n}"))?
-                .map(|v| String::from_utf8_lossy(&v).into_owned()))
-        };
+        let read = |xs: &mut Client, n: &str| id.read_backend_node(xs, n);
         let params = read(xs, node::PARAMS)?.ok_or("no params node")?;
         let cfg = BackendConfig::from_nodes(
             &params,

@@ -68,6 +68,26 @@ pub struct ConsRing {
     mem: MappedMemory,
 }
 
+/// Bytes between the guest-written indices of a ring of `size` bytes; indices
+/// further apart than the ring is large are the guest's lie, refused.
+fn used_bytes(
+    ring: &'static str,
+    prod: u32,
+    cons: u32,
+    size: usize,
+) -> Result<usize, ConsRingError> {
+    let used = prod.wrapping_sub(cons) as usize;
+    if used > size {
+        return Err(ConsRingError::BogusIndices {
+            ring,
+            prod,
+            cons,
+            size,
+        });
+    }
+    Ok(used)
+}
+
 impl ConsRing {
     /// Wraps a mapping of at least [`INTERFACE_SIZE`] bytes.
     pub fn new(mem: MappedMemory) -> Result<Self, ConsRingError> {
@@ -91,15 +111,7 @@ impl ConsRing {
         let prod = self.mem.read_u32(OUT_PROD_OFFSET)?;
         // Read the indices before the bytes they cover.
         fence(Ordering::Acquire);
-        let used = prod.wrapping_sub(cons) as usize;
-        if used > OUT_SIZE {
-            return Err(ConsRingError::BogusIndices {
-                ring: "out",
-                prod,
-                cons,
-                size: OUT_SIZE,
-            });
-        }
+        let used = used_bytes("out", prod, cons, OUT_SIZE)?;
         let n = used.min(max);
         data.clear();
         data.resize(n, 0);
@@ -128,15 +140,7 @@ impl ConsRing {
         let cons = self.mem.read_u32(IN_CONS_OFFSET)?;
         let prod = self.mem.read_u32(IN_PROD_OFFSET)?;
         fence(Ordering::SeqCst);
-        let used = prod.wrapping_sub(cons) as usize;
-        if used > IN_SIZE {
-            return Err(ConsRingError::BogusIndices {
-                ring: "in",
-                prod,
-                cons,
-                size: IN_SIZE,
-            });
-        }
+        let used = used_bytes("in", prod, cons, IN_SIZE)?;
         let n = (IN_SIZE - used).min(data.len());
         copy_to_ring(&self.mem, IN_OFFSET, IN_SIZE, prod, &data[..n])?;
         // The bytes before the index that publishes them.
@@ -150,15 +154,7 @@ impl ConsRing {
     pub fn in_space(&self) -> Result<usize, ConsRingError> {
         let cons = self.mem.read_u32(IN_CONS_OFFSET)?;
         let prod = self.mem.read_u32(IN_PROD_OFFSET)?;
-        let used = prod.wrapping_sub(cons) as usize;
-        if used > IN_SIZE {
-            return Err(ConsRingError::BogusIndices {
-                ring: "in",
-                prod,
-                cons,
-                size: IN_SIZE,
-            });
-        }
+        let used = used_bytes("in", prod, cons, IN_SIZE)?;
         Ok(IN_SIZE - used)
     }
 }

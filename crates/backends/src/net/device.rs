@@ -24,7 +24,7 @@ use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
 use xen::tap::{BACKEND_MAC, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use xen::{BackRing, Evtchn, Gntdev, GrantMapper, Tap};
-use xenstore::client::{Client, XsOps};
+use xenstore::client::Client;
 
 /// How long a NIC thread sleeps between checks of its stop flag.
 const STOP_POLL_MS: u16 = 200;
@@ -84,11 +84,7 @@ impl DeviceHandler for NetHandler {
         xs: &mut Client,
     ) -> Result<(NetDevice, Features), BoxError> {
         let be = &id.backend_path;
-        let read = |xs: &mut Client, n: &str| -> Result<Option<String>, BoxError> {
-            Ok(xs
-                .try_read(&format!("{be}/{n}"))?
-                .map(|v| String::from_utf8_lossy(&v).into_owned()))
-        };
+        let read = |xs: &mut Client, n: &str| id.read_backend_node(xs, n);
         let mac = read(xs, node::MAC)?.ok_or("no mac node")?;
         let config = BackendConfig::from_nodes(
             id.key.frontend,

@@ -180,6 +180,15 @@ fn worth_logging(n: u64) -> bool {
     n.is_power_of_two()
 }
 
+/// Counts one more dropped or failed packet in `counter` and logs it when
+/// [`worth_logging`]: a guest that sends garbage cannot flood dom0's log.
+fn count(counter: &mut u64, domid: DomId, what: std::fmt::Arguments<'_>) {
+    *counter += 1;
+    if worth_logging(*counter) {
+        tracing::warn!(domid, n = *counter, "{what}");
+    }
+}
+
 /// One queue of one NIC.
 #[derive(Debug)]
 pub struct NetQueue<G, F> {
@@ -284,14 +293,11 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 self.pos += parsed.consumed;
                 let status = match &parsed.result {
                     Err(e) => {
-                        self.stats.tx_errors += 1;
-                        if worth_logging(self.stats.tx_errors) {
-                            tracing::warn!(
-                                domid = self.domid,
-                                n = self.stats.tx_errors,
-                                "dropped a bad packet: {e}"
-                            );
-                        }
+                        count(
+                            &mut self.stats.tx_errors,
+                            self.domid,
+                            format_args!("dropped a bad packet: {e}"),
+                        );
                         RSP_ERROR
                     }
                     // Multicast control: rxnetback does not filter, nothing to do.
@@ -320,27 +326,21 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         }));
         let (hdr, frame) = self.txbuf.split_at_mut(VIRTIO_NET_HDR_SIZE);
         if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, frame) {
-            self.stats.tx_errors += 1;
-            if worth_logging(self.stats.tx_errors) {
-                tracing::warn!(
-                    domid = self.domid,
-                    n = self.stats.tx_errors,
-                    "tx grant copy failed: {e}"
-                );
-            }
+            count(
+                &mut self.stats.tx_errors,
+                self.domid,
+                format_args!("tx grant copy failed: {e}"),
+            );
             return RSP_ERROR;
         }
         let vh = match tx_vnet_hdr(p, frame) {
             Ok(h) => h,
             Err(e) => {
-                self.stats.tx_errors += 1;
-                if worth_logging(self.stats.tx_errors) {
-                    tracing::warn!(
-                        domid = self.domid,
-                        n = self.stats.tx_errors,
-                        "dropped a packet: {e}"
-                    );
-                }
+                count(
+                    &mut self.stats.tx_errors,
+                    self.domid,
+                    format_args!("dropped a packet: {e}"),
+                );
                 return RSP_ERROR;
             }
         };
@@ -352,14 +352,11 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 RSP_OKAY
             }
             Err(e) => {
-                self.stats.tx_dropped += 1;
-                if worth_logging(self.stats.tx_dropped) {
-                    tracing::warn!(
-                        domid = self.domid,
-                        n = self.stats.tx_dropped,
-                        "TAP write failed: {e}"
-                    );
-                }
+                count(
+                    &mut self.stats.tx_dropped,
+                    self.domid,
+                    format_args!("TAP write failed: {e}"),
+                );
                 RSP_DROPPED
             }
         }
@@ -391,14 +388,11 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 Delivery::NoBuffers => {
                     let since = *self.stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.rx_stall_drop {
-                        self.stats.rx_dropped += 1;
-                        if worth_logging(self.stats.rx_dropped) {
-                            tracing::warn!(
-                                domid = self.domid,
-                                n = self.stats.rx_dropped,
-                                "no rx buffers: dropped a frame"
-                            );
-                        }
+                        count(
+                            &mut self.stats.rx_dropped,
+                            self.domid,
+                            format_args!("no rx buffers: dropped a frame"),
+                        );
                         self.pending = None;
                         delivered += 1;
                         continue;
@@ -418,14 +412,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     }
 
     fn deliver(&mut self, n: usize) -> Result<Delivery, QueueError> {
+        let domid = self.domid;
         let drop = |stats: &mut NetStats| {
-            stats.rx_dropped += 1;
-            if worth_logging(stats.rx_dropped) {
-                tracing::warn!(
-                    n = stats.rx_dropped,
-                    "dropped a frame the frontend cannot take"
-                );
-            }
+            count(
+                &mut stats.rx_dropped,
+                domid,
+                format_args!("dropped a frame the frontend cannot take"),
+            );
             Ok(Delivery::Done)
         };
         if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > self.rxbuf.len() {

@@ -70,6 +70,18 @@ impl DeviceId {
     pub fn frontend_domid(&self) -> DomId {
         DomId::try_from(self.key.frontend).unwrap_or(DomId::MAX)
     }
+
+    /// A node of the backend directory as text (the toolstack's settings), or
+    /// `None` when it is not there.
+    pub fn read_backend_node(
+        &self,
+        xs: &mut Client,
+        name: &str,
+    ) -> Result<Option<String>, ClientError> {
+        Ok(xs
+            .try_read(&format!("{}/{name}", self.backend_path))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
 }
 
 /// What the frontend published for the backend to connect to.
