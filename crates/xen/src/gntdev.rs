@@ -398,6 +398,62 @@ impl Gntdev {
     }
 }
 
+impl Gntdev {
+    /// Copies each of `pieces` of `domid`'s grants to its own place in `dst`:
+    /// piece *k* to `dst[at[k]..at[k] + len]`, all in one
+    /// `IOCTL_GNTDEV_GRANT_COPY`. The kernel splits a segment whose local side
+    /// crosses a page boundary into two copy operations (two page pins); a
+    /// caller that puts each piece within one local page gets one each.
+    pub fn copy_from_grants_at(
+        &self,
+        domid: DomId,
+        pieces: &[GrantPiece],
+        at: &[usize],
+        dst: &mut [u8],
+    ) -> Result<(), GntdevError> {
+        let mut segs = scattered(pieces, at, dst.len())?;
+        let base = dst.as_mut_ptr() as usize;
+        for ((seg, p), &a) in segs.iter_mut().zip(pieces).zip(at) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                dest: GntdevCopyPtr::virt(base + a),
+                len: p.len,
+                flags: GNTCOPY_SOURCE_GREF,
+                ..Default::default()
+            };
+        }
+        // SAFETY: every local side lies within `dst` (`scattered` checked each
+        // `at[k] + len` against its length), exclusively borrowed for the call.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+}
+
+/// Segments for `pieces` placed at `at` in a buffer of `buffer` bytes (each
+/// piece within its grant's page and within the buffer).
+fn scattered(
+    pieces: &[GrantPiece],
+    at: &[usize],
+    buffer: usize,
+) -> Result<Vec<GrantCopySegment>, GntdevError> {
+    if at.len() != pieces.len() {
+        return Err(GntdevError::LengthMismatch {
+            pieces: pieces.len(),
+            buffer: at.len(),
+        });
+    }
+    for (p, &a) in pieces.iter().zip(at) {
+        copy_len(p.offset, usize::from(p.len))?;
+        let end = a.saturating_add(usize::from(p.len));
+        if end > buffer {
+            return Err(GntdevError::LengthMismatch {
+                pieces: end,
+                buffer,
+            });
+        }
+    }
+    Ok(vec![GrantCopySegment::default(); pieces.len()])
+}
+
 /// Segments for `pieces` (each within its page, adding up to `buffer` bytes).
 fn batch(pieces: &[GrantPiece], buffer: usize) -> Result<Vec<GrantCopySegment>, GntdevError> {
     let mut total = 0usize;

@@ -20,6 +20,10 @@ pub const IFF_TAP: u16 = 0x0002;
 pub const IFF_NO_PI: u16 = 0x1000;
 /// `IFF_VNET_HDR`: frames carry a `struct virtio_net_hdr` prefix.
 pub const IFF_VNET_HDR: u16 = 0x4000;
+/// `IFF_MULTI_QUEUE`: each open file of the interface is one queue; the kernel
+/// spreads the frames it sends by flow (a flow goes to the queue it last came
+/// from, else by its hash).
+pub const IFF_MULTI_QUEUE: u16 = 0x0100;
 
 /// `TUN_F_CSUM`: the reader accepts frames with partial checksums.
 pub const TUN_F_CSUM: u32 = 0x01;
@@ -54,6 +58,10 @@ pub const SIOCGIFFLAGS: u64 = 0x8913;
 pub const SIOCSIFFLAGS: u64 = 0x8914;
 /// `SIOCSIFHWADDR`.
 pub const SIOCSIFHWADDR: u64 = 0x8924;
+/// `SIOCGIFMTU`.
+pub const SIOCGIFMTU: u64 = 0x8921;
+/// `SIOCSIFMTU`.
+pub const SIOCSIFMTU: u64 = 0x8922;
 /// `SIOCGIFINDEX`.
 pub const SIOCGIFINDEX: u64 = 0x8933;
 /// `SIOCBRADDIF`: add an interface to a bridge.
@@ -125,15 +133,35 @@ pub struct Tap {
     file: File,
     name: String,
     vnet_hdr: bool,
+    flags: u16,
 }
 
 impl Tap {
     /// Creates (or attaches to) TAP interface `name`, with a
     /// [`VirtioNetHdr`] prefix on every frame when `vnet_hdr`.
     pub fn open(name: &str, vnet_hdr: bool) -> Result<Self, TapError> {
+        Self::open_flags(name, vnet_hdr, false)
+    }
+
+    /// As [`Tap::open`], with [`IFF_MULTI_QUEUE`]: the returned file is the
+    /// interface's first queue, [`Tap::open_queue`] adds more.
+    pub fn open_multi_queue(name: &str, vnet_hdr: bool) -> Result<Self, TapError> {
+        Self::open_flags(name, vnet_hdr, true)
+    }
+
+    /// Another queue of this multi-queue interface (its own file, closed with
+    /// it; the interface lives as long as any of its queues).
+    pub fn open_queue(&self) -> Result<Self, TapError> {
+        Self::open_flags(&self.name, self.vnet_hdr, self.flags & IFF_MULTI_QUEUE != 0)
+    }
+
+    fn open_flags(name: &str, vnet_hdr: bool, multi_queue: bool) -> Result<Self, TapError> {
         let mut flags = IFF_TAP | IFF_NO_PI;
         if vnet_hdr {
             flags |= IFF_VNET_HDR;
+        }
+        if multi_queue {
+            flags |= IFF_MULTI_QUEUE;
         }
         let mut req = ifreq(name, flags)?;
         let file = OpenOptions::new()
@@ -158,6 +186,7 @@ impl Tap {
             file,
             name,
             vnet_hdr,
+            flags,
         };
         if vnet_hdr {
             tap.set_vnet_hdr_size(VIRTIO_NET_HDR_SIZE)?;
@@ -240,6 +269,14 @@ impl Tap {
         net_ioctl(SIOCSIFFLAGS, &mut req, "setting the link up", &self.name)
     }
 
+    /// Sets the interface's MTU (`SIOCSIFMTU`).
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), TapError> {
+        let mut req = ifreq(&self.name, 0)?;
+        let v = libc::c_int::try_from(mtu).unwrap_or(libc::c_int::MAX);
+        req[IFREQ_UNION_OFFSET..IFREQ_UNION_OFFSET + 4].copy_from_slice(&v.to_ne_bytes());
+        net_ioctl(SIOCSIFMTU, &mut req, "setting the MTU", &self.name)
+    }
+
     /// Adds the interface to bridge `bridge` (`SIOCBRADDIF`). Closing the TAP
     /// removes the interface, and with it the bridge port.
     pub fn add_to_bridge(&self, bridge: &str) -> Result<(), TapError> {
@@ -260,6 +297,19 @@ impl Tap {
         br[IFREQ_UNION_OFFSET..IFREQ_UNION_OFFSET + 4].copy_from_slice(&index);
         net_ioctl(SIOCBRADDIF, &mut br, "adding to the bridge", bridge)
     }
+}
+
+/// The MTU of interface `name` (`SIOCGIFMTU`), e.g. a bridge's.
+pub fn interface_mtu(name: &str) -> Result<u32, TapError> {
+    let mut req = ifreq(name, 0)?;
+    net_ioctl(SIOCGIFMTU, &mut req, "reading the MTU", name)?;
+    let v = libc::c_int::from_ne_bytes([
+        req[IFREQ_UNION_OFFSET],
+        req[IFREQ_UNION_OFFSET + 1],
+        req[IFREQ_UNION_OFFSET + 2],
+        req[IFREQ_UNION_OFFSET + 3],
+    ]);
+    Ok(u32::try_from(v).unwrap_or(0))
 }
 
 /// An interface ioctl on a throwaway datagram socket (as `ip link` does).
@@ -413,8 +463,32 @@ mod tests {
         let flags = std::fs::read_to_string("/sys/class/net/rxtaptest0/flags").unwrap();
         let flags = u16::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
         assert_ne!(flags & IFF_UP, 0);
+        tap.set_mtu(9000).unwrap();
+        assert_eq!(interface_mtu("rxtaptest0").unwrap(), 9000);
         assert!(tap.add_to_bridge("rxnobridge0").is_err());
         drop(tap);
         assert!(!std::path::Path::new("/sys/class/net/rxtaptest0").exists());
+    }
+
+    /// Needs CAP_NET_ADMIN and /dev/net/tun: `cargo test -p xen -- --ignored tap`.
+    #[test]
+    #[ignore]
+    fn opens_a_real_multi_queue_tap() {
+        let q0 = Tap::open_multi_queue("rxtapmq0", true).unwrap();
+        let rx1 = std::path::Path::new("/sys/class/net/rxtapmq0/queues/rx-1");
+        assert!(!rx1.exists());
+        let q1 = q0.open_queue().unwrap();
+        assert!(q1.has_vnet_hdr());
+        assert!(
+            rx1.exists(),
+            "the second file is the interface's second queue"
+        );
+        drop(q1);
+        assert!(!rx1.exists());
+        assert!(std::path::Path::new("/sys/class/net/rxtapmq0").exists());
+        // A single-queue TAP of the same name cannot attach to it.
+        assert!(Tap::open("rxtapmq0", true).is_err());
+        drop(q0);
+        assert!(!std::path::Path::new("/sys/class/net/rxtapmq0").exists());
     }
 }

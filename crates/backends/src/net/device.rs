@@ -6,9 +6,13 @@
 //! bridge, then publishes the netif features. `read_frontend` reads the
 //! frontend's queues ([`super::frontend::read_frontend`]). `connect` maps each
 //! queue's tx and rx ring, binds its event channel(s) (shared or split), sets
-//! the TAP's offloads to what the frontend takes and starts the NIC's thread:
-//! each NIC has its own, so that one NIC's stall never stalls another.
-//! `disconnect` stops the thread; the TAP goes with the device.
+//! the TAP's offloads to what the frontend takes and starts a thread per
+//! queue (as xen-netback has a kthread per queue): one NIC's or queue's stall
+//! never stalls another. The TAP is multi-queue: queue *i* reads and writes
+//! the TAP's queue *i*, so the kernel steers each flow received for the guest
+//! to the queue the guest sends it on (else by its hash), as xen-netback
+//! selects a queue by the skb's hash. `disconnect` stops the threads; the TAP
+//! (its first queue) goes with the device.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +26,7 @@ use super::server::{NetQueue, RxFeatures, TxRate};
 use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features};
 use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
-use xen::tap::{BACKEND_MAC, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use xen::tap::{interface_mtu, BACKEND_MAC, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use xen::{BackRing, Evtchn, Gntdev, GrantMapper, Tap};
 use xenstore::client::Client;
 
@@ -50,7 +54,7 @@ impl NetHandler {
 pub struct NetDevice {
     tap: Arc<Tap>,
     config: BackendConfig,
-    worker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    worker: Option<(Arc<AtomicBool>, Vec<JoinHandle<()>>)>,
 }
 
 impl NetDevice {
@@ -93,15 +97,25 @@ impl DeviceHandler for NetHandler {
             read(xs, node::BRIDGE)?.as_deref(),
             read(xs, node::VIFNAME)?.as_deref(),
             read(xs, node::RATE)?.as_deref(),
-        )?;
-        let tap = Tap::open(&config.ifname, true)?;
+        )?
+        .with_mtu(read(xs, node::MTU)?.as_deref())?;
+        let tap = Tap::open_multi_queue(&config.ifname, true)?;
         tap.set_mac(BACKEND_MAC)?;
+        // As vif-bridge's set_mtu: the `mtu` node's, else the bridge's.
+        let mtu = match config.mtu {
+            Some(m) => Some(m),
+            None if !config.bridge.is_empty() => Some(interface_mtu(&config.bridge)?),
+            None => None,
+        };
+        if let Some(m) = mtu {
+            tap.set_mtu(m)?;
+        }
         tap.set_up()?;
         if !config.bridge.is_empty() {
             tap.add_to_bridge(&config.bridge)?;
         }
         tracing::info!(
-            "{be}: TAP {} for guest MAC {} on bridge {:?}",
+            "{be}: TAP {} for guest MAC {} on bridge {:?}, MTU {mtu:?}",
             tap.name(),
             config.mac,
             config.bridge
@@ -138,50 +152,69 @@ impl DeviceHandler for NetHandler {
             gso_tcpv4: fe.gso_tcpv4,
             gso_tcpv6: fe.gso_tcpv6,
         };
-        let evtchn = Evtchn::open()?;
-        let mut queues = Vec::new();
-        let mut mappings = Vec::new();
-        for q in &fe.queues {
-            let txm = self.gntdev.map_grants(domid, &[q.tx_ring_ref], true)?;
-            let rxm = self.gntdev.map_grants(domid, &[q.rx_ring_ref], true)?;
-            let tx = BackRing::new(txm.memory().clone(), TX_REQUEST_SIZE)?;
-            let rx = BackRing::new(rxm.memory().clone(), RX_REQUEST_SIZE)?;
-            mappings.push(txm);
-            mappings.push(rxm);
-            let ports = match q.events {
-                QueueEvents::Shared(p) => {
-                    let l = evtchn.bind_interdomain(domid, p)?;
-                    Ports { tx: l, rx: l }
-                }
-                QueueEvents::Split { tx, rx } => Ports {
-                    tx: evtchn.bind_interdomain(domid, tx)?,
-                    rx: evtchn.bind_interdomain(domid, rx)?,
-                },
-            };
-            let mut queue = NetQueue::new(
-                domid,
-                tx,
-                rx,
-                Arc::clone(&self.gntdev),
-                Arc::clone(&device.tap),
-                features,
-            );
-            if let Some(rate) = tx_rate(&device.config) {
-                queue.set_tx_rate(rate);
-            }
-            queues.push((queue, ports));
-        }
         let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        let name = format!("net-{}-{}", id.key.frontend, id.key.devid);
-        let tap = Arc::clone(&device.tap);
-        let path = id.backend_path.clone();
-        let handle = std::thread::Builder::new().name(name).spawn(move || {
-            // The ring mappings live as long as the thread that serves them.
-            let _mappings = mappings;
-            serve(queues, &evtchn, &tap, &stop2, &broken);
-            tracing::info!("{path}: NIC thread ended");
-        })?;
+        let mut threads = Vec::new();
+        // Stops the threads started so far when a later queue fails.
+        let undo = |threads: Vec<JoinHandle<()>>| {
+            stop.store(true, Ordering::Relaxed);
+            for t in threads {
+                let _ = t.join();
+            }
+        };
+        for (i, q) in fe.queues.iter().enumerate() {
+            let started = (|| -> Result<JoinHandle<()>, BoxError> {
+                // Each queue has its own event channel file, so that a thread
+                // only ever takes its own queue's events.
+                let evtchn = Evtchn::open()?;
+                let txm = self.gntdev.map_grants(domid, &[q.tx_ring_ref], true)?;
+                let rxm = self.gntdev.map_grants(domid, &[q.rx_ring_ref], true)?;
+                let tx = BackRing::new(txm.memory().clone(), TX_REQUEST_SIZE)?;
+                let rx = BackRing::new(rxm.memory().clone(), RX_REQUEST_SIZE)?;
+                let ports = match q.events {
+                    QueueEvents::Shared(p) => {
+                        let l = evtchn.bind_interdomain(domid, p)?;
+                        Ports { tx: l, rx: l }
+                    }
+                    QueueEvents::Split { tx, rx } => Ports {
+                        tx: evtchn.bind_interdomain(domid, tx)?,
+                        rx: evtchn.bind_interdomain(domid, rx)?,
+                    },
+                };
+                let tap = if i == 0 {
+                    Arc::clone(&device.tap)
+                } else {
+                    Arc::new(device.tap.open_queue()?)
+                };
+                let mut queue = NetQueue::new(
+                    domid,
+                    tx,
+                    rx,
+                    Arc::clone(&self.gntdev),
+                    Arc::clone(&tap),
+                    features,
+                );
+                if let Some(rate) = tx_rate(&device.config) {
+                    queue.set_tx_rate(rate);
+                }
+                let stop = Arc::clone(&stop);
+                let broken = broken.clone();
+                let path = id.backend_path.clone();
+                let name = format!("net-{}-{}-q{i}", id.key.frontend, id.key.devid);
+                Ok(std::thread::Builder::new().name(name).spawn(move || {
+                    // The ring mappings live as long as the thread that serves them.
+                    let _mappings = (txm, rxm);
+                    serve(i, queue, ports, &evtchn, &tap, &stop, &broken);
+                    tracing::info!("{path}: queue {i} thread ended");
+                })?)
+            })();
+            match started {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    undo(threads);
+                    return Err(e);
+                }
+            }
+        }
         tracing::info!(
             "{}: connected, {} queue(s), TAP {} offloads {:#x}",
             id.backend_path,
@@ -189,15 +222,17 @@ impl DeviceHandler for NetHandler {
             device.tap.name(),
             tap_offloads(&fe)
         );
-        device.worker = Some((stop, handle));
+        device.worker = Some((stop, threads));
         Ok(())
     }
 
     fn disconnect(&mut self, id: &DeviceId, device: &mut NetDevice) {
-        if let Some((stop, handle)) = device.worker.take() {
+        if let Some((stop, threads)) = device.worker.take() {
             stop.store(true, Ordering::Relaxed);
-            if handle.join().is_err() {
-                tracing::error!("{}: NIC thread panicked", id.backend_path);
+            for t in threads {
+                if t.join().is_err() {
+                    tracing::error!("{}: a NIC queue thread panicked", id.backend_path);
+                }
             }
             tracing::info!("{}: disconnected", id.backend_path);
         }
@@ -220,69 +255,68 @@ struct Ports {
     rx: EvtchnPort,
 }
 
-type Queues = Vec<(NetQueue<Gntdev, Tap>, Ports)>;
-
-/// A NIC thread: serve every queue's tx and rx, sleep on the event channels and
-/// the TAP. Frames from the TAP go to queue 0 (netfront takes a frame on any
-/// queue).
+/// A queue's thread: serve its tx and rx, sleep on its event channel(s) and
+/// its TAP queue.
 fn serve(
-    mut queues: Queues,
+    index: usize,
+    mut q: NetQueue<Gntdev, Tap>,
+    ports: Ports,
     evtchn: &Evtchn,
     tap: &Tap,
     stop: &AtomicBool,
     broken: &BrokenNotifier,
 ) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // A shared event channel is notified once for both rings.
+    let shared = ports.tx == ports.rx;
     loop {
-        for (i, (q, ports)) in queues.iter_mut().enumerate() {
-            let tx = q.process_tx();
-            let rx = if i == 0 { q.process_rx() } else { Ok(false) };
-            for (result, port) in [(tx, ports.tx), (rx, ports.rx)] {
-                match result {
-                    Ok(true) => {
-                        if let Err(e) = evtchn.notify(port) {
-                            broken.report(format!("notifying the frontend failed: {e}"));
-                            return;
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        let mut msg = e.to_string();
-                        let mut src = std::error::Error::source(&e);
-                        while let Some(s) = src {
-                            msg.push_str(&format!(": {s}"));
-                            src = s.source();
-                        }
-                        broken.report(msg);
+        let tx = q.process_tx();
+        let rx = q.process_rx();
+        let tx_notified = matches!(tx, Ok(true));
+        for (result, port) in [(tx, ports.tx), (rx, ports.rx)] {
+            match result {
+                Ok(true) if shared && port == ports.rx && tx_notified => {}
+                Ok(true) => {
+                    if let Err(e) = evtchn.notify(port) {
+                        broken.report(format!("notifying the frontend failed: {e}"));
                         return;
                     }
                 }
+                Ok(false) => {}
+                Err(e) => {
+                    let mut msg = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        msg.push_str(&format!(": {s}"));
+                        src = s.source();
+                    }
+                    broken.report(msg);
+                    return;
+                }
             }
         }
-        let waiting = queues.first().is_some_and(|(q, _)| q.rx_waiting());
+        let waiting = q.rx_waiting();
         loop {
             if stop.load(Ordering::Relaxed) {
-                log_stats(&queues);
+                log_stats(index, &q);
                 return;
             }
-            let mut fds = vec![PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
-            if !waiting {
-                fds.push(PollFd::new(tap.as_fd(), PollFlags::POLLIN));
-            }
+            let mut fds = [
+                PollFd::new(evtchn.as_fd(), PollFlags::POLLIN),
+                PollFd::new(tap.as_fd(), PollFlags::POLLIN),
+            ];
+            let nfds = if waiting { 1 } else { 2 };
             let mut timeout = if waiting {
                 RX_WAIT_POLL_MS
             } else {
                 STOP_POLL_MS
             };
-            let throttled = queues
-                .iter()
-                .filter_map(|(q, _)| q.tx_throttled_until())
-                .min();
+            let throttled = q.tx_throttled_until();
             if let Some(t) = throttled {
                 let ms = t.saturating_duration_since(Instant::now()).as_millis();
                 timeout = timeout.min(u16::try_from(ms).unwrap_or(u16::MAX).max(1));
             }
-            match poll(&mut fds, PollTimeout::from(timeout)) {
+            match poll(&mut fds[..nfds], PollTimeout::from(timeout)) {
                 Ok(0) if waiting || throttled.is_some() => break,
                 Ok(0) => continue,
                 Ok(_) => break,
@@ -300,20 +334,18 @@ fn serve(
     }
 }
 
-fn log_stats(queues: &Queues) {
-    for (i, (q, _)) in queues.iter().enumerate() {
-        let s = q.stats;
-        tracing::info!(
-            queue = i,
-            "tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
-            s.tx_packets,
-            s.tx_bytes,
-            s.tx_errors,
-            s.tx_dropped,
-            s.rx_packets,
-            s.rx_bytes,
-            s.rx_dropped,
-            s.rx_errors
-        );
-    }
+fn log_stats(index: usize, q: &NetQueue<Gntdev, Tap>) {
+    let s = q.stats;
+    tracing::info!(
+        queue = index,
+        "tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
+        s.tx_packets,
+        s.tx_bytes,
+        s.tx_errors,
+        s.tx_dropped,
+        s.rx_packets,
+        s.rx_bytes,
+        s.rx_dropped,
+        s.rx_errors
+    );
 }

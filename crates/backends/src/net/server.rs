@@ -17,7 +17,7 @@
 //! still posts none, after [`RX_STALL_DROP`]: the backend never blocks on a
 //! guest.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,12 @@ use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError, Tap};
 /// call. The real one is gntdev's grant copy (one ioctl per packet); tests use
 /// the fakes.
 pub trait NetGrants {
-    /// Copies `pieces`, in order, into consecutive bytes of `dst`.
+    /// Copies piece *k* of `pieces` to `dst[at[k]..]`.
     fn copy_in(
         &self,
         domid: DomId,
         pieces: &[GrantPiece],
+        at: &[usize],
         dst: &mut [u8],
     ) -> Result<(), GntdevError>;
     /// Copies consecutive bytes of `src` to `pieces`.
@@ -48,9 +49,10 @@ impl NetGrants for Gntdev {
         &self,
         domid: DomId,
         pieces: &[GrantPiece],
+        at: &[usize],
         dst: &mut [u8],
     ) -> Result<(), GntdevError> {
-        self.copy_from_grants(domid, pieces, dst)
+        self.copy_from_grants_at(domid, pieces, at, dst)
     }
     fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError> {
         self.copy_to_grants(domid, src, pieces)
@@ -60,25 +62,36 @@ impl NetGrants for Gntdev {
 /// Where frames go to and come from: a TAP with `IFF_VNET_HDR` (every frame
 /// starts with a [`VirtioNetHdr`]).
 pub trait FrameIo {
-    /// Writes one frame.
-    fn write_frame(&self, frame: &[u8]) -> io::Result<()>;
-    /// Reads one frame into `buf`; `Ok(None)` when none is waiting.
-    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Writes one frame, gathered from `parts` (the vnet header first).
+    fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<()>;
+    /// Reads one frame: its vnet header into `hdr`, the rest into `data`;
+    /// `Ok(Some(total length))`, `Ok(None)` when none is waiting.
+    fn read_frame(
+        &self,
+        hdr: &mut [u8; VIRTIO_NET_HDR_SIZE],
+        data: &mut [u8],
+    ) -> io::Result<Option<usize>>;
 }
 
 impl FrameIo for Tap {
-    fn write_frame(&self, frame: &[u8]) -> io::Result<()> {
+    fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<()> {
         use std::io::Write;
-        let n = self.file().write(frame)?;
-        if n != frame.len() {
+        let want: usize = parts.iter().map(|p| p.len()).sum();
+        let n = self.file().write_vectored(parts)?;
+        if n != want {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "short TAP write"));
         }
         Ok(())
     }
-    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn read_frame(
+        &self,
+        hdr: &mut [u8; VIRTIO_NET_HDR_SIZE],
+        data: &mut [u8],
+    ) -> io::Result<Option<usize>> {
         use std::io::Read;
         loop {
-            match self.file().read(buf) {
+            let mut parts = [IoSliceMut::new(hdr), IoSliceMut::new(data)];
+            match self.file().read_vectored(&mut parts) {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -97,6 +110,35 @@ pub const RX_BATCH: usize = 64;
 /// The largest frame read from the TAP: a 64 KiB GSO frame, its Ethernet and
 /// VLAN headers and the vnet header.
 pub const RX_FRAME_MAX: usize = VIRTIO_NET_HDR_SIZE + 65_536 + 64;
+/// How many of a transmitted packet's first bytes are gathered to find its
+/// headers for the offload metadata (Ethernet, VLAN, IPv4/IPv6 with extension
+/// headers, TCP with options fit well within it).
+pub const TX_HEADER_PEEK: usize = 512;
+
+/// A buffer whose usable part starts on a page boundary, so that a grant copy
+/// of a page-sized piece to or from it is one copy operation (gntdev splits a
+/// local side that crosses a page into two, each pinning a page).
+#[derive(Debug)]
+struct PageBuf {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl PageBuf {
+    fn new(len: usize) -> Self {
+        let buf = vec![0u8; len + PAGE_SIZE];
+        let start = buf.as_ptr().align_offset(PAGE_SIZE);
+        assert!(start < PAGE_SIZE, "a u8 buffer can always be aligned");
+        Self { buf, start, len }
+    }
+    fn get(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
 
 /// What the frontend enabled for frames it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,14 +150,20 @@ pub struct RxFeatures {
 }
 
 /// xl's `rate=`: at most `bytes` transmitted per `interval` (Linux
-/// xen-netback's credit scheme: the credit is refilled once an interval has
-/// passed, and a packet larger than a whole interval's credit still goes, alone,
-/// with a full refill).
+/// xen-netback's credit scheme, `tx_credit_exceeded` / `tx_add_credit`: once an
+/// interval has passed, `bytes` more credit, the total capped at
+/// [`RATE_MAX_BURST`] or `bytes` if larger; a packet waits until the credit
+/// covers it, so a 64 KiB GSO packet under a small rate waits several
+/// intervals and the average stays at the rate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxRate {
     pub bytes: u64,
     pub interval: Duration,
 }
+
+/// The most credit that accumulates (xen-netback's `max_burst`): enough for
+/// the largest packet, so that a NIC never seizes up.
+pub const RATE_MAX_BURST: u64 = 131_072;
 
 #[derive(Debug)]
 struct Credit {
@@ -129,7 +177,8 @@ impl Credit {
     fn take(&mut self, len: usize, now: Instant) -> bool {
         let len = len as u64;
         if now >= self.next_refill {
-            self.remaining = self.rate.bytes.max(len);
+            let cap = RATE_MAX_BURST.max(self.rate.bytes);
+            self.remaining = self.remaining.saturating_add(self.rate.bytes).min(cap);
             self.next_refill = now + self.rate.interval;
         }
         if len <= self.remaining {
@@ -203,8 +252,13 @@ pub struct NetQueue<G, F> {
     pos: usize,
     credit: Option<Credit>,
     pieces: Vec<GrantPiece>,
-    txbuf: Vec<u8>,
-    rxbuf: Vec<u8>,
+    /// Where each transmitted piece goes in `txbuf`: page *k*, at the grant's
+    /// own offset, so that no piece crosses a local page.
+    at: Vec<usize>,
+    txbuf: PageBuf,
+    rxhdr: [u8; VIRTIO_NET_HDR_SIZE],
+    /// A received frame's bytes after the vnet header, page-aligned.
+    rxbuf: PageBuf,
     /// Length of a frame in `rxbuf` still waiting for rx buffers.
     pending: Option<usize>,
     stalled_since: Option<Instant>,
@@ -232,8 +286,10 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             pos: 0,
             credit: None,
             pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
-            txbuf: Vec::with_capacity(VIRTIO_NET_HDR_SIZE + MAX_TX_SIZE),
-            rxbuf: vec![0; RX_FRAME_MAX],
+            at: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
+            txbuf: PageBuf::new(MAX_SLOTS_PER_PACKET * PAGE_SIZE),
+            rxhdr: [0; VIRTIO_NET_HDR_SIZE],
+            rxbuf: PageBuf::new(RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE),
             pending: None,
             stalled_since: None,
             rx_stall_drop: RX_STALL_DROP,
@@ -316,16 +372,18 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     }
 
     fn send(&mut self, p: &Packet) -> i16 {
-        self.txbuf.clear();
-        self.txbuf.resize(VIRTIO_NET_HDR_SIZE + p.total_len, 0);
         self.pieces.clear();
-        self.pieces.extend(p.segments.iter().map(|s| GrantPiece {
-            gref: s.gref,
-            offset: s.offset,
-            len: s.len,
-        }));
-        let (hdr, frame) = self.txbuf.split_at_mut(VIRTIO_NET_HDR_SIZE);
-        if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, frame) {
+        self.at.clear();
+        for (k, s) in p.segments.iter().enumerate() {
+            self.pieces.push(GrantPiece {
+                gref: s.gref,
+                offset: s.offset,
+                len: s.len,
+            });
+            self.at.push(k * PAGE_SIZE + usize::from(s.offset));
+        }
+        let buf = self.txbuf.get_mut();
+        if let Err(e) = self.grants.copy_in(self.domid, &self.pieces, &self.at, buf) {
             count(
                 &mut self.stats.tx_errors,
                 self.domid,
@@ -333,7 +391,21 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             );
             return RSP_ERROR;
         }
-        let vh = match tx_vnet_hdr(p, frame) {
+        let buf = self.txbuf.get();
+        let piece = |k: usize| &buf[self.at[k]..self.at[k] + usize::from(self.pieces[k].len)];
+        // The headers, contiguous: the first bytes of the packet.
+        let mut peek = [0u8; TX_HEADER_PEEK];
+        let mut have = 0;
+        for k in 0..self.pieces.len() {
+            if have == TX_HEADER_PEEK {
+                break;
+            }
+            let b = piece(k);
+            let n = b.len().min(TX_HEADER_PEEK - have);
+            peek[have..have + n].copy_from_slice(&b[..n]);
+            have += n;
+        }
+        let vh = match tx_vnet_hdr(p, &peek[..have]) {
             Ok(h) => h,
             Err(e) => {
                 count(
@@ -344,8 +416,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 return RSP_ERROR;
             }
         };
-        hdr.copy_from_slice(&vh.to_bytes());
-        match self.io.write_frame(&self.txbuf) {
+        let hdr = vh.to_bytes();
+        let mut parts = [IoSlice::new(&[]); MAX_SLOTS_PER_PACKET + 1];
+        parts[0] = IoSlice::new(&hdr);
+        for k in 0..self.pieces.len() {
+            parts[k + 1] = IoSlice::new(piece(k));
+        }
+        match self.io.write_frame(&parts[..self.pieces.len() + 1]) {
             Ok(()) => {
                 self.stats.tx_packets += 1;
                 self.stats.tx_bytes += p.total_len as u64;
@@ -372,7 +449,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 Some(n) => n,
                 None => match self
                     .io
-                    .read_frame(&mut self.rxbuf)
+                    .read_frame(&mut self.rxhdr, self.rxbuf.get_mut())
                     .map_err(QueueError::Tap)?
                 {
                     Some(n) => n,
@@ -421,12 +498,10 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             );
             Ok(Delivery::Done)
         };
-        if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > self.rxbuf.len() {
+        if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > VIRTIO_NET_HDR_SIZE + self.rxbuf.len {
             return drop(&mut self.stats);
         }
-        let mut hb = [0u8; VIRTIO_NET_HDR_SIZE];
-        hb.copy_from_slice(&self.rxbuf[..VIRTIO_NET_HDR_SIZE]);
-        let vh = VirtioNetHdr::from_bytes(&hb);
+        let vh = VirtioNetHdr::from_bytes(&self.rxhdr);
         let Ok(meta) = rx_meta(&vh, self.features.gso_tcpv4, self.features.gso_tcpv6) else {
             return drop(&mut self.stats);
         };
@@ -461,7 +536,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 len: chunk as u16,
             });
         }
-        let frame = &self.rxbuf[VIRTIO_NET_HDR_SIZE..n];
+        let frame = &self.rxbuf.get()[..len];
         let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
             Ok(()) => true,
             Err(e) => {

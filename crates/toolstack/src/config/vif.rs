@@ -77,7 +77,17 @@ pub struct VifSpec {
     pub model: Option<String>,
     pub backend: Option<String>,
     pub gatewaydev: Option<String>,
+    /// `mtu=` (newer xl): the NIC's MTU; None is libxl's default, 1500.
+    pub mtu: Option<u32>,
 }
+
+/// libxl's MTU when `mtu=` is not given (`LIBXL_DEVICE_NIC_MTU_DEFAULT`).
+pub const DEFAULT_MTU: u32 = 1500;
+/// The smallest MTU Linux takes for an Ethernet device (IPv4's minimum, 68).
+pub const MIN_MTU: u32 = 68;
+/// The largest MTU of a netif NIC: a packet's size is a u16
+/// (`XEN_NETIF_MAX_TX_SIZE`), less the Ethernet and VLAN headers.
+pub const MAX_MTU: u32 = 65_535 - 18;
 
 /// What is wrong with a vif spec.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,6 +115,7 @@ pub fn parse_vif_spec(spec: &str) -> Result<VifSpec, VifSpecError> {
         model: None,
         backend: None,
         gatewaydev: None,
+        mtu: None,
     };
     for token in spec.split(',') {
         let token = token.trim_start_matches(' ');
@@ -146,6 +157,16 @@ pub fn parse_vif_spec(spec: &str) -> Result<VifSpec, VifSpecError> {
             "model" => v.model = Some(value.to_string()),
             "gatewaydev" | "netdev" => v.gatewaydev = Some(value.to_string()),
             "rate" => v.rate = Some(parse_rate(value).map_err(|r| invalid(key, &r))?),
+            "mtu" => {
+                let m = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                    .ok_or_else(|| {
+                        invalid(key, &format!("expected a number {MIN_MTU}..={MAX_MTU}"))
+                    })?;
+                v.mtu = Some(m);
+            }
             _ => {
                 return Err(VifSpecError::Unknown {
                     key: key.to_string(),
@@ -368,6 +389,15 @@ mod tests {
             "frob=1",
             "bridge",
         ] {
+            assert!(parse_vif_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mtu_is_a_number_in_range() {
+        assert_eq!(parse_vif_spec("mtu=9000").unwrap().mtu, Some(9000));
+        assert_eq!(parse_vif_spec("bridge=br0").unwrap().mtu, None);
+        for bad in ["mtu=", "mtu=x", "mtu=67", "mtu=65518", "mtu=-1"] {
             assert!(parse_vif_spec(bad).is_err(), "{bad}");
         }
     }

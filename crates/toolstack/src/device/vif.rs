@@ -4,7 +4,7 @@
 //! type [`BACKEND_TYPE`].
 
 use super::{DeviceNodes, DevicePaths, XenbusState, DOM0};
-use crate::config::vif::{Mac, NicType, Rate, VifSpec};
+use crate::config::vif::{Mac, NicType, Rate, VifSpec, DEFAULT_MTU, MAX_MTU, MIN_MTU};
 
 /// Frontend device class (Linux xen-netfront binds `device/vif/*`).
 pub const KIND: &str = "vif";
@@ -28,6 +28,7 @@ pub mod node {
     pub const TYPE: &str = "type";
     pub const SCRIPT: &str = "script";
     pub const GATEWAYDEV: &str = "gatewaydev";
+    pub const MTU: &str = "mtu";
 }
 
 /// Errors of building a vif's nodes.
@@ -85,6 +86,8 @@ pub fn nodes(domid: u32, devid: u32, spec: &VifSpec) -> Result<DeviceNodes, VifE
         (node::MAC, mac.to_string()),
         // Linux netfront reads it (backend trusted); dom0 backends are.
         ("trusted", "1".to_string()),
+        // As libxl: the MTU for the frontend, always (netif.h: 1500 if absent).
+        (node::MTU, spec.mtu.unwrap_or(DEFAULT_MTU).to_string()),
     ];
     let mut backend = vec![
         (node::FRONTEND, paths.frontend()),
@@ -108,6 +111,10 @@ pub fn nodes(domid: u32, devid: u32, spec: &VifSpec) -> Result<DeviceNodes, VifE
             node::RATE,
             format!("{},{}", r.bytes_per_interval, r.interval_us),
         ));
+    }
+    // As libxl: for the backend only when not the default.
+    if let Some(m) = spec.mtu.filter(|&m| m != DEFAULT_MTU) {
+        backend.push((node::MTU, m.to_string()));
     }
     backend.push((node::BRIDGE, spec.bridge.clone()));
     backend.push((node::HANDLE, devid.to_string()));
@@ -136,6 +143,9 @@ pub struct BackendConfig {
     /// The TAP device's name.
     pub ifname: String,
     pub rate: Option<Rate>,
+    /// The `mtu` node ([`BackendConfig::with_mtu`]); None: the bridge's, as
+    /// vif-bridge's `set_mtu` does.
+    pub mtu: Option<u32>,
 }
 
 /// Why a backend directory cannot be served.
@@ -147,6 +157,8 @@ pub enum BackendConfigError {
     BadRate(String),
     #[error("vifname {0:?} is not a valid interface name")]
     BadIfname(String),
+    #[error("mtu {0:?} is not a number {MIN_MTU}..={MAX_MTU}")]
+    BadMtu(String),
 }
 
 /// Linux's interface name limit (`IFNAMSIZ` - 1).
@@ -192,7 +204,22 @@ impl BackendConfig {
             bridge: bridge.unwrap_or("").to_string(),
             ifname,
             rate,
+            mtu: None,
         })
+    }
+
+    /// Takes the `mtu` node's value (absent: None).
+    pub fn with_mtu(mut self, mtu: Option<&str>) -> Result<Self, BackendConfigError> {
+        self.mtu = mtu
+            .map(|m| {
+                m.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|v| (MIN_MTU..=MAX_MTU).contains(v))
+                    .ok_or_else(|| BackendConfigError::BadMtu(m.to_string()))
+            })
+            .transpose()?;
+        Ok(self)
     }
 }
 
@@ -246,6 +273,9 @@ mod tests {
         assert_eq!(be("rate"), Some("62500,50000"));
         assert_eq!(be("vifname"), None);
         assert_eq!(be("ip"), None);
+        // The default MTU: the frontend's node only (as libxl).
+        assert_eq!(fe("mtu"), Some("1500"));
+        assert_eq!(be("mtu"), None);
         let fp: Vec<String> = n.frontend_perms().iter().map(|p| p.to_string()).collect();
         let bp: Vec<String> = n.backend_perms().iter().map(|p| p.to_string()).collect();
         assert_eq!(fp, ["n7", "r0"]);
@@ -297,6 +327,24 @@ mod tests {
         assert_eq!(c.bridge, "br9");
         assert_eq!(c.ifname, "vif5.3");
         assert_eq!(c.rate, s.rate);
+    }
+
+    #[test]
+    fn mtu_nodes_and_config() {
+        let s = parse_vif_spec("mac=00:16:3e:01:02:03,mtu=9000").unwrap();
+        let n = nodes(5, 0, &s).unwrap();
+        assert_eq!(value(&n.frontend, "mtu"), Some("9000"));
+        assert_eq!(value(&n.backend, "mtu"), Some("9000"));
+        let c = BackendConfig::from_nodes(5, 0, "00:16:3e:01:02:03", None, None, None).unwrap();
+        assert_eq!(c.mtu, None);
+        assert_eq!(c.clone().with_mtu(Some("9000")).unwrap().mtu, Some(9000));
+        assert_eq!(c.clone().with_mtu(None).unwrap().mtu, None);
+        for bad in ["", "x", "67", "70000", "-5"] {
+            assert_eq!(
+                c.clone().with_mtu(Some(bad)),
+                Err(BackendConfigError::BadMtu(bad.to_string()))
+            );
+        }
     }
 
     #[test]

@@ -18,17 +18,23 @@ impl NetGrants for FakeGrants {
         &self,
         domid: DomId,
         pieces: &[GrantPiece],
+        at: &[usize],
         dst: &mut [u8],
     ) -> Result<(), GntdevError> {
-        let mut at = 0;
-        for p in pieces {
+        assert_eq!(pieces.len(), at.len());
+        for (p, &a) in pieces.iter().zip(at) {
             let m = self.map_grants(domid, &[p.gref], false)?;
             let len = usize::from(p.len);
-            m.read_bytes(usize::from(p.offset), &mut dst[at..at + len])
+            // As gntdev: the local side stays within the buffer.
+            let buffer = dst.len();
+            let local = dst.get_mut(a..a + len).ok_or(GntdevError::LengthMismatch {
+                pieces: a + len,
+                buffer,
+            })?;
+            m.read_bytes(usize::from(p.offset), local)
                 .map_err(|_| GntdevError::BadOffset {
                     offset: usize::from(p.offset),
                 })?;
-            at += len;
         }
         Ok(())
     }
@@ -55,13 +61,25 @@ struct FakeTap {
 }
 
 impl FrameIo for FakeTap {
-    fn write_frame(&self, frame: &[u8]) -> io::Result<()> {
-        self.written.lock().unwrap().push(frame.to_vec());
+    fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<()> {
+        self.written
+            .lock()
+            .unwrap()
+            .push(parts.iter().flat_map(|p| p.iter().copied()).collect());
         Ok(())
     }
-    fn read_frame(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    fn read_frame(
+        &self,
+        hdr: &mut [u8; VIRTIO_NET_HDR_SIZE],
+        data: &mut [u8],
+    ) -> io::Result<Option<usize>> {
+        // As a readv of the TAP: the vnet header, then the rest (truncated
+        // to the buffer; the frame's whole length returned).
         Ok(self.inbound.lock().unwrap().pop_front().map(|f| {
-            buf[..f.len()].copy_from_slice(&f);
+            hdr.copy_from_slice(&f[..VIRTIO_NET_HDR_SIZE]);
+            let rest = &f[VIRTIO_NET_HDR_SIZE..];
+            let n = rest.len().min(data.len());
+            data[..n].copy_from_slice(&rest[..n]);
             f.len()
         }))
     }
@@ -513,4 +531,34 @@ fn rate_limits_transmission_without_losing_packets() {
     assert_eq!(TxResponse::from_bytes(&b), ok(2));
     assert_eq!(g.written().len(), 1);
     assert!(g.back.tx_throttled_until().is_none());
+}
+
+#[test]
+fn credit_accumulates_for_packets_larger_than_an_interval() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let rate = TxRate {
+        bytes: 1000,
+        interval: ms(10),
+    };
+    let mut c = Credit {
+        rate,
+        remaining: rate.bytes,
+        next_refill: t0 + rate.interval,
+    };
+    // 2500 bytes need two refills on top of the first interval's credit.
+    assert!(!c.take(2500, t0));
+    assert!(!c.take(2500, t0 + ms(10)));
+    assert!(c.take(2500, t0 + ms(20)));
+    assert_eq!(c.remaining, 500);
+    // Idle time adds one interval's credit, not more (as xen-netback).
+    assert!(!c.take(2000, t0 + ms(1000)));
+    // The cap: the largest packet always fits eventually, more never piles up.
+    let mut t = t0 + ms(1000);
+    for _ in 0..1000 {
+        t += ms(10);
+        let _ = c.take(usize::MAX >> 1, t);
+    }
+    assert_eq!(c.remaining, RATE_MAX_BURST);
+    assert!(c.take(65_535, t));
 }
