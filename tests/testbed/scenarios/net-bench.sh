@@ -86,7 +86,22 @@ awk '{ split($2, d, "="); split($3, n, "="); split($5, m, "="); split($6, c, "="
              if (a > 0 && r > 0)
                printf "BENCH-RATIO dir=%s xen-netback_MiBps=%.2f rxnetback_MiBps=%.2f ratio=%.2f\n",
                  k, b[k ",eth0"] * 100 / a, b[k ",eth1"] * 100 / r, a / r } }' /tmp/net-bench.txt
+# One run hung dom0's xenwatch here (the domain never went): if the guest is not
+# gone in 45 s, show where xenwatch and the xl processes wait and what the kernel said.
+(
+  sleep 45
+  if xl domid "$name" >/dev/null 2>&1; then
+    log "the guest is still there after 45 s: xenwatch, xl and the kernel's log"
+    for p in $(pidof xenwatch) $(pidof xl); do
+      echo "stack of $p ($(cat /proc/$p/comm)):"; cat "/proc/$p/stack" 2>&1
+    done
+    xenstore-ls -f "/local/domain/0/backend/vif/$domid" 2>&1
+    dmesg | tail -n 40
+  fi
+) &
+WATCH=$!
 wait_domain_gone "$name" 60
+kill $WATCH 2>/dev/null
 # xl does not know rxl's NIC: rxnetback removes its backend directory once the domain is gone.
 wait_for 20 "rxnetback to remove the dead guest's backend nodes" \
   sh -c "! xenstore-exists /local/domain/0/backend/rxvif/$domid"

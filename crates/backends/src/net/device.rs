@@ -203,7 +203,7 @@ impl DeviceHandler for NetHandler {
                 Ok(std::thread::Builder::new().name(name).spawn(move || {
                     // The ring mappings live as long as the thread that serves them.
                     let _mappings = (txm, rxm);
-                    serve(i, queue, ports, &evtchn, &tap, &stop, &broken);
+                    serve(&path, i, queue, ports, &evtchn, &tap, &stop, &broken);
                     tracing::info!("{path}: queue {i} thread ended");
                 })?)
             })();
@@ -257,7 +257,9 @@ struct Ports {
 
 /// A queue's thread: serve its tx and rx, sleep on its event channel(s) and
 /// its TAP queue.
+#[allow(clippy::too_many_arguments)]
 fn serve(
+    path: &str,
     index: usize,
     mut q: NetQueue<Gntdev, Tap>,
     ports: Ports,
@@ -298,7 +300,7 @@ fn serve(
         let waiting = q.rx_waiting();
         loop {
             if stop.load(Ordering::Relaxed) {
-                log_stats(index, &q);
+                log_stats(path, index, &q);
                 return;
             }
             let mut fds = [
@@ -334,11 +336,10 @@ fn serve(
     }
 }
 
-fn log_stats(index: usize, q: &NetQueue<Gntdev, Tap>) {
+fn log_stats(path: &str, index: usize, q: &NetQueue<Gntdev, Tap>) {
     let s = q.stats;
     tracing::info!(
-        queue = index,
-        "tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
+        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
         s.tx_packets,
         s.tx_bytes,
         s.tx_errors,
