@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::abi::{RX_REQUEST_SIZE, TX_REQUEST_SIZE};
 use super::frontend::{backend_features, read_frontend, NetFrontend, QueueEvents, MAX_QUEUES};
-use super::server::{NetQueue, RxFeatures, TxRate};
+use super::server::{McastFilter, NetQueue, RxFeatures, TxRate};
 use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features};
 use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
@@ -152,6 +152,7 @@ impl DeviceHandler for NetHandler {
             gso_tcpv4: fe.gso_tcpv4,
             gso_tcpv6: fe.gso_tcpv6,
         };
+        let mcast = Arc::new(McastFilter::new(fe.mcast_control));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         // Stops the threads started so far when a later queue fails.
@@ -193,6 +194,7 @@ impl DeviceHandler for NetHandler {
                     Arc::clone(&tap),
                     features,
                 );
+                queue.set_mcast_filter(Arc::clone(&mcast));
                 if let Some(rate) = tx_rate(&device.config) {
                     queue.set_tx_rate(rate);
                 }
@@ -339,7 +341,7 @@ fn serve(
 fn log_stats(path: &str, index: usize, q: &NetQueue<Gntdev, Tap>) {
     let s = q.stats;
     tracing::info!(
-        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
+        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors, {} filtered",
         s.tx_packets,
         s.tx_bytes,
         s.tx_errors,
@@ -347,6 +349,7 @@ fn log_stats(path: &str, index: usize, q: &NetQueue<Gntdev, Tap>) {
         s.rx_packets,
         s.rx_bytes,
         s.rx_dropped,
-        s.rx_errors
+        s.rx_errors,
+        s.rx_filtered
     );
 }

@@ -20,6 +20,7 @@ pub fn backend_features(max_queues: u32) -> Vec<(String, String)> {
         ("feature-rx-copy", "1".to_string()),
         ("feature-rx-flip", "0".to_string()),
         ("feature-split-event-channels", "1".to_string()),
+        ("feature-multicast-control", "1".to_string()),
         ("multi-queue-max-queues", max_queues.to_string()),
     ]
     .into_iter()
@@ -55,6 +56,9 @@ pub struct NetFrontend {
     pub csum_ipv4: bool,
     pub csum_ipv6: bool,
     pub rx_notify: bool,
+    /// `request-multicast-control`: filter multicast frames by the list the
+    /// frontend sends (sampled at connect; no dynamic control is offered).
+    pub mcast_control: bool,
 }
 
 /// Why a frontend cannot be connected.
@@ -150,6 +154,7 @@ pub fn read_frontend<X: XsOps + ?Sized>(
         csum_ipv4: !flag(xs, format!("{frontend}/feature-no-csum-offload"), false)?,
         csum_ipv6: flag(xs, format!("{frontend}/feature-ipv6-csum-offload"), false)?,
         rx_notify: flag(xs, format!("{frontend}/feature-rx-notify"), false)?,
+        mcast_control: flag(xs, format!("{frontend}/request-multicast-control"), false)?,
     })
 }
 
@@ -260,6 +265,7 @@ mod tests {
         let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("feature-rx-copy"), Some("1"));
         assert_eq!(get("feature-split-event-channels"), Some("1"));
+        assert_eq!(get("feature-multicast-control"), Some("1"));
         assert_eq!(get("multi-queue-max-queues"), Some("4"));
     }
 }

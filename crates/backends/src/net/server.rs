@@ -18,12 +18,12 @@
 //! guest.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::abi::*;
 use super::offload::{gso_extra, rx_meta, tx_vnet_hdr};
-use super::request::{parse_packet, FatalTxError, Packet, TxItem};
+use super::request::{parse_packet, FatalTxError, McastOp, Packet, TxItem};
 use xen::abi::xen::DomId;
 use xen::tap::{VirtioNetHdr, VIRTIO_NET_HDR_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError, Tap};
@@ -140,6 +140,63 @@ impl PageBuf {
     }
 }
 
+/// The most multicast addresses a frontend may add (xen-netback's
+/// `XEN_NETBK_MCAST_MAX`); more are refused with `RSP_ERROR`.
+pub const MCAST_MAX: usize = 64;
+
+/// A NIC's multicast filter (feature-multicast-control), shared by its queues:
+/// the list the frontend builds with MCAST_ADD/DEL extra-info requests (kept
+/// whether or not filtering is on, as netif.h says), applied to received frames
+/// when the frontend set `request-multicast-control`.
+#[derive(Debug, Default)]
+pub struct McastFilter {
+    enabled: bool,
+    addrs: Mutex<Vec<[u8; ETH_ALEN]>>,
+}
+
+impl McastFilter {
+    /// A filter, applied when `enabled` (the frontend's request-multicast-control).
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            addrs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds or removes an address; `false` when the list is full (as
+    /// xen-netback: duplicates are kept, a removal takes one).
+    fn apply(&self, op: &McastOp) -> bool {
+        let mut a = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
+        match op {
+            McastOp::Add(m) if a.len() < MCAST_MAX => {
+                a.push(*m);
+                true
+            }
+            McastOp::Add(_) => false,
+            McastOp::Del(m) => {
+                if let Some(i) = a.iter().position(|x| x == m) {
+                    a.remove(i);
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether a frame for `dest` may go to the frontend: always when the
+    /// filter is off, for unicast and broadcast; a multicast address only when
+    /// listed.
+    pub fn admits(&self, dest: &[u8; ETH_ALEN]) -> bool {
+        let multicast = dest[0] & 1 == 1 && *dest != [0xff; ETH_ALEN];
+        if !self.enabled || !multicast {
+            return true;
+        }
+        self.addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(dest)
+    }
+}
+
 /// What the frontend enabled for frames it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RxFeatures {
@@ -205,6 +262,8 @@ pub struct NetStats {
     pub rx_dropped: u64,
     /// Copy into the guest's buffers failed (answered `RSP_ERROR`).
     pub rx_errors: u64,
+    /// Multicast frames the frontend's filter does not list (not sent).
+    pub rx_filtered: u64,
 }
 
 /// Why a queue stops (the NIC is disconnected).
@@ -247,6 +306,7 @@ pub struct NetQueue<G, F> {
     grants: Arc<G>,
     io: Arc<F>,
     features: RxFeatures,
+    mcast: Arc<McastFilter>,
     /// Slots copied out of the tx ring; those from `pos` on wait for credit.
     slots: Vec<RawTxSlot>,
     pos: usize,
@@ -282,6 +342,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             grants,
             io,
             features,
+            mcast: Arc::new(McastFilter::default()),
             slots: Vec::new(),
             pos: 0,
             credit: None,
@@ -295,6 +356,11 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             rx_stall_drop: RX_STALL_DROP,
             stats: NetStats::default(),
         }
+    }
+
+    /// Shares the NIC's multicast filter (the default: off, its own list).
+    pub fn set_mcast_filter(&mut self, f: Arc<McastFilter>) {
+        self.mcast = f;
     }
 
     /// Limits transmission to `rate` (xl's `rate=`).
@@ -356,8 +422,18 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                         );
                         RSP_ERROR
                     }
-                    // Multicast control: rxnetback does not filter, nothing to do.
-                    Ok(TxItem::Mcast(_)) => RSP_OKAY,
+                    Ok(TxItem::Mcast(op)) => {
+                        if self.mcast.apply(op) {
+                            RSP_OKAY
+                        } else {
+                            count(
+                                &mut self.stats.tx_errors,
+                                self.domid,
+                                format_args!("more than {MCAST_MAX} multicast addresses"),
+                            );
+                            RSP_ERROR
+                        }
+                    }
                     Ok(TxItem::Packet(p)) => self.send(p),
                 };
                 for r in parsed.responses(status) {
@@ -502,6 +578,12 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             return drop(&mut self.stats);
         }
         let vh = VirtioNetHdr::from_bytes(&self.rxhdr);
+        let mut dest = [0u8; ETH_ALEN];
+        dest.copy_from_slice(&self.rxbuf.get()[..ETH_ALEN]);
+        if !self.mcast.admits(&dest) {
+            self.stats.rx_filtered += 1;
+            return Ok(Delivery::Done);
+        }
         let Ok(meta) = rx_meta(&vh, self.features.gso_tcpv4, self.features.gso_tcpv6) else {
             return drop(&mut self.stats);
         };

@@ -562,3 +562,55 @@ fn credit_accumulates_for_packets_larger_than_an_interval() {
     assert_eq!(c.remaining, RATE_MAX_BURST);
     assert!(c.take(65_535, t));
 }
+
+#[test]
+fn multicast_control_filters_received_frames_by_the_frontends_list() {
+    let mut g = guest(all());
+    g.back.set_mcast_filter(Arc::new(McastFilter::new(true)));
+    let listed = [0x01, 0x00, 0x5e, 0, 0, 1];
+    let other = [0x33, 0x33, 0, 0, 0, 1];
+    let add = [
+        req(4, 0, 0, 0, NETTXF_EXTRA_INFO),
+        RawExtraInfo::new_mcast(EXTRA_TYPE_MCAST_ADD, 0, listed).to_slot(),
+    ];
+    assert_eq!(g.transmit(&add).unwrap(), vec![ok(4), NULL]);
+    let to = |dest: [u8; 6]| {
+        let mut f = tcp4_frame(10);
+        f[..6].copy_from_slice(&dest);
+        tap_frame(VirtioNetHdr::default(), &f)
+    };
+    g.post_rx(0..4);
+    for d in [other, listed, [0xff; 6], [0x00, 0x16, 0x3e, 1, 2, 3]] {
+        g.tap.inbound.lock().unwrap().push_back(to(d));
+    }
+    g.back.process_rx().unwrap();
+    // The unlisted multicast frame is filtered; the rest arrive.
+    assert_eq!(g.rx_responses().len(), 3);
+    assert_eq!(g.back.stats.rx_filtered, 1);
+    assert_eq!(g.back.stats.rx_packets, 3);
+    // Removed from the list: filtered too.
+    let del = [
+        req(5, 0, 0, 0, NETTXF_EXTRA_INFO),
+        RawExtraInfo::new_mcast(EXTRA_TYPE_MCAST_DEL, 0, listed).to_slot(),
+    ];
+    assert_eq!(g.transmit(&del).unwrap(), vec![ok(5), NULL]);
+    g.tap.inbound.lock().unwrap().push_back(to(listed));
+    g.back.process_rx().unwrap();
+    assert_eq!(g.back.stats.rx_filtered, 2);
+}
+
+#[test]
+fn multicast_list_is_bounded_and_the_filter_off_admits_all() {
+    let f = McastFilter::new(false);
+    for i in 0..MCAST_MAX {
+        assert!(f.apply(&McastOp::Add([1, 0, 0, 0, 0, i as u8])));
+    }
+    assert!(!f.apply(&McastOp::Add([1, 0, 0, 0, 0, 0xff])));
+    assert!(f.apply(&McastOp::Del([1, 0, 0, 0, 0, 0])));
+    assert!(f.apply(&McastOp::Add([1, 0, 0, 0, 0, 0xff])));
+    assert!(f.admits(&[0x33, 0x33, 0, 0, 0, 9]));
+    let on = McastFilter::new(true);
+    assert!(on.admits(&[0xff; 6]));
+    assert!(on.admits(&[0x00, 0x16, 0x3e, 0, 0, 1]));
+    assert!(!on.admits(&[0x33, 0x33, 0, 0, 0, 9]));
+}
