@@ -271,32 +271,32 @@ fn serve(
     broken: &BrokenNotifier,
 ) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    // A shared event channel is notified once for both rings.
-    let shared = ports.tx == ports.rx;
     loop {
-        let tx = q.process_tx();
+        // Transmit responses are signalled as soon as a batch is copied in,
+        // before its frames go through dom0's network stack.
+        let tx = q.process_tx_notifying(|| Ok(evtchn.notify(ports.tx)?));
         let rx = q.process_rx();
-        let tx_notified = matches!(tx, Ok(true));
-        for (result, port) in [(tx, ports.tx), (rx, ports.rx)] {
-            match result {
-                Ok(true) if shared && port == ports.rx && tx_notified => {}
-                Ok(true) => {
-                    if let Err(e) = evtchn.notify(port) {
-                        broken.report(format!("notifying the frontend failed: {e}"));
-                        return;
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg.push_str(&format!(": {s}"));
-                        src = s.source();
-                    }
-                    broken.report(msg);
+        let rx = match (tx, rx) {
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(n)) => Ok(n),
+        };
+        match rx {
+            Ok(true) => {
+                if let Err(e) = evtchn.notify(ports.rx) {
+                    broken.report(format!("notifying the frontend failed: {e}"));
                     return;
                 }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                broken.report(msg);
+                return;
             }
         }
         let waiting = q.rx_waiting();

@@ -614,3 +614,39 @@ fn multicast_list_is_bounded_and_the_filter_off_admits_all() {
     assert!(on.admits(&[0x00, 0x16, 0x3e, 0, 0, 1]));
     assert!(!on.admits(&[0x33, 0x33, 0, 0, 0, 9]));
 }
+
+#[test]
+fn a_batch_with_a_bad_grant_refuses_that_packet_only_and_notifies_before_writing() {
+    let mut g = guest(all());
+    let frame = tcp4_frame(546);
+    let len = frame.len() as u16;
+    g.put(0, 0, &frame);
+    g.put(1, 100, &frame);
+    let mut bad = req(2, 0, 0, len, 0);
+    // A grant the guest never gave.
+    bad.0[0..4].copy_from_slice(&(DATA_GREF + 1000).to_ne_bytes());
+    for s in [req(1, 0, 0, len, 0), bad, req(3, 1, 100, len, 0)] {
+        g.tx.put_request(&s.0).unwrap();
+    }
+    g.tx.push_requests().unwrap();
+    let tap = Arc::clone(&g.tap);
+    let mut written_at_notify = None;
+    g.back
+        .process_tx_notifying(|| {
+            written_at_notify = Some(tap.written.lock().unwrap().len());
+            Ok(())
+        })
+        .unwrap();
+    // The responses went out before any frame reached the TAP.
+    assert_eq!(written_at_notify, Some(0));
+    let mut out = Vec::new();
+    let mut b = [0u8; TX_RESPONSE_SIZE];
+    while g.tx.next_response(&mut b).unwrap() {
+        out.push(TxResponse::from_bytes(&b));
+    }
+    assert_eq!(out, vec![ok(1), error(2), ok(3)]);
+    let w = g.written();
+    assert_eq!(w.len(), 2);
+    assert!(w.iter().all(|f| f[VIRTIO_NET_HDR_SIZE..] == frame[..]));
+    assert_eq!(g.back.stats.tx_errors, 1);
+}
