@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use super::abi::{RX_REQUEST_SIZE, TX_REQUEST_SIZE};
 use super::frontend::{backend_features, read_frontend, NetFrontend, QueueEvents, MAX_QUEUES};
-use super::server::{McastFilter, NetQueue, RxFeatures, TxRate};
+use super::server::{
+    McastFilter, NetQueue, NetStats, QueueError, RxFeatures, RxQueue, TxQueue, TxRate,
+};
 use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features};
 use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
@@ -163,24 +165,12 @@ impl DeviceHandler for NetHandler {
             }
         };
         for (i, q) in fe.queues.iter().enumerate() {
-            let started = (|| -> Result<JoinHandle<()>, BoxError> {
-                // Each queue has its own event channel file, so that a thread
-                // only ever takes its own queue's events.
-                let evtchn = Evtchn::open()?;
+            let mut started = Vec::new();
+            let result = (|| -> Result<(), BoxError> {
                 let txm = self.gntdev.map_grants(domid, &[q.tx_ring_ref], true)?;
                 let rxm = self.gntdev.map_grants(domid, &[q.rx_ring_ref], true)?;
                 let tx = BackRing::new(txm.memory().clone(), TX_REQUEST_SIZE)?;
                 let rx = BackRing::new(rxm.memory().clone(), RX_REQUEST_SIZE)?;
-                let ports = match q.events {
-                    QueueEvents::Shared(p) => {
-                        let l = evtchn.bind_interdomain(domid, p)?;
-                        Ports { tx: l, rx: l }
-                    }
-                    QueueEvents::Split { tx, rx } => Ports {
-                        tx: evtchn.bind_interdomain(domid, tx)?,
-                        rx: evtchn.bind_interdomain(domid, rx)?,
-                    },
-                };
                 let tap = if i == 0 {
                     Arc::clone(&device.tap)
                 } else {
@@ -198,23 +188,57 @@ impl DeviceHandler for NetHandler {
                 if let Some(rate) = tx_rate(&device.config) {
                     queue.set_tx_rate(rate);
                 }
-                let stop = Arc::clone(&stop);
-                let broken = broken.clone();
                 let path = id.backend_path.clone();
-                let name = format!("net-{}-{}-q{i}", id.key.frontend, id.key.devid);
-                Ok(std::thread::Builder::new().name(name).spawn(move || {
-                    // The ring mappings live as long as the thread that serves them.
-                    let _mappings = (txm, rxm);
-                    serve(&path, i, queue, ports, &evtchn, &tap, &stop, &broken);
-                    tracing::info!("{path}: queue {i} thread ended");
-                })?)
-            })();
-            match started {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    undo(threads);
-                    return Err(e);
+                let name =
+                    |half: &str| format!("net-{}-{}-q{i}{half}", id.key.frontend, id.key.devid);
+                // Each thread has its own event channel file, so that it only
+                // ever takes its own events.
+                match q.events {
+                    QueueEvents::Shared(p) => {
+                        let evtchn = Evtchn::open()?;
+                        let port = evtchn.bind_interdomain(domid, p)?;
+                        let (stop, broken) = (Arc::clone(&stop), broken.clone());
+                        started.push(std::thread::Builder::new().name(name("")).spawn(
+                            move || {
+                                // The ring mappings live as long as their thread.
+                                let _mappings = (txm, rxm);
+                                serve(&path, i, queue, port, &evtchn, &tap, &stop, &broken);
+                                tracing::info!("{path}: queue {i} thread ended");
+                            },
+                        )?);
+                    }
+                    QueueEvents::Split { tx, rx } => {
+                        // As xen-netback (transmit in NAPI, receive in a
+                        // kthread): the halves run in parallel.
+                        let (txq, rxq) = queue.split();
+                        let tx_evtchn = Evtchn::open()?;
+                        let tx_port = tx_evtchn.bind_interdomain(domid, tx)?;
+                        let rx_evtchn = Evtchn::open()?;
+                        let rx_port = rx_evtchn.bind_interdomain(domid, rx)?;
+                        let (stop2, broken2) = (Arc::clone(&stop), broken.clone());
+                        let path2 = path.clone();
+                        started.push(std::thread::Builder::new().name(name("tx")).spawn(
+                            move || {
+                                let _mapping = txm;
+                                serve_tx(&path2, i, txq, tx_port, &tx_evtchn, &stop2, &broken2);
+                            },
+                        )?);
+                        let (stop, broken) = (Arc::clone(&stop), broken.clone());
+                        started.push(std::thread::Builder::new().name(name("rx")).spawn(
+                            move || {
+                                let _mapping = rxm;
+                                serve_rx(&path, i, rxq, rx_port, &rx_evtchn, &tap, &stop, &broken);
+                                tracing::info!("{path}: queue {i} threads ended");
+                            },
+                        )?);
+                    }
                 }
+                Ok(())
+            })();
+            threads.extend(started);
+            if let Err(e) = result {
+                undo(threads);
+                return Err(e);
             }
         }
         tracing::info!(
@@ -250,102 +274,198 @@ pub fn tx_rate(config: &BackendConfig) -> Option<TxRate> {
     })
 }
 
-/// A queue's local event channel ports (the same one twice when shared).
-#[derive(Debug, Clone, Copy)]
-struct Ports {
-    tx: EvtchnPort,
-    rx: EvtchnPort,
+/// Sleeps until an event, the TAP readable (when given) or `timeout_ms` (else
+/// until told to stop), then acknowledges the events. `Ok(false)`: stop.
+fn wait(
+    evtchn: &Evtchn,
+    tap: Option<&Tap>,
+    timeout_ms: Option<u16>,
+    stop: &AtomicBool,
+) -> Result<bool, String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let second = tap.map_or(evtchn.as_fd(), |t| t.as_fd());
+        let mut fds = [
+            PollFd::new(evtchn.as_fd(), PollFlags::POLLIN),
+            PollFd::new(second, PollFlags::POLLIN),
+        ];
+        let n = if tap.is_some() { 2 } else { 1 };
+        let t = timeout_ms.map_or(STOP_POLL_MS, |t| t.min(STOP_POLL_MS));
+        match poll(&mut fds[..n], PollTimeout::from(t)) {
+            Ok(0) if timeout_ms.is_some() => break,
+            Ok(0) => continue,
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("polling failed: {e}")),
+        }
+    }
+    evtchn
+        .acknowledge_pending()
+        .map_err(|e| format!("reading the event channel failed: {e}"))?;
+    Ok(true)
 }
 
-/// A queue's thread: serve its tx and rx, sleep on its event channel(s) and
-/// its TAP queue.
+/// Milliseconds until a throttled transmit's credit is refilled (at least 1).
+fn throttle_ms(until: Option<Instant>) -> Option<u16> {
+    until.map(|t| {
+        let ms = t.saturating_duration_since(Instant::now()).as_millis();
+        u16::try_from(ms).unwrap_or(u16::MAX).max(1)
+    })
+}
+
+/// The error with its sources, for the backend's `error` node.
+fn chain(e: &QueueError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// A queue with one event channel for both rings: one thread serves both.
 #[allow(clippy::too_many_arguments)]
 fn serve(
     path: &str,
     index: usize,
     mut q: NetQueue<Gntdev, Tap>,
-    ports: Ports,
+    port: EvtchnPort,
     evtchn: &Evtchn,
     tap: &Tap,
     stop: &AtomicBool,
     broken: &BrokenNotifier,
 ) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
         // Transmit responses are signalled as soon as a batch is copied in,
         // before its frames go through dom0's network stack.
-        let tx = q.process_tx_notifying(|| Ok(evtchn.notify(ports.tx)?));
-        let rx = q.process_rx();
-        let rx = match (tx, rx) {
-            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(n)) => Ok(n),
-        };
-        match rx {
+        let r = q
+            .process_tx_notifying(|| Ok(evtchn.notify(port)?))
+            .and_then(|()| q.process_rx());
+        match r {
             Ok(true) => {
-                if let Err(e) = evtchn.notify(ports.rx) {
+                if let Err(e) = evtchn.notify(port) {
                     broken.report(format!("notifying the frontend failed: {e}"));
                     return;
                 }
             }
             Ok(false) => {}
             Err(e) => {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg.push_str(&format!(": {s}"));
-                    src = s.source();
-                }
-                broken.report(msg);
+                broken.report(chain(&e));
                 return;
             }
         }
         let waiting = q.rx_waiting();
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                log_stats(path, index, &q);
+        let mut timeout = waiting.then_some(RX_WAIT_POLL_MS);
+        if let Some(t) = throttle_ms(q.tx_throttled_until()) {
+            timeout = Some(timeout.map_or(t, |w| w.min(t)));
+        }
+        match wait(evtchn, (!waiting).then_some(tap), timeout, stop) {
+            Ok(true) => {}
+            Ok(false) => {
+                log_tx(path, index, &q.tx.stats);
+                log_rx(path, index, &q.rx.stats);
                 return;
             }
-            let mut fds = [
-                PollFd::new(evtchn.as_fd(), PollFlags::POLLIN),
-                PollFd::new(tap.as_fd(), PollFlags::POLLIN),
-            ];
-            let nfds = if waiting { 1 } else { 2 };
-            let mut timeout = if waiting {
-                RX_WAIT_POLL_MS
-            } else {
-                STOP_POLL_MS
-            };
-            let throttled = q.tx_throttled_until();
-            if let Some(t) = throttled {
-                let ms = t.saturating_duration_since(Instant::now()).as_millis();
-                timeout = timeout.min(u16::try_from(ms).unwrap_or(u16::MAX).max(1));
+            Err(m) => {
+                broken.report(m);
+                return;
             }
-            match poll(&mut fds[..nfds], PollTimeout::from(timeout)) {
-                Ok(0) if waiting || throttled.is_some() => break,
-                Ok(0) => continue,
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    broken.report(format!("polling failed: {e}"));
-                    return;
-                }
-            }
-        }
-        if let Err(e) = evtchn.acknowledge_pending() {
-            broken.report(format!("reading the event channel failed: {e}"));
-            return;
         }
     }
 }
 
-fn log_stats(path: &str, index: usize, q: &NetQueue<Gntdev, Tap>) {
-    let s = q.stats;
+/// The transmit half of a queue with split event channels.
+fn serve_tx(
+    path: &str,
+    index: usize,
+    mut q: TxQueue<Gntdev, Tap>,
+    port: EvtchnPort,
+    evtchn: &Evtchn,
+    stop: &AtomicBool,
+    broken: &BrokenNotifier,
+) {
+    loop {
+        if let Err(e) = q.process_tx_notifying(|| Ok(evtchn.notify(port)?)) {
+            broken.report(chain(&e));
+            return;
+        }
+        match wait(evtchn, None, throttle_ms(q.tx_throttled_until()), stop) {
+            Ok(true) => {}
+            Ok(false) => {
+                log_tx(path, index, &q.stats);
+                return;
+            }
+            Err(m) => {
+                broken.report(m);
+                return;
+            }
+        }
+    }
+}
+
+/// The receive half of a queue with split event channels.
+#[allow(clippy::too_many_arguments)]
+fn serve_rx(
+    path: &str,
+    index: usize,
+    mut q: RxQueue<Gntdev, Tap>,
+    port: EvtchnPort,
+    evtchn: &Evtchn,
+    tap: &Tap,
+    stop: &AtomicBool,
+    broken: &BrokenNotifier,
+) {
+    loop {
+        match q.process_rx() {
+            Ok(true) => {
+                if let Err(e) = evtchn.notify(port) {
+                    broken.report(format!("notifying the frontend failed: {e}"));
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                broken.report(chain(&e));
+                return;
+            }
+        }
+        let waiting = q.rx_waiting();
+        match wait(
+            evtchn,
+            (!waiting).then_some(tap),
+            waiting.then_some(RX_WAIT_POLL_MS),
+            stop,
+        ) {
+            Ok(true) => {}
+            Ok(false) => {
+                log_rx(path, index, &q.stats);
+                return;
+            }
+            Err(m) => {
+                broken.report(m);
+                return;
+            }
+        }
+    }
+}
+
+fn log_tx(path: &str, index: usize, s: &NetStats) {
     tracing::info!(
-        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors, {} filtered",
+        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped",
         s.tx_packets,
         s.tx_bytes,
         s.tx_errors,
-        s.tx_dropped,
+        s.tx_dropped
+    );
+}
+
+fn log_rx(path: &str, index: usize, s: &NetStats) {
+    tracing::info!(
+        "{path} queue {index}: rx {} packets {} bytes, {} dropped, {} errors, {} filtered",
         s.rx_packets,
         s.rx_bytes,
         s.rx_dropped,

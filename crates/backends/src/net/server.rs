@@ -322,15 +322,13 @@ fn count(counter: &mut u64, domid: DomId, what: std::fmt::Arguments<'_>) {
     }
 }
 
-/// One queue of one NIC.
+/// The transmit half of a queue (guest to dom0): its tx ring.
 #[derive(Debug)]
-pub struct NetQueue<G, F> {
+pub struct TxQueue<G, F> {
     domid: DomId,
     tx: BackRing,
-    rx: BackRing,
     grants: Arc<G>,
     io: Arc<F>,
-    features: RxFeatures,
     mcast: Arc<McastFilter>,
     /// Slots copied out of the tx ring; those from `pos` on wait for credit.
     slots: Vec<RawTxSlot>,
@@ -342,6 +340,20 @@ pub struct NetQueue<G, F> {
     at: Vec<usize>,
     txbuf: PageBuf,
     tx_frames: Vec<TxFrame>,
+    /// Its `tx_*` counters.
+    pub stats: NetStats,
+}
+
+/// The receive half of a queue (dom0 to guest): its rx ring.
+#[derive(Debug)]
+pub struct RxQueue<G, F> {
+    domid: DomId,
+    rx: BackRing,
+    grants: Arc<G>,
+    io: Arc<F>,
+    features: RxFeatures,
+    mcast: Arc<McastFilter>,
+    pieces: Vec<GrantPiece>,
     rxhdr: [u8; VIRTIO_NET_HDR_SIZE],
     /// A received frame's bytes after the vnet header, page-aligned.
     rxbuf: PageBuf,
@@ -349,7 +361,16 @@ pub struct NetQueue<G, F> {
     pending: Option<usize>,
     stalled_since: Option<Instant>,
     rx_stall_drop: Duration,
+    /// Its `rx_*` counters.
     pub stats: NetStats,
+}
+
+/// One queue of one NIC: its two halves, served together (a shared event
+/// channel) or each by its own thread ([`NetQueue::split`]).
+#[derive(Debug)]
+pub struct NetQueue<G, F> {
+    pub tx: TxQueue<G, F>,
+    pub rx: RxQueue<G, F>,
 }
 
 impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
@@ -361,35 +382,104 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         io: Arc<F>,
         features: RxFeatures,
     ) -> Self {
+        let mcast = Arc::new(McastFilter::default());
         Self {
-            domid,
-            tx,
-            rx,
-            grants,
-            io,
-            features,
-            mcast: Arc::new(McastFilter::default()),
-            slots: Vec::new(),
-            pos: 0,
-            credit: None,
-            pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
-            at: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
-            txbuf: PageBuf::new(TX_BATCH_SLOTS * PAGE_SIZE),
-            tx_frames: Vec::new(),
-            rxhdr: [0; VIRTIO_NET_HDR_SIZE],
-            rxbuf: PageBuf::new(RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE),
-            pending: None,
-            stalled_since: None,
-            rx_stall_drop: RX_STALL_DROP,
-            stats: NetStats::default(),
+            tx: TxQueue {
+                domid,
+                tx,
+                grants: Arc::clone(&grants),
+                io: Arc::clone(&io),
+                mcast: Arc::clone(&mcast),
+                slots: Vec::new(),
+                pos: 0,
+                credit: None,
+                pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
+                at: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
+                txbuf: PageBuf::new(TX_BATCH_SLOTS * PAGE_SIZE),
+                tx_frames: Vec::new(),
+                stats: NetStats::default(),
+            },
+            rx: RxQueue {
+                domid,
+                rx,
+                grants,
+                io,
+                features,
+                mcast,
+                pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
+                rxhdr: [0; VIRTIO_NET_HDR_SIZE],
+                rxbuf: PageBuf::new(RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE),
+                pending: None,
+                stalled_since: None,
+                rx_stall_drop: RX_STALL_DROP,
+                stats: NetStats::default(),
+            },
         }
     }
 
     /// Shares the NIC's multicast filter (the default: off, its own list).
     pub fn set_mcast_filter(&mut self, f: Arc<McastFilter>) {
-        self.mcast = f;
+        self.tx.mcast = Arc::clone(&f);
+        self.rx.mcast = f;
     }
 
+    /// Limits transmission to `rate` (xl's `rate=`).
+    pub fn set_tx_rate(&mut self, rate: TxRate) {
+        self.tx.set_tx_rate(rate);
+    }
+
+    /// When transmission waits for credit: the time it is refilled.
+    pub fn tx_throttled_until(&self) -> Option<Instant> {
+        self.tx.tx_throttled_until()
+    }
+
+    /// How long a frame waits for rx buffers before it is dropped.
+    pub fn set_rx_stall_drop(&mut self, d: Duration) {
+        self.rx.rx_stall_drop = d;
+    }
+
+    /// Whether a received frame waits for rx buffers (then the TAP is not read).
+    pub fn rx_waiting(&self) -> bool {
+        self.rx.rx_waiting()
+    }
+
+    /// [`TxQueue::process_tx`].
+    pub fn process_tx(&mut self) -> Result<bool, QueueError> {
+        self.tx.process_tx()
+    }
+
+    /// [`TxQueue::process_tx_notifying`].
+    pub fn process_tx_notifying(
+        &mut self,
+        notify: impl FnMut() -> Result<(), BoxedError>,
+    ) -> Result<(), QueueError> {
+        self.tx.process_tx_notifying(notify)
+    }
+
+    /// [`RxQueue::process_rx`].
+    pub fn process_rx(&mut self) -> Result<bool, QueueError> {
+        self.rx.process_rx()
+    }
+
+    /// Both halves' counters.
+    pub fn stats(&self) -> NetStats {
+        let (t, r) = (self.tx.stats, self.rx.stats);
+        NetStats {
+            tx_packets: t.tx_packets,
+            tx_bytes: t.tx_bytes,
+            tx_errors: t.tx_errors,
+            tx_dropped: t.tx_dropped,
+            ..r
+        }
+    }
+
+    /// The two halves, for a thread each.
+    pub fn split(self) -> (TxQueue<G, F>, RxQueue<G, F>) {
+        (self.tx, self.rx)
+    }
+}
+
+impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     /// Limits transmission to `rate` (xl's `rate=`).
     pub fn set_tx_rate(&mut self, rate: TxRate) {
         self.credit = Some(Credit {
@@ -407,18 +497,8 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         }
     }
 
-    /// How long a frame waits for rx buffers before it is dropped.
-    pub fn set_rx_stall_drop(&mut self, d: Duration) {
-        self.rx_stall_drop = d;
-    }
-
-    /// Whether a received frame waits for rx buffers (then the TAP is not read).
-    pub fn rx_waiting(&self) -> bool {
-        self.pending.is_some()
-    }
-
     /// Sends every packet on the tx ring; `Ok(true)` when the frontend must be
-    /// notified of responses. [`NetQueue::process_tx_notifying`] without the
+    /// notified of responses. [`TxQueue::process_tx_notifying`] without the
     /// early notification (the tests' entry).
     pub fn process_tx(&mut self) -> Result<bool, QueueError> {
         let mut notify = false;
@@ -626,6 +706,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             }
         }
         self.tx_frames.clear();
+    }
+}
+
+impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
+    /// Whether a received frame waits for rx buffers (then the TAP is not read).
+    pub fn rx_waiting(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Moves frames from the TAP into the guest's rx buffers (at most

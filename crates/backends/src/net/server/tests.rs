@@ -245,8 +245,8 @@ fn a_two_slot_packet_reaches_the_tap_with_its_checksum_offload() {
     assert_eq!(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
     assert_eq!((h.csum_start, h.csum_offset), (34, 16));
     assert_eq!(&w[0][VIRTIO_NET_HDR_SIZE..], &frame[..]);
-    assert_eq!(g.back.stats.tx_packets, 1);
-    assert_eq!(g.back.stats.tx_bytes, frame.len() as u64);
+    assert_eq!(g.back.stats().tx_packets, 1);
+    assert_eq!(g.back.stats().tx_bytes, frame.len() as u64);
 }
 
 #[test]
@@ -344,7 +344,7 @@ fn corrupted_packets_are_answered_with_errors_and_the_ring_goes_on() {
         assert_eq!(g.transmit(&slots).unwrap(), want, "{slots:?}");
     }
     assert!(g.written().is_empty());
-    assert_eq!(g.back.stats.tx_errors, n + 1);
+    assert_eq!(g.back.stats().tx_errors, n + 1);
     // The ring still works.
     assert_eq!(g.transmit(&[req(11, 0, 0, len, 0)]).unwrap(), vec![ok(11)]);
     assert_eq!(g.written().len(), 1);
@@ -432,7 +432,7 @@ fn a_gso_frame_is_spread_over_rx_buffers_with_its_extra() {
     got.extend(g.page(3, 9054 - 8192));
     assert_eq!(got, frame);
     assert!(g.page(1, 4096).iter().all(|&b| b == 0));
-    assert_eq!(g.back.stats.rx_packets, 1);
+    assert_eq!(g.back.stats().rx_packets, 1);
 }
 
 #[test]
@@ -457,7 +457,7 @@ fn a_frame_waits_for_buffers_then_is_dropped_never_blocking() {
     }
     g.back.process_rx().unwrap();
     g.back.process_rx().unwrap();
-    assert_eq!(g.back.stats.rx_dropped, 3);
+    assert_eq!(g.back.stats().rx_dropped, 3);
     assert!(g.tap.inbound.lock().unwrap().is_empty());
 }
 
@@ -486,7 +486,7 @@ fn frames_the_frontend_cannot_take_are_dropped() {
     // Runt.
     g.tap.inbound.lock().unwrap().push_back(vec![0; 12]);
     g.back.process_rx().unwrap();
-    assert_eq!(g.back.stats.rx_dropped, 3);
+    assert_eq!(g.back.stats().rx_dropped, 3);
     assert!(g.rx_responses().is_empty());
 }
 
@@ -504,7 +504,7 @@ fn an_rx_buffer_with_a_bad_grant_gets_an_error_status() {
     g.back.process_rx().unwrap();
     let r = RxResponse::from_bytes(&g.rx_responses()[0]);
     assert_eq!((r.id, r.status), (42, RSP_ERROR));
-    assert_eq!(g.back.stats.rx_errors, 1);
+    assert_eq!(g.back.stats().rx_errors, 1);
 }
 
 #[test]
@@ -586,8 +586,8 @@ fn multicast_control_filters_received_frames_by_the_frontends_list() {
     g.back.process_rx().unwrap();
     // The unlisted multicast frame is filtered; the rest arrive.
     assert_eq!(g.rx_responses().len(), 3);
-    assert_eq!(g.back.stats.rx_filtered, 1);
-    assert_eq!(g.back.stats.rx_packets, 3);
+    assert_eq!(g.back.stats().rx_filtered, 1);
+    assert_eq!(g.back.stats().rx_packets, 3);
     // Removed from the list: filtered too.
     let del = [
         req(5, 0, 0, 0, NETTXF_EXTRA_INFO),
@@ -596,7 +596,7 @@ fn multicast_control_filters_received_frames_by_the_frontends_list() {
     assert_eq!(g.transmit(&del).unwrap(), vec![ok(5), NULL]);
     g.tap.inbound.lock().unwrap().push_back(to(listed));
     g.back.process_rx().unwrap();
-    assert_eq!(g.back.stats.rx_filtered, 2);
+    assert_eq!(g.back.stats().rx_filtered, 2);
 }
 
 #[test]
@@ -648,5 +648,5 @@ fn a_batch_with_a_bad_grant_refuses_that_packet_only_and_notifies_before_writing
     let w = g.written();
     assert_eq!(w.len(), 2);
     assert!(w.iter().all(|f| f[VIRTIO_NET_HDR_SIZE..] == frame[..]));
-    assert_eq!(g.back.stats.tx_errors, 1);
+    assert_eq!(g.back.stats().tx_errors, 1);
 }
