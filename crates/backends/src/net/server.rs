@@ -365,8 +365,7 @@ pub struct RxQueue<G, F> {
     pub stats: NetStats,
 }
 
-/// One queue of one NIC: its two halves, served together (a shared event
-/// channel) or each by its own thread ([`NetQueue::split`]).
+/// One queue of one NIC: its two halves (one thread serves both).
 #[derive(Debug)]
 pub struct NetQueue<G, F> {
     pub tx: TxQueue<G, F>,
@@ -471,11 +470,6 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
             tx_dropped: t.tx_dropped,
             ..r
         }
-    }
-
-    /// The two halves, for a thread each.
-    pub fn split(self) -> (TxQueue<G, F>, RxQueue<G, F>) {
-        (self.tx, self.rx)
     }
 }
 
