@@ -30,7 +30,8 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 0.5)]
     secs: f64,
-    /// Daemons to compare, in order: rx, c, ocaml.
+    /// Daemons to compare, in order: rx, c, ocaml, or rx:PATH (another
+    /// rxenstored binary, e.g. an earlier build, for before/after figures).
     #[arg(long, value_delimiter = ',', default_value = "rx,c,ocaml")]
     daemons: Vec<String>,
     /// The rxenstored binary (default: beside this example's directory).
@@ -112,7 +113,7 @@ fn online_cpus() -> Result<String> {
 
 /// A daemon under test.
 struct Daemon {
-    name: &'static str,
+    name: String,
     socket: PathBuf,
     child: Child,
     dir: PathBuf,
@@ -140,17 +141,20 @@ fn wait_socket(child: &mut Child, socket: &Path) -> Result<()> {
     bail!("daemon did not listen on {}", socket.display())
 }
 
-fn start(kind: &str, args: &Args) -> Result<Daemon> {
-    let dir = std::env::temp_dir().join(format!("xs-bench-{}-{kind}", std::process::id()));
+fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
+    let dir = std::env::temp_dir().join(format!("xs-bench-{}-{index}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let socket = dir.join("socket");
     let log = std::fs::File::create(dir.join("log"))?;
+    // `rx:PATH` is another rxenstored binary (an earlier build, for a
+    // before/after comparison under the same load).
+    let other_rx = kind.strip_prefix("rx:").map(PathBuf::from);
     let (name, mut child) = match kind {
-        "rx" => {
-            let bin = match &args.rxenstored {
-                Some(p) => p.clone(),
-                None => std::env::current_exe()?
+        _ if kind == "rx" || other_rx.is_some() => {
+            let bin = match (&other_rx, &args.rxenstored) {
+                (Some(p), _) | (None, Some(p)) => p.clone(),
+                (None, None) => std::env::current_exe()?
                     .parent()
                     .and_then(Path::parent)
                     .context("locating rxenstored")?
@@ -163,7 +167,11 @@ fn start(kind: &str, args: &Args) -> Result<Daemon> {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
-            ("rxenstored", child)
+            let name = match &other_rx {
+                Some(p) => format!("rxenstored {}", p.display()),
+                None => "rxenstored".to_string(),
+            };
+            (name, child)
         }
         "c" | "ocaml" => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/run-peer.sh");
@@ -173,14 +181,12 @@ fn start(kind: &str, args: &Args) -> Result<Daemon> {
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?;
-            (
-                if kind == "c" {
-                    "C xenstored"
-                } else {
-                    "oxenstored"
-                },
-                child,
-            )
+            let name = if kind == "c" {
+                "C xenstored"
+            } else {
+                "oxenstored"
+            };
+            (name.to_string(), child)
         }
         other => bail!("unknown daemon {other}"),
     };
@@ -566,12 +572,12 @@ fn main() -> Result<()> {
     // All daemons run for the whole benchmark and take turns, repetition by
     // repetition, so that a change in the machine's load hits them alike.
     let mut daemons = Vec::new();
-    for kind in &args.daemons {
-        let d = start(kind, &args).with_context(|| format!("starting {kind}"))?;
+    for (index, kind) in args.daemons.iter().enumerate() {
+        let d = start(index, kind, &args).with_context(|| format!("starting {kind}"))?;
         setup(&d.socket).with_context(|| format!("setting up {}", d.name))?;
         daemons.push(d);
     }
-    let names: Vec<&str> = daemons.iter().map(|d| d.name).collect();
+    let names: Vec<&str> = daemons.iter().map(|d| d.name.as_str()).collect();
     let n = daemons.len();
     // rows[i] = (label, the median sample of each daemon)
     let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
@@ -634,7 +640,10 @@ fn main() -> Result<()> {
                     let d = &daemons[di];
                     let rate = fanout(&d.socket, 100, 200)
                         .with_context(|| format!("{} fan-out", d.name))?;
-                    eprintln!("{:12} fan-out 1x100, idle {idle} rep {rep}: {rate:.0} events/s", d.name);
+                    eprintln!(
+                        "{:12} fan-out 1x100, idle {idle} rep {rep}: {rate:.0} events/s",
+                        d.name
+                    );
                     f[di].push(rate);
                 }
             }

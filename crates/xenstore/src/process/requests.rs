@@ -44,8 +44,14 @@ pub(super) fn ignores_transaction(t: MsgType) -> bool {
 impl Server {
     pub(super) fn do_directory(&mut self, cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
         let name = self.canonical(cx, one_arg(payload))?;
-        let node = self.get_node(cx, &name, PERM_READ)?;
-        Ok(Reply::Payload(node.children.clone()))
+        let reply = self.reply_from_node(cx, &name, PERM_READ, |node| {
+            // What `send_reply` would turn into E2BIG, without copying it first.
+            if node.children.len() > XENSTORE_PAYLOAD_MAX {
+                return Err(XsError::E2big);
+            }
+            Ok(node.children.to_vec())
+        })?;
+        Ok(Reply::Payload(reply))
     }
 
     /// C `send_directory_part`: `<generation>\0` followed by as many whole child
@@ -60,47 +66,25 @@ impl Server {
         }
         let args = split_args(payload);
         let name = self.canonical(cx, Some(args[0]))?;
-        let node = self.get_node(cx, &name, PERM_READ)?;
         let off = c_atoi(args[1]) as u32 as usize;
-        let mut out = node.generation.to_string().into_bytes();
-        out.push(0);
-        let genlen = out.len();
-        let children = &node.children;
-        if off >= children.len() {
-            out.push(0);
-            return Ok(Reply::Payload(out));
-        }
-        let maxlen = XENSTORE_PAYLOAD_MAX - genlen - 1;
-        let mut len = 0;
-        loop {
-            let child_len =
-                string_at(children, off + len).map_or(children.len() - off - len, |n| n - 1);
-            if len + child_len >= maxlen {
-                break;
-            }
-            len += child_len + 1;
-            if off + len >= children.len() {
-                break;
-            }
-        }
-        let end = (off + len).min(children.len());
-        out.extend_from_slice(&children[off..end]);
-        if off + len == children.len() {
-            out.push(0);
-        }
-        Ok(Reply::Payload(out))
+        let reply = self.reply_from_node(cx, &name, PERM_READ, |node| {
+            Ok(directory_part(node.generation, node.children, off))
+        })?;
+        Ok(Reply::Payload(reply))
     }
 
     pub(super) fn do_read(&mut self, cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
         let name = self.canonical(cx, one_arg(payload))?;
-        let node = self.get_node(cx, &name, PERM_READ)?;
-        Ok(Reply::Payload(node.value.clone()))
+        let reply = self.reply_from_node(cx, &name, PERM_READ, |node| Ok(node.value.to_vec()))?;
+        Ok(Reply::Payload(reply))
     }
 
     pub(super) fn do_get_perms(&mut self, cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
         let name = self.canonical(cx, one_arg(payload))?;
-        let node = self.get_node(cx, &name, PERM_READ)?;
-        Ok(Reply::Payload(perms_to_payload(&node.perms)))
+        let reply = self.reply_from_node(cx, &name, PERM_READ, |node| {
+            Ok(perms_to_payload(&node.perms))
+        })?;
+        Ok(Reply::Payload(reply))
     }
 
     pub(super) fn do_write(&mut self, cx: &mut Cx, payload: &[u8]) -> Result<Reply, XsError> {
@@ -215,4 +199,36 @@ impl Server {
         self.fire_watches(cx, &name, Some(&n.perms), None, false, Some(&old_perms));
         super::ok()
     }
+}
+
+/// The payload of a DIRECTORY_PART reply for a node of generation `generation`
+/// with `children` (NUL-terminated names), from byte offset `off` (C
+/// `send_directory_part`).
+fn directory_part(generation: u64, children: &[u8], off: usize) -> Vec<u8> {
+    let mut out = generation.to_string().into_bytes();
+    out.push(0);
+    let genlen = out.len();
+    if off >= children.len() {
+        out.push(0);
+        return out;
+    }
+    let maxlen = XENSTORE_PAYLOAD_MAX - genlen - 1;
+    let mut len = 0;
+    loop {
+        let child_len =
+            string_at(children, off + len).map_or(children.len() - off - len, |n| n - 1);
+        if len + child_len >= maxlen {
+            break;
+        }
+        len += child_len + 1;
+        if off + len >= children.len() {
+            break;
+        }
+    }
+    let end = (off + len).min(children.len());
+    out.extend_from_slice(&children[off..end]);
+    if off + len == children.len() {
+        out.push(0);
+    }
+    out
 }
