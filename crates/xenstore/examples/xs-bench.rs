@@ -380,6 +380,10 @@ struct Sample {
     /// CPU microseconds per operation of the client threads (the same client
     /// for every daemon: what differs is the daemon's way of replying).
     client_us: f64,
+    /// Operations per CPU-second of the daemon and its clients together: what
+    /// the wall-clock rate tends to when the machine's CPUs are saturated (by
+    /// this benchmark or by others), whatever share of them it gets.
+    per_cpu_s: f64,
 }
 
 /// Operations per second with `clients` threads for `secs`, and the daemon's CPU
@@ -456,6 +460,11 @@ fn throughput(
         cpu_us: per_op(cpu * 1e6),
         switches: per_op(switches),
         client_us: per_op(client_ns.load(Ordering::Relaxed) as f64 / 1e3),
+        per_cpu_s: if ops > 0.0 {
+            ops / (cpu + client_ns.load(Ordering::Relaxed) as f64 / 1e9)
+        } else {
+            0.0
+        },
     })
 }
 
@@ -635,6 +644,7 @@ fn main() -> Result<()> {
                         cpu_us: median(&v.iter().map(|s| s.cpu_us).collect::<Vec<_>>()),
                         switches: median(&v.iter().map(|s| s.switches).collect::<Vec<_>>()),
                         client_us: median(&v.iter().map(|s| s.client_us).collect::<Vec<_>>()),
+                        per_cpu_s: median(&v.iter().map(|s| s.per_cpu_s).collect::<Vec<_>>()),
                     })
                     .collect();
                 rows.push((format!("{} | {clients} | {idle}", w.name()), medians));
@@ -735,6 +745,23 @@ fn main() -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(" | ")
             );
+        }
+    }
+    if !args.memory_only {
+        println!();
+        println!(
+            "| workload | clients | idle conns | {} ops per CPU-second (daemon + clients) | {} |",
+            names.join(" | "),
+            ratio_header(&names)
+        );
+        println!(
+            "|---|---|---|{}{}",
+            "---|".repeat(n),
+            "---|".repeat(n.saturating_sub(1))
+        );
+        for (label, s) in &rows {
+            let vals: Vec<f64> = s.iter().map(|s| s.per_cpu_s).collect();
+            println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
         }
     }
     if !args.memory_only && !args.no_fanout {
