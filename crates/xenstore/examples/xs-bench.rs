@@ -4,8 +4,15 @@
 //!
 //! ```text
 //! cargo build --release -p xenstore --bins --examples
-//! target/release/examples/xs-bench [--secs 0.5] [--reps 3] [--daemons rx,c,ocaml] [--rxenstored PATH]
+//! target/release/examples/xs-bench [--secs 0.2] [--reps 11] [--daemons rx,c,ocaml] [--rxenstored PATH]
 //! ```
+//!
+//! All daemons run for the whole benchmark and take turns: each measurement is
+//! `--reps` repetitions in which every daemon runs once (in alternating order),
+//! and the median of the repetitions is reported, so that the load of a shared
+//! machine hits every daemon alike. Besides operations per second: the daemon's
+//! CPU, context switches and the clients' CPU per operation, and operations per
+//! CPU-second of daemon and clients (the rate on a saturated machine).
 //!
 //! Workloads (each with 1 and 16 client threads, and with 0 and 1000 idle
 //! connections open): READ and WRITE of 1 and 2000 bytes, DIRECTORY of 10 and 2000
