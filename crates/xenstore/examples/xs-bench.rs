@@ -683,12 +683,18 @@ fn main() -> Result<()> {
             mem.push((b, a));
         }
     }
+    let method = if args.memory_only {
+        String::new()
+    } else {
+        format!(
+            "; median of {reps} interleaved repetitions of {} s",
+            args.secs
+        )
+    };
     println!(
-        "{time_start} to {}, load average {load_start} at the start, {} at the end; \
-         median of {reps} interleaved repetitions of {} s",
+        "{time_start} to {}, load average {load_start} at the start, {} at the end{method}",
         utc_now(),
         load_average(),
-        args.secs
     );
     if !args.memory_only {
         println!();
