@@ -32,7 +32,8 @@ show_file cfg "$cfg"
 # columns), read by Debian's xl.
 rm -f /tmp/$name.vcpus
 ( i=0; while [ $i -lt 300 ]; do
-    xl vcpu-list "$name" > /tmp/$name.vcpus.tmp 2>/dev/null && mv /tmp/$name.vcpus.tmp /tmp/$name.vcpus && break
+    xl vcpu-list "$name" > /tmp/$name.vcpus.tmp 2>/dev/null && mv /tmp/$name.vcpus.tmp /tmp/$name.vcpus &&
+      rxl vcpu-list "$name" > /tmp/$name.rxl-vcpus 2>&1 && break
     i=$((i + 1)); sleep 0.2
   done ) &
 t0=$(uptime_cs)
@@ -55,6 +56,11 @@ wait
 [ -s /tmp/$name.vcpus ] && show_file vcpu-list /tmp/$name.vcpus
 expect_eq "vCPU 0's hard affinity (cpus=\"1\") in xl vcpu-list" \
   "$(awk -v n="$name" '$1 == n && $3 == 0 { print $(NF - 2) }' /tmp/$name.vcpus 2>/dev/null)" 1
+# rxl's vcpu-list against xl's: header, name, ids, CPU and affinities (not the state
+# letters and CPU time, which move between the two reads).
+[ -s /tmp/$name.rxl-vcpus ] && show_file rxl-vcpu-list /tmp/$name.rxl-vcpus
+vcpu_cols() { awk 'NR == 1 { print; next } { print $1, $2, $3, $4, $(NF - 2), $(NF - 1), $NF }' "$1"; }
+expect_eq "rxl vcpu-list agrees with xl vcpu-list" "$(vcpu_cols /tmp/$name.rxl-vcpus)" "$(vcpu_cols /tmp/$name.vcpus)"
 run rxl check-dtb /tmp/$name.dtb
 wait_for 30 "domain $name to be gone" sh -c "! xl domid $name >/dev/null 2>&1"
 pass "domain $name is gone after its poweroff (rxl's monitor destroyed it)"
