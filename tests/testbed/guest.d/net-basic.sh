@@ -14,6 +14,15 @@ wait_path() { # wait_path PATH SECONDS
     _n=$((_n + 1)); [ "$_n" -gt $(($2 * 5)) ] && return 1; sleep 0.2
   done
 }
+# wait_carrier IFACE SECONDS -- until netfront has connected the NIC (carrier on):
+# before that a ping fails at once, so that ping_until's tries run out in seconds
+# while a loaded host's netfront still connects.
+wait_carrier() {
+  _n=0
+  until [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]; do
+    _n=$((_n + 1)); [ "$_n" -gt $(($2 * 5)) ] && return 1; sleep 0.2
+  done
+}
 ping_until() { # ping_until ADDR SECONDS
   _n=0
   until ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
@@ -24,6 +33,7 @@ insmod /lib/modules/xen-netfront.ko || { echo "NET: insmod xen-netfront failed";
 wait_path /sys/class/net/eth0 60 || { echo "NET: eth0 never appeared"; exit 1; }
 echo "NET: eth0 mac=$(cat /sys/class/net/eth0/address)"
 ip addr add 169.254.1.2/24 dev eth0 && ip link set eth0 up || { echo "NET: eth0 setup failed"; exit 1; }
+wait_carrier eth0 120 || { echo "NET: eth0 never connected"; exit 1; }
 ping_until 169.254.1.1 60 || { echo "NET: dom0 does not answer pings"; exit 1; }
 ping -c 3 169.254.1.1 > /tmp/ping.out 2>&1 || { cat /tmp/ping.out; echo "NET: ping dom0 failed"; exit 1; }
 echo "NET: ping dom0: $(grep -o '[0-9]* packets received' /tmp/ping.out)"
@@ -64,6 +74,7 @@ echo "=== NET-WAIT-ETH1 ==="
 wait_path /sys/class/net/eth1 120 || { echo "NET: eth1 never appeared"; exit 1; }
 echo "NET: eth1 mac=$(cat /sys/class/net/eth1/address)"
 ip addr add 169.254.2.2/24 dev eth1 && ip link set eth1 up || { echo "NET: eth1 setup failed"; exit 1; }
+wait_carrier eth1 120 || { echo "NET: eth1 never connected"; exit 1; }
 ping_until 169.254.2.1 60 || { echo "NET: dom0 does not answer pings on eth1"; exit 1; }
 before=$(cat /sys/class/net/eth1/statistics/rx_packets)
 ping -c 3 169.254.2.1 > /tmp/ping1.out 2>&1 || { cat /tmp/ping1.out; echo "NET: ping over eth1 failed"; exit 1; }
