@@ -456,6 +456,7 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         .fill(0, pages.len(), 0)
         .map_err(mem_step("clearing the magic pages"))?;
     drop(pages);
+    step("magic pages populated and cleared");
     let params = [
         (HVM_PARAM_CONSOLE_PFN, magic.console_pfn),
         (HVM_PARAM_STORE_PFN, magic.xenstore_pfn),
@@ -467,7 +468,9 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         ctl.hvm_param_set(domid, index, value)
             .map_err(xen_step("setting the HVM params"))?;
     }
+    step("HVM params set");
     seed_grant_table(mem, domid, magic.console_pfn, magic.xenstore_pfn)?;
+    step("grant table seeded");
     let vuart = match cfg.vuart {
         Some(Vuart::SbsaUart) => {
             let port = ctl
@@ -477,10 +480,13 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         }
         None => None,
     };
-    step("magic pages, HVM params, grant table and vuart set");
+    if vuart.is_some() {
+        step("vuart set");
+    }
     let ctx = boot_context(&plan);
     ctl.set_vcpu_context(domid, 0, &ctx)
         .map_err(xen_step("setvcpucontext for vCPU 0"))?;
+    step("vCPU 0 context set");
     Ok(BuiltDomain {
         domid,
         store_port,
