@@ -7,7 +7,9 @@
 //! back the GIC Xen chose and the guest's address size → plan the DTB with them →
 //! max_vcpus → setmaxmem → event channels for xenstore and console (unbound, for
 //! dom0) → set_address_size → populate RAM with the largest extents → copy kernel,
-//! initrd and DTB in through foreign mappings → magic pages populated and cleared →
+//! initrd and DTB in (by grant copy through borrowed grant entries when /dev/xen/gntdev
+//! is there, else through foreign mappings as libxenguest; see `Copier`) → magic
+//! pages populated and cleared →
 //! HVM params → grant entries 0 and 1 for dom0 → vpl011 (vuart) → vCPU 0's context.
 //!
 //! Any failure destroys the domain and names the step that failed. The domain is
