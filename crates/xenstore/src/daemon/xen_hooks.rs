@@ -53,8 +53,10 @@ pub(super) const EVTCHN: Token = Token(usize::MAX - 1);
 /// How often the rings are looked at without a notification while guests are
 /// busy ([`Daemon::rescan_rings`]).
 pub(super) const RING_RESCAN_PERIOD: Duration = Duration::from_millis(100);
-/// How long after a guest's last notification the rescans go on.
+/// How long after a guest's last notification the rescans go on at that pace.
 pub(super) const RING_RESCAN_WINDOW: Duration = Duration::from_secs(5);
+/// How often the rings are looked at otherwise (while any ring is served).
+pub(super) const RING_RESCAN_IDLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Errors setting up the Xen side of the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +283,7 @@ pub(super) struct XenIo {
     prepared: PreparedMap,
     rings: HashMap<ConnId, RingHandle>,
     ignored: HashSet<ConnId>,
-    /// Rescans go on until then (set by each ring notification).
+    /// Rescans are frequent until then (set by each ring notification).
     rescan_until: Option<Instant>,
     /// When the next rescan is due.
     next_rescan: Instant,
@@ -526,10 +528,12 @@ impl Daemon {
     }
 
     /// How long the poller may sleep before [`Daemon::rescan_rings`] is due;
-    /// `None` when no guest notified within [`RING_RESCAN_WINDOW`].
+    /// `None` when no ring is served.
     pub(super) fn rescan_timeout(&self, now: Instant) -> Option<Duration> {
         let x = self.xen.as_ref()?;
-        x.rescan_until.filter(|until| *until > now)?;
+        if x.rings.is_empty() {
+            return None;
+        }
         Some(x.next_rescan.saturating_duration_since(now))
     }
 
@@ -537,20 +541,29 @@ impl Daemon {
     /// request bytes while the connection waits for a notification, or room for
     /// replies while its output waits for one. The Linux guest's xenbus notifies
     /// only when it saw the backend caught up (requests) or the reply ring full
-    /// (replies), and checks that after its own index update without a full
-    /// barrier, so a notification can be lost when both sides update their
-    /// indices at once; C xenstored recovers by looking at every ring in each
-    /// loop iteration, rxenstored by this rescan (every [`RING_RESCAN_PERIOD`]
-    /// for [`RING_RESCAN_WINDOW`] after a guest's last notification). Returns
-    /// how many connections it woke.
+    /// (replies), and it reads the other side's index right after writing its
+    /// own without a full barrier between them, so when both sides move their
+    /// indices at the same moment each can miss the other's update and the
+    /// notification is never sent (a store-buffering race: seen as a guest
+    /// whose xenstore went silent for good). C xenstored recovers because it
+    /// looks at every domain's ring on each pass of its main loop; rxenstored
+    /// rescans every [`RING_RESCAN_PERIOD`] for [`RING_RESCAN_WINDOW`] after a
+    /// guest's last notification and every [`RING_RESCAN_IDLE_PERIOD`]
+    /// otherwise. Returns how many connections it woke.
     pub(super) fn rescan_rings(&mut self, now: Instant) -> usize {
         let Some(x) = self.xen.as_mut() else {
             return 0;
         };
-        if x.rescan_until.is_none_or(|until| until <= now) || now < x.next_rescan {
+        if x.rings.is_empty() || now < x.next_rescan {
             return 0;
         }
-        x.next_rescan = now + RING_RESCAN_PERIOD;
+        let busy = x.rescan_until.is_some_and(|until| until > now);
+        x.next_rescan = now
+            + if busy {
+                RING_RESCAN_PERIOD
+            } else {
+                RING_RESCAN_IDLE_PERIOD
+            };
         let mut woken = Vec::new();
         for (id, h) in &x.rings {
             if x.ignored.contains(id) {
@@ -635,7 +648,9 @@ impl Daemon {
             return;
         };
         if let Some(x) = self.xen.as_mut() {
-            x.rescan_until = Some(Instant::now() + RING_RESCAN_WINDOW);
+            let now = Instant::now();
+            x.rescan_until = Some(now + RING_RESCAN_WINDOW);
+            x.next_rescan = x.next_rescan.min(now + RING_RESCAN_PERIOD);
         }
         let Some(xen) = self.xen.as_ref() else {
             return;

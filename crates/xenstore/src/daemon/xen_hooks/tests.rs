@@ -572,12 +572,14 @@ fn work_without_a_notification_is_found_by_the_rescan() {
     let g = Guest::new(&hub, 14);
     let mut bed = Bed::new(&[&g], &[], Arc::clone(&hub));
     assert_eq!(bed.introduce(&g, 1).payload, b"OK\0");
-    // No guest notification yet: no rescans (an idle daemon sleeps).
-    assert_eq!(bed.daemon.rescan_timeout(Instant::now()), None);
+    // Served rings are looked at once a second at least.
+    let idle = bed.daemon.rescan_timeout(Instant::now()).expect("rescan");
+    assert!(idle <= RING_RESCAN_IDLE_PERIOD, "{idle:?}");
     g.send(&domain_path_request(1, 14));
     bed.pump();
     assert_eq!(g.replies().len(), 1);
-    assert!(bed.daemon.rescan_timeout(Instant::now()).is_some());
+    let busy = bed.daemon.rescan_timeout(Instant::now()).expect("rescan");
+    assert!(busy <= RING_RESCAN_PERIOD, "{busy:?}");
 
     // A request whose notification was lost: nothing happens until the rescan.
     let mut clock = Instant::now();
@@ -619,9 +621,12 @@ fn work_without_a_notification_is_found_by_the_rescan() {
     );
     // Nothing to find: no wake-up.
     assert_eq!(rescan(&mut bed, &mut clock), 0);
-    // Once the window after the last notification has passed, no more rescans.
+    // Once the window after the last notification has passed, the rescans slow
+    // down to the idle period.
     let after = clock + RING_RESCAN_WINDOW;
-    assert_eq!(bed.daemon.rescan_timeout(after), None);
+    bed.daemon.rescan_rings(after);
+    let idle = bed.daemon.rescan_timeout(after).expect("rescan");
+    assert_eq!(idle, RING_RESCAN_IDLE_PERIOD);
 }
 
 #[test]
