@@ -179,7 +179,7 @@ impl DeviceHandler for NetHandler {
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             // The ring mappings live as long as the thread that serves them.
             let _mappings = mappings;
-            serve(queues, &evtchn, &tap, &stop2, &broken);
+            serve(queues, &evtchn, &tap, &stop2, &broken, &path);
             tracing::info!("{path}: NIC thread ended");
         })?;
         tracing::info!(
@@ -231,18 +231,26 @@ fn serve(
     tap: &Tap,
     stop: &AtomicBool,
     broken: &BrokenNotifier,
+    path: &str,
 ) {
+    // The NIC's counters are logged whenever its thread ends (stopped, or the
+    // frontend broke the protocol).
+    let fail = |queues: &Queues, why: String| {
+        log_stats(path, queues);
+        broken.report(why);
+    };
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
-        for (i, (q, ports)) in queues.iter_mut().enumerate() {
+        let mut broke = None;
+        'queues: for (i, (q, ports)) in queues.iter_mut().enumerate() {
             let tx = q.process_tx();
             let rx = if i == 0 { q.process_rx() } else { Ok(false) };
             for (result, port) in [(tx, ports.tx), (rx, ports.rx)] {
                 match result {
                     Ok(true) => {
                         if let Err(e) = evtchn.notify(port) {
-                            broken.report(format!("notifying the frontend failed: {e}"));
-                            return;
+                            broke = Some(format!("notifying the frontend failed: {e}"));
+                            break 'queues;
                         }
                     }
                     Ok(false) => {}
@@ -253,16 +261,20 @@ fn serve(
                             msg.push_str(&format!(": {s}"));
                             src = s.source();
                         }
-                        broken.report(msg);
-                        return;
+                        broke = Some(msg);
+                        break 'queues;
                     }
                 }
             }
         }
+        if let Some(why) = broke {
+            fail(&queues, why);
+            return;
+        }
         let waiting = queues.first().is_some_and(|(q, _)| q.rx_waiting());
         loop {
             if stop.load(Ordering::Relaxed) {
-                log_stats(&queues);
+                log_stats(path, &queues);
                 return;
             }
             let mut fds = vec![PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
@@ -288,24 +300,24 @@ fn serve(
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    broken.report(format!("polling failed: {e}"));
+                    fail(&queues, format!("polling failed: {e}"));
                     return;
                 }
             }
         }
         if let Err(e) = evtchn.acknowledge_pending() {
-            broken.report(format!("reading the event channel failed: {e}"));
+            fail(&queues, format!("reading the event channel failed: {e}"));
             return;
         }
     }
 }
 
-fn log_stats(queues: &Queues) {
+fn log_stats(path: &str, queues: &Queues) {
     for (i, (q, _)) in queues.iter().enumerate() {
         let s = q.stats;
         tracing::info!(
             queue = i,
-            "tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
+            "{path}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors",
             s.tx_packets,
             s.tx_bytes,
             s.tx_errors,
