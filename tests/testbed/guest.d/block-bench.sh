@@ -14,11 +14,23 @@ wait_dev xvda 60 || { echo "BENCH: no xvda"; exit 1; }
 echo "=== BENCH-GUEST-READY ==="
 wait_dev xvdb 120 || { echo "BENCH: no xvdb"; exit 1; }
 dd if=/dev/urandom of=/tmp/4k bs=4096 count=1 2>/dev/null
+# What blkfront negotiated with each backend (segments per request, request size,
+# indirect descriptors, persistent grants, queues).
+for d in xvda xvdb; do
+  q=/sys/block/$d/queue
+  echo "BENCH-QUEUE dev=$d max_segments=$(cat $q/max_segments) max_sectors_kb=$(cat $q/max_sectors_kb)" \
+    "logical_block_size=$(cat $q/logical_block_size) nr_requests=$(cat $q/nr_requests)" \
+    "hw_queues=$(ls /sys/block/$d/mq | wc -l)"
+done
+dmesg | grep 'blkfront: xvd' | sed 's/^/BENCH-DMESG /'
+# Requests completed on DEV: reads + writes (fields 1 and 5 of /sys/block/DEV/stat).
+ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
+IOS0=0
 report() { # report DEV TEST UNITS CS
-  echo "BENCH dev=$1 test=$2 units=$3 cs=$4"
+  echo "BENCH dev=$1 test=$2 units=$3 cs=$4 requests=$(( $(ios "$1") - IOS0 ))"
 }
 random_io() { # random_io DEV read|write
-  r=12345; n=0; t0=$(cs)
+  r=12345; n=0; IOS0=$(ios "$1"); t0=$(cs)
   while [ $n -lt $OPS ]; do
     r=$(( (r * 1103515245 + 12345) % 2147483648 )); b=$((r % BLOCKS))
     if [ "$2" = read ]; then
@@ -32,9 +44,9 @@ random_io() { # random_io DEV read|write
 }
 for _ in 1 2; do
   for d in xvda xvdb; do
-    t0=$(cs); dd if=/dev/zero of=/dev/$d bs=1M count=$MB oflag=direct 2>/dev/null || exit 1
+    IOS0=$(ios $d); t0=$(cs); dd if=/dev/zero of=/dev/$d bs=1M count=$MB oflag=direct 2>/dev/null || exit 1
     report $d seq1m-write $MB $(( $(cs) - t0 ))
-    t0=$(cs); dd if=/dev/$d of=/dev/null bs=1M count=$MB iflag=direct 2>/dev/null || exit 1
+    IOS0=$(ios $d); t0=$(cs); dd if=/dev/$d of=/dev/null bs=1M count=$MB iflag=direct 2>/dev/null || exit 1
     report $d seq1m-read $MB $(( $(cs) - t0 ))
     random_io $d read || exit 1
     random_io $d write || exit 1
