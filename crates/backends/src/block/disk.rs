@@ -11,11 +11,18 @@ use super::abi::SECTOR_SIZE;
 /// `/sys/dev/block/MAJOR:MINOR/queue/` (a partition's are its disk's, one
 /// directory up); 512 and 4096 when sysfs does not say.
 fn block_device_sector_sizes(rdev: u64) -> (u32, u32) {
-    let dev = Path::new("/sys/dev/block").join(format!(
+    sector_sizes_in(&Path::new(SYS_DEV_BLOCK).join(format!(
         "{}:{}",
         nix::sys::stat::major(rdev),
         nix::sys::stat::minor(rdev)
-    ));
+    )))
+}
+
+/// Where sysfs lists block devices by number.
+const SYS_DEV_BLOCK: &str = "/sys/dev/block";
+
+/// The sector sizes in a block device's sysfs directory `dev`.
+fn sector_sizes_in(dev: &Path) -> (u32, u32) {
     let read = |name: &str| {
         [
             dev.join("queue").join(name),
@@ -238,6 +245,40 @@ mod tests {
         ));
         std::fs::remove_file(path).unwrap();
         std::fs::remove_file(path512).unwrap();
+    }
+
+    #[test]
+    fn block_device_sizes_come_from_sysfs() {
+        let dir = std::env::temp_dir().join(format!("rxblk-sysfs-{}", std::process::id()));
+        let part = dir.join("disk/part1");
+        std::fs::create_dir_all(dir.join("disk/queue")).unwrap();
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(dir.join("disk/queue/logical_block_size"), "4096\n").unwrap();
+        std::fs::write(dir.join("disk/queue/physical_block_size"), "4096\n").unwrap();
+        assert_eq!(sector_sizes_in(&dir.join("disk")), (4096, 4096));
+        // A partition has no queue/ of its own: its disk's.
+        assert_eq!(sector_sizes_in(&part), (4096, 4096));
+        // Nonsense and absent values fall back to 512 / 4096.
+        std::fs::write(dir.join("disk/queue/logical_block_size"), "1000\n").unwrap();
+        std::fs::remove_file(dir.join("disk/queue/physical_block_size")).unwrap();
+        assert_eq!(sector_sizes_in(&dir.join("disk")), (512, 4096));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A real 4Kn block device, when the environment names one (as root:
+    /// `losetup --sector-size 4096 -f --show FILE`).
+    #[test]
+    fn a_4096_byte_block_device_is_detected() {
+        let Ok(dev) = std::env::var("RXBLK_TEST_4K_DEVICE") else {
+            return;
+        };
+        let d = Disk::open(Path::new(&dev), true).unwrap();
+        assert_eq!(d.sector_size(), 4096);
+        assert!(d.physical_sector_size() >= 4096);
+        assert!(matches!(
+            d.with_sector_size(512),
+            Err(DiskError::SectorSize { .. })
+        ));
     }
 
     #[test]
