@@ -38,7 +38,7 @@ cfg=$(guest_cfg "$name" block-bench memory=192 "disk=['$IMG,raw,xvda,rw,script=/
 run xl create "$cfg"
 domid=$(xl domid "$name")
 log=$(guest_console_log "$name")
-wait_for 120 "the guest to see xvda" grep -q 'BENCH-GUEST-READY' "$log"
+wait_for 300 "the guest to see xvda" grep -q 'BENCH-GUEST-READY' "$log"
 log "xl-made vbd (kernel xen-blkback), for comparison with rxl's layout:"
 xenstore-ls -p /local/domain/$domid/device/vbd/51712
 xenstore-ls -p /local/domain/0/backend/vbd/$domid/51712

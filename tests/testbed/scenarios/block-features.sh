@@ -5,7 +5,7 @@
 # spec: sector-size 4096, sectors still in 512-byte units). The guest writes and reads
 # back 256 KiB with O_DIRECT from each vCPU on each disk; dom0 finds every pattern in
 # the backing files and rxblkback's ring stats show both queues and indirect requests.
-# timeout: 300
+# timeout: 480
 
 start_debian_xenstored
 start_xenconsoled
@@ -24,7 +24,7 @@ cfg=$(guest_cfg "$name" block-features memory=160 vcpus=2)
 run xl create "$cfg"
 domid=$(xl domid "$name")
 log=$(guest_console_log "$name")
-wait_for 120 "the guest to load xen-blkfront" grep -q 'BLKF-GUEST-READY' "$log"
+wait_for 300 "the guest to load xen-blkfront" grep -q 'BLKF-GUEST-READY' "$log"
 run rxl block-attach "$domid" "format=raw, vdev=xvdb, access=rw, target=$A"
 run rxl block-attach "$domid" "format=raw, vdev=xvdc, access=rw, sector-size=4096, target=$B"
 BE=/local/domain/0/backend/rxvbd/$domid
