@@ -35,12 +35,6 @@ for d in xvdb xvdc; do
     fi
   done
 done
-# The guest kernel itself refuses I/O smaller than the 4096-byte logical block.
-if dd if=/tmp/pat of=/dev/xvdc bs=512 count=1 oflag=direct 2>/dev/null; then
-  echo "BLKF: 512-byte O_DIRECT write to xvdc SUCCEEDED"
-else
-  echo "BLKF: 512-byte O_DIRECT write to xvdc refused"
-fi
 echo "=== BLKF-GUEST-DONE ==="
 i=0
 while [ -b /dev/xvdb ] || [ -b /dev/xvdc ]; do
