@@ -32,6 +32,8 @@ chmod 755 /tmp/blk-loop-hotplug
 
 rxblkback --max-indirect-segments 0 &
 BLKPID=$!
+# A failing check ends the script: stop rxblkback then too (see block-features).
+trap 'kill $BLKPID 2>/dev/null' EXIT
 
 name=bench-guest
 cfg=$(guest_cfg "$name" block-bench memory=192 "disk=['$IMG,raw,xvda,rw,script=/tmp/blk-loop-hotplug']")

@@ -16,6 +16,9 @@ run dd if=/dev/zero of=$B bs=1M count=16
 BLKLOG=/tmp/rxblkback-features.log
 rxblkback --max-queues 2 --max-indirect-segments 256 2>$BLKLOG &
 BLKPID=$!
+# A failing check ends the script: stop this rxblkback then too, so that it does not
+# serve the next scenario's disks next to that scenario's own.
+trap 'kill $BLKPID 2>/dev/null' EXIT
 sleep 0.5
 kill -0 $BLKPID 2>/dev/null || { show_file rxblkback $BLKLOG; fail "rxblkback exited at start"; }
 
