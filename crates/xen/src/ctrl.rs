@@ -7,10 +7,12 @@
 //! live in buffers from `/dev/xen/hypercall`.
 
 use crate::abi::arch::ArchDomainConfig;
-use crate::abi::domctl::XenDomctlVcpuContext;
 use crate::abi::domctl::{
     self, cmd, dominf, XenDomctl, XenDomctlAddressSize, XenDomctlCreateDomainV15,
     XenDomctlCreateDomainV17, XenDomctlGetDomainInfo, XenDomctlMaxMem, XenDomctlMaxVcpus,
+};
+use crate::abi::domctl::{
+    vcpu_affinity, XenDomctlGetVcpuInfo, XenDomctlVcpuAffinity, XenDomctlVcpuContext,
 };
 use crate::abi::event_channel::{EvtchnAllocUnbound, EVTCHNOP_ALLOC_UNBOUND};
 use crate::abi::grant_table::{GnttabQuerySize, GNTST_OKAY, GNTTABOP_QUERY_SIZE};
@@ -383,6 +385,82 @@ pub trait DomainControl {
         domid: DomId,
         vcpu: u32,
     ) -> Result<crate::abi::arch::arm::VcpuGuestContext, CtrlError>;
+    /// `XEN_DOMCTL_setvcpuaffinity`: lets vCPU `vcpu` run (hard) or prefer to run
+    /// (soft) only on the physical CPUs `cpus`; returns the effective set Xen
+    /// reports back (the map intersected with the cpupool's online CPUs).
+    fn set_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+        cpus: &[u32],
+    ) -> Result<Vec<u32>, CtrlError>;
+    /// `XEN_DOMCTL_getvcpuaffinity`: the set last given to `set_vcpu_affinity`
+    /// (all CPUs by default).
+    fn get_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+    ) -> Result<Vec<u32>, CtrlError>;
+    /// `XEN_DOMCTL_getvcpuinfo`: one vCPU's state, CPU and CPU time.
+    fn vcpu_info(&self, domid: DomId, vcpu: u32) -> Result<VcpuInfo, CtrlError>;
+}
+
+/// One vCPU as `XEN_DOMCTL_getvcpuinfo` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VcpuInfo {
+    pub vcpu: u32,
+    pub online: bool,
+    pub blocked: bool,
+    pub running: bool,
+    /// Nanoseconds of CPU time used.
+    pub cpu_time: u64,
+    /// The physical CPU it runs or last ran on.
+    pub cpu: u32,
+}
+
+/// Which of a vCPU's two CPU affinities (xl's `cpus` and `cpus_soft`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AffinityKind {
+    /// Where the vCPU may run at all.
+    Hard,
+    /// Where the scheduler prefers to run it.
+    Soft,
+}
+
+impl AffinityKind {
+    fn flag(self) -> u32 {
+        match self {
+            AffinityKind::Hard => vcpu_affinity::HARD,
+            AffinityKind::Soft => vcpu_affinity::SOFT,
+        }
+    }
+}
+
+/// Bits in the CPU maps rxen hands to Xen: Xen copies min(nr_bits, its
+/// nr_cpu_ids) bits either way, and 4096 is Xen's largest NR_CPUS.
+pub const CPUMAP_BITS: u32 = 4096;
+
+/// The CPU numbers `cpus` as a `struct xenctl_bitmap` byte map of `CPUMAP_BITS`.
+pub fn cpumap_bytes(cpus: &[u32]) -> Result<Vec<u8>, CtrlError> {
+    let mut map = vec![0u8; CPUMAP_BITS as usize / 8];
+    for &c in cpus {
+        if c >= CPUMAP_BITS {
+            return Err(CtrlError::Invalid(
+                "CPU number beyond Xen's largest NR_CPUS",
+            ));
+        }
+        map[c as usize / 8] |= 1 << (c % 8);
+    }
+    Ok(map)
+}
+
+/// The CPU numbers set in a `struct xenctl_bitmap` byte map.
+pub fn cpumap_cpus(map: &[u8]) -> Vec<u32> {
+    (0..map.len() as u32 * 8)
+        .filter(|&c| map[c as usize / 8] & (1 << (c % 8)) != 0)
+        .collect()
 }
 
 /// Offset of the payload union in `struct xen_domctl`/`struct xen_sysctl` buffers.
@@ -839,6 +917,80 @@ impl DomainControl for XenCtrl {
         // `cbuf` stays alive across the call.
         self.domctl(cmd::GETVCPUCONTEXT, domid, p)?;
         Ok(cbuf.read(0)?)
+    }
+
+    fn set_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+        cpus: &[u32],
+    ) -> Result<Vec<u32>, CtrlError> {
+        self.vcpu_affinity_op(cmd::SETVCPUAFFINITY, domid, vcpu, kind, cpus)
+    }
+
+    fn get_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+    ) -> Result<Vec<u32>, CtrlError> {
+        self.vcpu_affinity_op(cmd::GETVCPUAFFINITY, domid, vcpu, kind, &[])
+    }
+
+    fn vcpu_info(&self, domid: DomId, vcpu: u32) -> Result<VcpuInfo, CtrlError> {
+        let (_, v) = self.domctl(
+            cmd::GETVCPUINFO,
+            domid,
+            XenDomctlGetVcpuInfo {
+                vcpu,
+                ..Default::default()
+            },
+        )?;
+        Ok(VcpuInfo {
+            vcpu,
+            online: v.online != 0,
+            blocked: v.blocked != 0,
+            running: v.running != 0,
+            cpu_time: v.cpu_time,
+            cpu: v.cpu,
+        })
+    }
+}
+
+impl XenCtrl {
+    /// Set or get one affinity of a vCPU through a CPU map in a hypercall buffer,
+    /// which Xen writes back (effective map on a set, current map on a get).
+    fn vcpu_affinity_op(
+        &self,
+        command: u32,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+        cpus: &[u32],
+    ) -> Result<Vec<u32>, CtrlError> {
+        let bytes = cpumap_bytes(cpus)?;
+        let map = self.privcmd.alloc_buffer(bytes.len())?;
+        map.write_bytes(0, &bytes)?;
+        let bitmap = XenctlBitmap {
+            bitmap: map.addr() as u64,
+            nr_bits: CPUMAP_BITS,
+            _pad: 0,
+        };
+        let mut p = XenDomctlVcpuAffinity {
+            vcpu,
+            flags: kind.flag(),
+            ..Default::default()
+        };
+        match kind {
+            AffinityKind::Hard => p.cpumap_hard = bitmap,
+            AffinityKind::Soft => p.cpumap_soft = bitmap,
+        }
+        // `map` stays alive across the call.
+        self.domctl(command, domid, p)?;
+        let mut back = vec![0u8; bytes.len()];
+        map.read_bytes(0, &mut back)?;
+        Ok(cpumap_cpus(&back))
     }
 }
 

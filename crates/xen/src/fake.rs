@@ -5,7 +5,8 @@
 
 use crate::abi::xen::{DomId, EvtchnPort, GrantRef, XenPfn, XEN_PAGE_SIZE};
 use crate::ctrl::{
-    errno, CreateDomain, CtrlError, DomainControl, DomainInfo, PhysInfo, XenVersion,
+    errno, AffinityKind, CreateDomain, CtrlError, DomainControl, DomainInfo, PhysInfo, VcpuInfo,
+    XenVersion,
 };
 use crate::evtchn::EvtchnError;
 use crate::gntdev::GntdevError;
@@ -36,6 +37,7 @@ struct FakeXenState {
     populated: HashMap<DomId, Vec<XenPfn>>,
     vcpus: HashMap<(DomId, u32), crate::abi::arch::arm::VcpuGuestContext>,
     address_size: HashMap<DomId, u32>,
+    affinity: HashMap<(DomId, u32, AffinityKind), Vec<u32>>,
 }
 
 impl FakeXen {
@@ -253,6 +255,60 @@ impl DomainControl for FakeXen {
             .get(&(domid, vcpu))
             .copied()
             .unwrap_or_default())
+    }
+    /// Like Xen: the map is cut to the host's CPUs; an empty hard affinity, a
+    /// vCPU beyond the domain's, or an unknown domain is an error.
+    fn set_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+        cpus: &[u32],
+    ) -> Result<Vec<u32>, CtrlError> {
+        let info = self.domain_info(domid)?;
+        if vcpu > info.max_vcpu_id {
+            return Err(errno(libc::EINVAL));
+        }
+        let mut effective: Vec<u32> = cpus
+            .iter()
+            .copied()
+            .filter(|&c| c < self.physinfo.nr_cpus)
+            .collect();
+        effective.sort_unstable();
+        effective.dedup();
+        if effective.is_empty() && kind == AffinityKind::Hard {
+            return Err(errno(libc::EINVAL));
+        }
+        lock(&self.state)
+            .affinity
+            .insert((domid, vcpu, kind), effective.clone());
+        Ok(effective)
+    }
+    fn get_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+    ) -> Result<Vec<u32>, CtrlError> {
+        self.with_domain(domid, |_| ())?;
+        Ok(lock(&self.state)
+            .affinity
+            .get(&(domid, vcpu, kind))
+            .cloned()
+            .unwrap_or_else(|| (0..self.physinfo.nr_cpus).collect()))
+    }
+    /// vCPUs below the domain's online count are online, blocked, on CPU 0.
+    fn vcpu_info(&self, domid: DomId, vcpu: u32) -> Result<VcpuInfo, CtrlError> {
+        let info = self.domain_info(domid)?;
+        if vcpu > info.max_vcpu_id {
+            return Err(errno(libc::ESRCH));
+        }
+        Ok(VcpuInfo {
+            vcpu,
+            online: vcpu < info.nr_online_vcpus,
+            blocked: vcpu < info.nr_online_vcpus,
+            ..Default::default()
+        })
     }
 }
 

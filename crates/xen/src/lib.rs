@@ -39,7 +39,7 @@ pub mod tap;
 pub mod traits;
 pub mod xenbus_backend;
 
-pub use ctrl::{CtrlError, DomainControl, DomainInfo, PhysInfo, XenCtrl, XenVersion};
+pub use ctrl::{AffinityKind, CtrlError, DomainControl, DomainInfo, PhysInfo, XenCtrl, XenVersion};
 pub use evtchn::{Evtchn, EvtchnError};
 pub use gntalloc::{Gntalloc, GntallocError, GrantShare};
 pub use gntdev::{Gntdev, GntdevError, GrantMapping, GrantPiece};

@@ -4,8 +4,15 @@
 //!
 //! ```text
 //! cargo build --release -p xenstore --bins --examples
-//! target/release/examples/xs-bench [--secs 0.5] [--reps 3] [--daemons rx,c,ocaml] [--rxenstored PATH]
+//! target/release/examples/xs-bench [--secs 0.2] [--reps 11] [--daemons rx,c,ocaml] [--rxenstored PATH]
 //! ```
+//!
+//! All daemons run for the whole benchmark and take turns: each measurement is
+//! `--reps` repetitions in which every daemon runs once (in alternating order),
+//! and the median of the repetitions is reported, so that the load of a shared
+//! machine hits every daemon alike. Besides operations per second: the daemon's
+//! CPU, context switches and the clients' CPU per operation, and operations per
+//! CPU-second of daemon and clients (the rate on a saturated machine).
 //!
 //! Workloads (each with 1 and 16 client threads, and with 0 and 1000 idle
 //! connections open): READ and WRITE of 1 and 2000 bytes, DIRECTORY of 10 and 2000
@@ -27,10 +34,12 @@ use xenstore::client::{Client, ClientError, XsOps};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark rxenstored against C xenstored and oxenstored")]
 struct Args {
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 0.5)]
+    /// Seconds per measurement (one repetition of one daemon). Short and many:
+    /// the daemons take turns, so a burst of other load hits both alike.
+    #[arg(long, default_value_t = 0.2)]
     secs: f64,
-    /// Daemons to compare, in order: rx, c, ocaml.
+    /// Daemons to compare, in order: rx, c, ocaml, or rx:PATH (another
+    /// rxenstored binary, e.g. an earlier build, for before/after figures).
     #[arg(long, value_delimiter = ',', default_value = "rx,c,ocaml")]
     daemons: Vec<String>,
     /// The rxenstored binary (default: beside this example's directory).
@@ -42,9 +51,10 @@ struct Args {
     /// Client thread counts.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     clients: Vec<usize>,
-    /// Repetitions per measurement; the best is reported (other processes on a
-    /// shared machine only ever make a run slower).
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions per measurement. The daemons take turns within each
+    /// repetition (in alternating order) and the median of the repetitions is
+    /// reported, for each daemon alike.
+    #[arg(long, default_value_t = 11)]
     reps: usize,
     /// Only the workloads whose name contains one of these (e.g. `read 1,txn`);
     /// all by default.
@@ -111,7 +121,7 @@ fn online_cpus() -> Result<String> {
 
 /// A daemon under test.
 struct Daemon {
-    name: &'static str,
+    name: String,
     socket: PathBuf,
     child: Child,
     dir: PathBuf,
@@ -139,17 +149,20 @@ fn wait_socket(child: &mut Child, socket: &Path) -> Result<()> {
     bail!("daemon did not listen on {}", socket.display())
 }
 
-fn start(kind: &str, args: &Args) -> Result<Daemon> {
-    let dir = std::env::temp_dir().join(format!("xs-bench-{}-{kind}", std::process::id()));
+fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
+    let dir = std::env::temp_dir().join(format!("xs-bench-{}-{index}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let socket = dir.join("socket");
     let log = std::fs::File::create(dir.join("log"))?;
+    // `rx:PATH` is another rxenstored binary (an earlier build, for a
+    // before/after comparison under the same load).
+    let other_rx = kind.strip_prefix("rx:").map(PathBuf::from);
     let (name, mut child) = match kind {
-        "rx" => {
-            let bin = match &args.rxenstored {
-                Some(p) => p.clone(),
-                None => std::env::current_exe()?
+        _ if kind == "rx" || other_rx.is_some() => {
+            let bin = match (&other_rx, &args.rxenstored) {
+                (Some(p), _) | (None, Some(p)) => p.clone(),
+                (None, None) => std::env::current_exe()?
                     .parent()
                     .and_then(Path::parent)
                     .context("locating rxenstored")?
@@ -162,7 +175,11 @@ fn start(kind: &str, args: &Args) -> Result<Daemon> {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
-            ("rxenstored", child)
+            let name = match &other_rx {
+                Some(p) => format!("rxenstored {}", p.display()),
+                None => "rxenstored".to_string(),
+            };
+            (name, child)
         }
         "c" | "ocaml" => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peer/run-peer.sh");
@@ -172,14 +189,12 @@ fn start(kind: &str, args: &Args) -> Result<Daemon> {
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?;
-            (
-                if kind == "c" {
-                    "C xenstored"
-                } else {
-                    "oxenstored"
-                },
-                child,
-            )
+            let name = if kind == "c" {
+                "C xenstored"
+            } else {
+                "oxenstored"
+            };
+            (name.to_string(), child)
         }
         other => bail!("unknown daemon {other}"),
     };
@@ -252,6 +267,15 @@ fn setup(socket: &Path) -> Result<()> {
 /// attempts-per-commit figure printed beside the transaction workload.
 static TXN_ATTEMPTS: AtomicU64 = AtomicU64::new(0);
 
+/// Checks that a NUL-separated directory listing has `n` names.
+fn check_children(list: &[u8], n: usize) -> Result<()> {
+    let got = list.iter().filter(|b| **b == 0).count();
+    if got != n {
+        bail!("directory returned {got} children instead of {n}");
+    }
+    Ok(())
+}
+
 /// One operation; `false` when it did not complete (a starved transaction).
 fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
     match w {
@@ -259,13 +283,10 @@ fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
         Work::Read2000 => drop(c.read("/bench/v2000")?),
         Work::Write1 => c.write(&format!("/bench/w/{me}"), b"z")?,
         Work::Write2000 => c.write(&format!("/bench/w/{me}"), &[b'z'; 2000])?,
-        Work::Dir10 => drop(c.directory("/bench/d10")?),
-        Work::Dir2000 => {
-            let n = c.directory("/bench/d2000")?.len();
-            if n != 2000 {
-                bail!("directory returned {n} children");
-            }
-        }
+        // The list as it comes (names counted, not made into 2000 `String`s,
+        // which cost the client ~100 us a listing, more than the listing).
+        Work::Dir10 => check_children(&c.directory_raw("/bench/d10")?, 10)?,
+        Work::Dir2000 => check_children(&c.directory_raw("/bench/d2000")?, 2000)?,
         Work::Txn => {
             let key = format!("/bench/ctr{}", (me as u64 + i) % 4);
             let r = c.transaction(|tx| {
@@ -284,24 +305,97 @@ fn one_op(c: &mut Client, w: Work, me: usize, i: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Clock ticks per second of /proc/<pid>/stat times (Linux's USER_HZ, 100 on
-/// every architecture's user ABI).
-const USER_HZ: f64 = 100.0;
-
-/// CPU time (user + system) the process has used, in seconds.
+/// CPU time (user + system) the process's threads have run, in seconds, from
+/// the scheduler's nanosecond accounting (`/proc/<pid>/task/*/schedstat`, first
+/// field), not the 10 ms ticks of `/proc/<pid>/stat`: a 0.5 s measurement of a
+/// daemon busy for 0.2 s would otherwise be +-5 %.
 fn cpu_secs(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after "(comm)": state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("utime")?.parse()?;
-    let stime: f64 = f.get(12).context("stime")?.parse()?;
-    Ok((utime + stime) / USER_HZ)
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that ended since read_dir took its time with it; ignore it.
+        let Ok(s) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        ns += s
+            .split_whitespace()
+            .next()
+            .context("schedstat format")?
+            .parse::<u64>()?;
+    }
+    Ok(ns as f64 / 1e9)
+}
+
+/// CPU time the calling thread has run, in seconds (its schedstat).
+fn thread_cpu_secs() -> Result<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    let ns: u64 = s
+        .split_whitespace()
+        .next()
+        .context("schedstat format")?
+        .parse()?;
+    Ok(ns as f64 / 1e9)
+}
+
+/// Context switches (voluntary + involuntary) of the process's threads.
+fn ctx_switches(pid: u32) -> Result<u64> {
+    let mut n = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(s) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        for l in s.lines() {
+            if let Some(v) = l
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The 1-minute load average (from /proc/loadavg), as `uptime` prints it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The current UTC time, as `date -u` prints it (for the report's header).
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One measurement of one daemon.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// Completed operations per second (wall clock).
+    rate: f64,
+    /// Daemon CPU microseconds per operation.
+    cpu_us: f64,
+    /// Daemon context switches per operation.
+    switches: f64,
+    /// CPU microseconds per operation of the client threads (the same client
+    /// for every daemon: what differs is the daemon's way of replying).
+    client_us: f64,
+    /// Operations per CPU-second of the daemon and its clients together: what
+    /// the wall-clock rate tends to when the machine's CPUs are saturated (by
+    /// this benchmark or by others), whatever share of them it gets.
+    per_cpu_s: f64,
 }
 
 /// Operations per second with `clients` threads for `secs`, and the daemon's CPU
-/// microseconds per operation (robust against other load on the machine).
-/// With `cpus` (daemon, client), both are pinned for the measurement.
+/// microseconds and context switches per operation (robust against other load on
+/// the machine). With `cpus` (daemon, client), both are pinned for the measurement.
 fn throughput(
     socket: &Path,
     pid: u32,
@@ -309,16 +403,18 @@ fn throughput(
     clients: usize,
     secs: f64,
     cpus: Option<(&'static str, &'static str)>,
-) -> Result<(f64, f64)> {
+) -> Result<Sample> {
     if let Some((daemon, _)) = cpus {
         pin(pid, daemon)?;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let client_ns = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(Barrier::new(clients + 1));
     let mut handles = Vec::new();
     for me in 0..clients {
         let (stop, done, barrier) = (stop.clone(), done.clone(), barrier.clone());
+        let client_ns = client_ns.clone();
         let socket = socket.to_path_buf();
         handles.push(std::thread::spawn(move || -> Result<()> {
             if let Some((_, client)) = cpus {
@@ -326,6 +422,7 @@ fn throughput(
             }
             let mut c = Client::connect_socket(&socket)?;
             barrier.wait();
+            let cpu0 = thread_cpu_secs()?;
             let (mut i, mut ok) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 if one_op(&mut c, w, me, i)? {
@@ -333,6 +430,8 @@ fn throughput(
                 }
                 i += 1;
             }
+            let cpu = thread_cpu_secs()? - cpu0;
+            client_ns.fetch_add((cpu * 1e9) as u64, Ordering::Relaxed);
             done.fetch_add(ok, Ordering::Relaxed);
             Ok(())
         }));
@@ -340,6 +439,7 @@ fn throughput(
     barrier.wait();
     let attempts0 = TXN_ATTEMPTS.load(Ordering::Relaxed);
     let cpu0 = cpu_secs(pid)?;
+    let sw0 = ctx_switches(pid)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
@@ -349,6 +449,7 @@ fn throughput(
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid)? - cpu0;
+    let switches = ctx_switches(pid)?.saturating_sub(sw0) as f64;
     if cpus.is_some() {
         pin(pid, &online_cpus()?)?;
     }
@@ -360,12 +461,40 @@ fn throughput(
             attempts as f64 / ops
         );
     }
-    let cpu_per_op = if ops > 0.0 {
-        cpu * 1e6 / ops
+    let per_op = |x: f64| if ops > 0.0 { x / ops } else { f64::INFINITY };
+    Ok(Sample {
+        rate: ops / elapsed,
+        cpu_us: per_op(cpu * 1e6),
+        switches: per_op(switches),
+        client_us: per_op(client_ns.load(Ordering::Relaxed) as f64 / 1e3),
+        per_cpu_s: if ops > 0.0 {
+            ops / (cpu + client_ns.load(Ordering::Relaxed) as f64 / 1e9)
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The order in which the daemons run in repetition `rep`: forwards in even
+/// repetitions, backwards in odd ones, so that neither daemon always runs
+/// first (right after a previous daemon's burst, or a change of load).
+fn rep_order(n: usize, rep: usize) -> Vec<usize> {
+    if rep % 2 == 0 {
+        (0..n).collect()
     } else {
-        f64::INFINITY
-    };
-    Ok((ops / elapsed, cpu_per_op))
+        (0..n).rev().collect()
+    }
 }
 
 /// Watch fan-out: one writer, `watchers` watchers, `writes` distinct paths;
@@ -455,81 +584,120 @@ fn memory(d: &Daemon) -> Result<(u64, u64)> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut names = Vec::new();
-    // results[workload row][daemon] = ops/s
-    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
-    // the same rows: daemon CPU microseconds per operation
-    let mut cpu_rows: Vec<Vec<f64>> = Vec::new();
-    let mut fan = Vec::new();
-    let mut mem = Vec::new();
+    let reps = args.reps.max(1);
     let idles: Vec<usize> = if args.memory_only {
         Vec::new()
     } else {
         args.idle.clone()
     };
-    for (di, kind) in args.daemons.iter().enumerate() {
-        let d = start(kind, &args).with_context(|| format!("starting {kind}"))?;
-        names.push(d.name);
+    let load_start = load_average();
+    let time_start = utc_now();
+    // All daemons run for the whole benchmark and take turns, repetition by
+    // repetition, so that a change in the machine's load hits them alike.
+    let mut daemons = Vec::new();
+    for (index, kind) in args.daemons.iter().enumerate() {
+        let d = start(index, kind, &args).with_context(|| format!("starting {kind}"))?;
         setup(&d.socket).with_context(|| format!("setting up {}", d.name))?;
-        let mut row = 0;
-        for &idle in &idles {
-            let mut idle_conns: Vec<_> = (0..idle)
-                .map(|_| Client::connect_socket(&d.socket))
-                .collect::<Result<_, _>>()?;
-            // One request each: the daemon has accepted them all before measuring.
-            for c in &mut idle_conns {
+        daemons.push(d);
+    }
+    let names: Vec<&str> = daemons.iter().map(|d| d.name.as_str()).collect();
+    let n = daemons.len();
+    // rows[i] = (label, the median sample of each daemon)
+    let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
+    let mut fan: Vec<(usize, Vec<f64>)> = Vec::new();
+    for &idle in &idles {
+        let mut idle_conns = Vec::new();
+        for d in &daemons {
+            for _ in 0..idle {
+                let mut c = Client::connect_socket(&d.socket)?;
+                // One request each: the daemon has accepted them all before measuring.
                 c.get_domain_path(0)?;
+                idle_conns.push(c);
             }
-            for w in Work::ALL {
-                if !args.work.is_empty() && !args.work.iter().any(|f| w.name().contains(f.as_str()))
-                {
-                    continue;
-                }
-                for &clients in &args.clients {
-                    let (mut r, mut cpu): (f64, f64) = (0.0, f64::INFINITY);
-                    for _ in 0..args.reps.max(1) {
-                        let cpus = if clients == 1 {
-                            args.one_client.cpus()
-                        } else {
-                            None
-                        };
-                        let (rate, c) =
-                            throughput(&d.socket, d.child.id(), w, clients, args.secs, cpus)
-                                .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
-                        r = r.max(rate);
-                        cpu = cpu.min(c);
-                    }
-                    if di == 0 {
-                        rows.push((format!("{} | {clients} | {idle}", w.name()), Vec::new()));
-                        cpu_rows.push(Vec::new());
-                    }
-                    rows[row].1.push(r);
-                    cpu_rows[row].push(cpu);
-                    row += 1;
-                    eprintln!(
-                        "{:12} {:18} clients {clients:2} idle {idle:4}: {r:10.0} ops/s {cpu:8.2} us CPU/op",
-                        d.name,
-                        w.name()
-                    );
-                }
-            }
-            if !args.no_fanout {
-                let mut f: f64 = 0.0;
-                for _ in 0..args.reps.max(1) {
-                    f = f.max(fanout(&d.socket, 100, 200)?);
-                }
-                eprintln!("{:12} fan-out 1x100, idle {idle}: {f:.0} events/s", d.name);
-                fan.push((idle, di, f));
-            }
-            drop(idle_conns);
         }
-        if !args.no_memory {
-            let (b, a) = memory(&d)?;
+        for w in Work::ALL {
+            if !args.work.is_empty() && !args.work.iter().any(|f| w.name().contains(f.as_str())) {
+                continue;
+            }
+            for &clients in &args.clients {
+                let cpus = if clients == 1 {
+                    args.one_client.cpus()
+                } else {
+                    None
+                };
+                let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
+                for rep in 0..reps {
+                    for di in rep_order(n, rep) {
+                        let d = &daemons[di];
+                        let s = throughput(&d.socket, d.child.id(), w, clients, args.secs, cpus)
+                            .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
+                        eprintln!(
+                            "{:12} {:18} clients {clients:2} idle {idle:4} rep {rep}: {:10.0} ops/s {:8.2} us CPU/op {:6.3} switches/op, clients {:6.2} us CPU/op (load {})",
+                            d.name,
+                            w.name(),
+                            s.rate,
+                            s.cpu_us,
+                            s.switches,
+                            s.client_us,
+                            load_average()
+                        );
+                        samples[di].push(s);
+                    }
+                }
+                let medians = samples
+                    .iter()
+                    .map(|v| Sample {
+                        rate: median(&v.iter().map(|s| s.rate).collect::<Vec<_>>()),
+                        cpu_us: median(&v.iter().map(|s| s.cpu_us).collect::<Vec<_>>()),
+                        switches: median(&v.iter().map(|s| s.switches).collect::<Vec<_>>()),
+                        client_us: median(&v.iter().map(|s| s.client_us).collect::<Vec<_>>()),
+                        per_cpu_s: median(&v.iter().map(|s| s.per_cpu_s).collect::<Vec<_>>()),
+                    })
+                    .collect();
+                rows.push((format!("{} | {clients} | {idle}", w.name()), medians));
+            }
+        }
+        if !args.no_fanout {
+            let mut f: Vec<Vec<f64>> = vec![Vec::new(); n];
+            for rep in 0..reps {
+                for di in rep_order(n, rep) {
+                    let d = &daemons[di];
+                    let rate = fanout(&d.socket, 100, 200)
+                        .with_context(|| format!("{} fan-out", d.name))?;
+                    eprintln!(
+                        "{:12} fan-out 1x100, idle {idle} rep {rep}: {rate:.0} events/s",
+                        d.name
+                    );
+                    f[di].push(rate);
+                }
+            }
+            fan.push((idle, f.iter().map(|v| median(v)).collect()));
+        }
+        drop(idle_conns);
+    }
+    let mut mem = Vec::new();
+    if !args.no_memory {
+        for d in &daemons {
+            let (b, a) = memory(d)?;
             eprintln!("{:12} RSS {b} KiB -> {a} KiB", d.name);
             mem.push((b, a));
         }
     }
+    let method = if args.memory_only {
+        String::new()
+    } else {
+        format!(
+            "; median of {reps} interleaved repetitions of {} s",
+            args.secs
+        )
+    };
+    println!(
+        "{time_start} to {}, load average {load_start} at the start, {} at the end{method}",
+        utc_now(),
+        load_average(),
+    );
     if !args.memory_only {
+        println!();
         println!(
             "| workload | clients | idle conns | {} | {} |",
             names.join(" ops/s | "),
@@ -537,11 +705,12 @@ fn main() -> Result<()> {
         );
         println!(
             "|---|---|---|{}{}",
-            "---|".repeat(names.len()),
-            "---|".repeat(names.len().saturating_sub(1))
+            "---|".repeat(n),
+            "---|".repeat(n.saturating_sub(1))
         );
-        for (label, vals) in &rows {
-            println!("| {label} | {} | {} |", fmt_vals(vals), ratios(vals));
+        for (label, s) in &rows {
+            let vals: Vec<f64> = s.iter().map(|s| s.rate).collect();
+            println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
         }
         println!();
         println!(
@@ -556,19 +725,56 @@ fn main() -> Result<()> {
         );
         println!(
             "|---|---|---|{}{}",
-            "---|".repeat(names.len()),
-            "---|".repeat(names.len().saturating_sub(1))
+            "---|".repeat(n),
+            "---|".repeat(n.saturating_sub(1))
         );
-        for ((label, _), cpu) in rows.iter().zip(&cpu_rows) {
-            let inv: Vec<f64> = cpu.iter().map(|c| 1.0 / c).collect();
+        for (label, s) in &rows {
+            let inv: Vec<f64> = s.iter().map(|s| 1.0 / s.cpu_us).collect();
             println!(
                 "| {label} | {} | {} |",
-                cpu.iter()
-                    .map(|c| format!("{c:.2}"))
+                s.iter()
+                    .map(|s| format!("{:.2}", s.cpu_us))
                     .collect::<Vec<_>>()
                     .join(" | "),
                 ratios(&inv)
             );
+        }
+        println!();
+        println!(
+            "| workload | clients | idle conns | {} daemon context switches/op | {} client CPU us/op |",
+            names.join(" | "),
+            names.join(" | "),
+        );
+        println!("|---|---|---|{}", "---|".repeat(2 * n));
+        for (label, s) in &rows {
+            println!(
+                "| {label} | {} | {} |",
+                s.iter()
+                    .map(|s| format!("{:.3}", s.switches))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                s.iter()
+                    .map(|s| format!("{:.2}", s.client_us))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    if !args.memory_only {
+        println!();
+        println!(
+            "| workload | clients | idle conns | {} ops per CPU-second (daemon + clients) | {} |",
+            names.join(" | "),
+            ratio_header(&names)
+        );
+        println!(
+            "|---|---|---|{}{}",
+            "---|".repeat(n),
+            "---|".repeat(n.saturating_sub(1))
+        );
+        for (label, s) in &rows {
+            let vals: Vec<f64> = s.iter().map(|s| s.per_cpu_s).collect();
+            println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
         }
     }
     if !args.memory_only && !args.no_fanout {
@@ -578,18 +784,23 @@ fn main() -> Result<()> {
             names.join(" | "),
             ratio_header(&names)
         );
-        for &idle in &idles {
-            let vals: Vec<f64> = fan.iter().filter(|f| f.0 == idle).map(|f| f.2).collect();
+        println!(
+            "|---|---|{}{}",
+            "---|".repeat(n),
+            "---|".repeat(n.saturating_sub(1))
+        );
+        for (idle, vals) in &fan {
             println!(
                 "| 200 distinct writes | {idle} | {} | {} |",
-                fmt_vals(&vals),
-                ratios(&vals)
+                fmt_vals(vals),
+                ratios(vals)
             );
         }
     }
     if !mem.is_empty() {
         println!();
         println!("| resident memory (KiB) | {} |", names.join(" | "));
+        println!("|---|{}", "---|".repeat(n));
         println!(
             "| before | {} |",
             mem.iter()

@@ -776,9 +776,16 @@ pub trait XsOps {
     /// The names of the children of `path` (DIRECTORY). When the list is too big for
     /// one reply (`E2BIG`), it is fetched in pieces with DIRECTORY_PART.
     fn directory(&mut self, path: &str) -> Result<Vec<String>> {
+        self.directory_raw(path).map(|list| split_names(&list))
+    }
+
+    /// [`XsOps::directory`] as the daemon sends it: each name followed by a NUL,
+    /// for callers that scan the names rather than keep them (a `String` per
+    /// name costs more than fetching it: ~100 us for 2000 names).
+    fn directory_raw(&mut self, path: &str) -> Result<Vec<u8>> {
         match self.raw_request(MsgType::Directory, args(&[path])?) {
-            Ok(reply) => Ok(split_names(&reply)),
-            Err(e) if e.xs_error() == Some(XsError::E2big) => self.directory_part(path),
+            Ok(reply) => Ok(reply),
+            Err(e) if e.xs_error() == Some(XsError::E2big) => self.directory_part_raw(path),
             Err(e) => Err(e),
         }
     }
@@ -786,6 +793,12 @@ pub trait XsOps {
     /// The children of `path` fetched with DIRECTORY_PART only (restarting when the
     /// node's generation changes between pieces, like libxenstore).
     fn directory_part(&mut self, path: &str) -> Result<Vec<String>> {
+        self.directory_part_raw(path).map(|list| split_names(&list))
+    }
+
+    /// [`XsOps::directory_part`] as the daemon sends it (each name followed by a
+    /// NUL).
+    fn directory_part_raw(&mut self, path: &str) -> Result<Vec<u8>> {
         let mut generation: Option<Vec<u8>> = None;
         let mut strings: Vec<u8> = Vec::new();
         loop {
@@ -820,7 +833,7 @@ pub trait XsOps {
             // for an empty directory).
             if strings.len() == 1 || strings.ends_with(b"\0\0") {
                 strings.pop();
-                return Ok(split_names(&strings));
+                return Ok(strings);
             }
         }
     }

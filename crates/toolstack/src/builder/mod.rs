@@ -26,7 +26,7 @@ use xen::abi::hvm::{
 use xen::abi::memory::{XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED};
 use xen::abi::xen::{DomId, EvtchnPort, XenPfn, XEN_PAGE_SIZE};
 use xen::ctrl::CreateDomain;
-use xen::{CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdError};
+use xen::{AffinityKind, CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdError};
 
 use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::layout::{ExtentRun, NR_MAGIC_PAGES, PAGE_SHIFT, PAGE_SIZE};
@@ -281,6 +281,44 @@ pub fn build<C: DomainControl, M: GuestMemory>(
     }
 }
 
+/// `cpus` and `cpus_soft`: each vCPU's hard and soft affinity, resolved against the
+/// host's CPUs (a CPU the host lacks is refused, naming the key), set like
+/// libxl__build_pre does right after max_vcpus.
+fn set_affinities<C: DomainControl>(
+    ctl: &C,
+    domid: DomId,
+    cfg: &DomainConfig,
+) -> Result<(), BuildError> {
+    let settings = [
+        ("cpus", AffinityKind::Hard, &cfg.cpus),
+        ("cpus_soft", AffinityKind::Soft, &cfg.cpus_soft),
+    ];
+    if settings.iter().all(|(_, _, a)| a.is_none()) {
+        return Ok(());
+    }
+    let nr_cpus = ctl
+        .physinfo()
+        .map_err(xen_step("physinfo (for cpus)"))?
+        .nr_cpus;
+    for (key, kind, affinity) in settings {
+        let Some(affinity) = affinity else { continue };
+        for vcpu in 0..cfg.max_vcpus {
+            let Some(list) = affinity.for_vcpu(vcpu) else {
+                continue;
+            };
+            let cpus = list.resolve(nr_cpus).map_err(|e| BuildError::Refused {
+                step: key,
+                what: format!("vCPU {vcpu}: \"{list}\": {e}"),
+            })?;
+            let effective = ctl
+                .set_vcpu_affinity(domid, vcpu, kind, &cpus)
+                .map_err(xen_step("setting a vCPU's affinity"))?;
+            tracing::debug!(domid, vcpu, ?kind, ?cpus, ?effective, "vCPU affinity set");
+        }
+    }
+    Ok(())
+}
+
 fn build_created<C: DomainControl, M: GuestMemory>(
     ctl: &C,
     mem: &M,
@@ -322,6 +360,7 @@ fn build_created<C: DomainControl, M: GuestMemory>(
     }
     ctl.set_max_vcpus(domid, cfg.max_vcpus)
         .map_err(xen_step("max_vcpus"))?;
+    set_affinities(ctl, domid, cfg)?;
     ctl.set_max_mem(domid, max_mem_kib(cfg))
         .map_err(xen_step("setmaxmem"))?;
     // libxl__build_pre: xenstore's port first, then the console's.

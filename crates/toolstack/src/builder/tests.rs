@@ -7,7 +7,7 @@ use crate::config::from_text;
 use std::cell::Cell;
 use xen::abi::arch::arm::VcpuGuestContext;
 use xen::abi::xen::XenPfn;
-use xen::ctrl::{DomainInfo, PhysInfo, XenVersion};
+use xen::ctrl::{AffinityKind, DomainInfo, PhysInfo, XenVersion};
 use xen::fake::{FakeForeignMemory, FakeXen};
 use xen::ForeignMemory;
 
@@ -182,6 +182,27 @@ impl DomainControl for Flaky {
     fn get_vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<VcpuGuestContext, CtrlError> {
         self.inner.get_vcpu_context(domid, vcpu)
     }
+    fn set_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+        cpus: &[u32],
+    ) -> Result<Vec<u32>, CtrlError> {
+        self.check("set_vcpu_affinity")?;
+        self.inner.set_vcpu_affinity(domid, vcpu, kind, cpus)
+    }
+    fn get_vcpu_affinity(
+        &self,
+        domid: DomId,
+        vcpu: u32,
+        kind: AffinityKind,
+    ) -> Result<Vec<u32>, CtrlError> {
+        self.inner.get_vcpu_affinity(domid, vcpu, kind)
+    }
+    fn vcpu_info(&self, domid: DomId, vcpu: u32) -> Result<xen::ctrl::VcpuInfo, CtrlError> {
+        self.inner.vcpu_info(domid, vcpu)
+    }
 }
 
 /// A synthetic arm64 Image: header with the magic, then a recognisable body.
@@ -303,6 +324,55 @@ fn every_failing_step_destroys_the_domain_and_names_the_step() {
             "{op}: domain left behind"
         );
     }
+}
+
+#[test]
+fn cpus_and_cpus_soft_set_each_vcpus_affinity() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "cpus = [\"1\", \"0-1,^1\"]\ncpus_soft = \"all,^0\"\n");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("build");
+    let get = |vcpu, kind| {
+        ctl.inner
+            .get_vcpu_affinity(1, vcpu, kind)
+            .expect("affinity")
+    };
+    assert_eq!(get(0, AffinityKind::Hard), vec![1]);
+    assert_eq!(get(1, AffinityKind::Hard), vec![0]);
+    assert_eq!(get(0, AffinityKind::Soft), vec![1]);
+    assert_eq!(get(1, AffinityKind::Soft), vec![1]);
+}
+
+#[test]
+fn without_cpus_the_vcpus_may_run_anywhere() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect("build");
+    for kind in [AffinityKind::Hard, AffinityKind::Soft] {
+        let all = ctl.inner.get_vcpu_affinity(1, 1, kind).expect("affinity");
+        assert_eq!(all, vec![0, 1]);
+    }
+}
+
+#[test]
+fn a_cpu_the_host_lacks_is_refused_and_rolled_back() {
+    // The fake host has 2 CPUs.
+    let ctl = Flaky::new("");
+    let cfg = config(64, "cpus = \"1-2\"\n");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "cpus: vCPU 0: \"1-2\": CPU 2 does not exist: the host has 2 CPUs (0-1)"
+    );
+    assert!(ctl.inner.domain_info(1).is_err(), "domain left behind");
+    // And a failing hypercall names its step and rolls back as well.
+    let ctl = Flaky::new("set_vcpu_affinity");
+    let cfg = config(64, "cpus = \"0\"\n");
+    let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
+    assert!(err.to_string().contains("affinity"), "{err}");
+    assert!(ctl.inner.domain_info(1).is_err(), "domain left behind");
 }
 
 #[test]

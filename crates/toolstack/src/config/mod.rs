@@ -7,6 +7,7 @@
 //! does not implement.
 
 pub mod channel;
+pub mod cpus;
 pub mod disk;
 pub mod parse;
 pub mod vif;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::arm::layout::{GICV2_MAX_VCPUS, GUEST_MAX_VCPUS, GUEST_RAM0_SIZE, GUEST_RAM1_SIZE};
 pub use channel::{parse_channel_spec, ChannelSpec};
+pub use cpus::{CpuList, VcpuAffinity};
 pub use disk::{parse_disk_spec, DiskSpec};
 pub use parse::{Origin, ParseError, Setting, Value};
 pub use vif::{parse_vif_spec, Mac, VifSpec};
@@ -35,6 +37,8 @@ const SUPPORTED_KEYS: &[&str] = &[
     "memory",
     "maxmem",
     "vcpus",
+    "cpus",
+    "cpus_soft",
     "maxvcpus",
     "kernel",
     "ramdisk",
@@ -61,8 +65,6 @@ const XL_KEYS_NOT_IMPLEMENTED: &[&str] = &[
     "cap",
     "claim_mode",
     "cpu_weight",
-    "cpus",
-    "cpus_soft",
     "device_tree",
     "driver_domain",
     "dtdev",
@@ -297,6 +299,10 @@ pub struct DomainConfig {
     pub vcpus: u32,
     /// vCPUs the domain is created with (`maxvcpus`, default `vcpus`).
     pub max_vcpus: u32,
+    /// `cpus`: the physical CPUs each vCPU may run on (hard affinity).
+    pub cpus: Option<VcpuAffinity>,
+    /// `cpus_soft`: the physical CPUs each vCPU prefers (soft affinity).
+    pub cpus_soft: Option<VcpuAffinity>,
     pub kernel: Option<PathBuf>,
     pub ramdisk: Option<PathBuf>,
     /// The kernel command line: `cmdline`, else `root=ROOT EXTRA` as xl combines them.
@@ -431,6 +437,25 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// `cpus`/`cpus_soft`: one CPU list, or a list of them (one per vCPU).
+    fn affinity(&self, key: &str) -> Result<Option<VcpuAffinity>, ConfigError> {
+        let Some(s) = self.map.get(key) else {
+            return Ok(None);
+        };
+        let parse = |text: &str| CpuList::parse(text).map_err(|e| Self::err(s, e.to_string()));
+        match &s.value {
+            Value::Atom { text, .. } => Ok(Some(VcpuAffinity::Every(parse(text)?))),
+            Value::List { .. } => {
+                let lists = self
+                    .list_of_strings(key)?
+                    .into_iter()
+                    .map(|(text, _)| parse(text))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(VcpuAffinity::PerVcpu(lists)))
+            }
+        }
+    }
+
     fn action(&self, key: &str, default: ShutdownAction) -> Result<ShutdownAction, ConfigError> {
         match self.string(key)? {
             None => Ok(default),
@@ -524,6 +549,21 @@ impl DomainConfig {
             Some(v) => to_u32(v)?,
             None => vcpus,
         };
+        let cpus = st.affinity("cpus")?;
+        let cpus_soft = st.affinity("cpus_soft")?;
+        for (key, a) in [("cpus", &cpus), ("cpus_soft", &cpus_soft)] {
+            if let (Some(VcpuAffinity::PerVcpu(lists)), Some(s)) = (a, st.map.get(key)) {
+                if lists.len() > max_vcpus as usize {
+                    warnings.push(Warning {
+                        origin: s.origin.clone(),
+                        message: format!(
+                            "`{key}` lists {} CPU sets for {max_vcpus} vCPUs; the extra ones are ignored",
+                            lists.len()
+                        ),
+                    });
+                }
+            }
+        }
         let kernel = st.string("kernel")?.map(|(k, _)| PathBuf::from(k));
         let ramdisk = st.string("ramdisk")?.map(|(k, _)| PathBuf::from(k));
 
@@ -617,6 +657,8 @@ impl DomainConfig {
             maxmem_mib,
             vcpus,
             max_vcpus,
+            cpus,
+            cpus_soft,
             kernel,
             ramdisk,
             cmdline,

@@ -146,7 +146,7 @@ fn numbers_read_like_strtol() {
 #[test]
 fn unknown_and_unimplemented_keys_are_warnings() {
     let c = from_text(
-        "name='g'\nfrobnicate = 1\ncpus = '0-1'\nfrobnicate = 2\n",
+        "name='g'\nfrobnicate = 1\ncpu_weight = 512\nfrobnicate = 2\n",
         "g.cfg",
         &[],
     )
@@ -158,6 +158,34 @@ fn unknown_and_unimplemented_keys_are_warnings() {
     );
     assert!(c.warnings[1].message.contains("does not implement"));
     assert_eq!(c.warnings[1].origin.line, 3);
+}
+
+#[test]
+fn cpus_takes_one_list_or_one_per_vcpu() {
+    let c = from_text(
+        "name='g'\nvcpus = 2\ncpus = '0-1,^0'\ncpus_soft = ['1', '0']\n",
+        "g.cfg",
+        &[],
+    )
+    .expect("ok");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let hard = c.cpus.expect("cpus");
+    assert_eq!(hard.for_vcpu(1).map(|l| l.resolve(2)), Some(Ok(vec![1])));
+    let soft = c.cpus_soft.expect("cpus_soft");
+    assert_eq!(soft.for_vcpu(1).map(|l| l.resolve(2)), Some(Ok(vec![0])));
+    // More lists than vCPUs: xl ignores the extra ones; rxl says so.
+    let c = from_text("name='g'\ncpus = ['1', '0', '1']\n", "g.cfg", &[]).expect("ok");
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "g.cfg:2: warning: `cpus` lists 3 CPU sets for 1 vCPUs; the extra ones are ignored"
+    );
+    let e = from_text("name='g'\ncpus = '1-x'\n", "g.cfg", &[]).expect_err("bad");
+    assert_eq!(
+        e.to_string(),
+        "g.cfg:2: `cpus`: invalid CPU \"1-x\" (a number, N-M, ^N or all)"
+    );
+    let e = from_text("name='g'\ncpus = ['0', 'nodes:1']\n", "g.cfg", &[]).expect_err("bad");
+    assert!(e.to_string().contains("NUMA node affinity"), "{e}");
 }
 
 #[test]

@@ -26,7 +26,10 @@ pub mod cmd {
     pub const MAX_MEM: u32 = 11;
     pub const SETVCPUCONTEXT: u32 = 12;
     pub const GETVCPUCONTEXT: u32 = 13;
+    pub const GETVCPUINFO: u32 = 14;
+    pub const SETVCPUAFFINITY: u32 = 9;
     pub const MAX_VCPUS: u32 = 15;
+    pub const GETVCPUAFFINITY: u32 = 25;
     pub const SET_ADDRESS_SIZE: u32 = 35;
     pub const VUART_OP: u32 = 81;
 }
@@ -168,6 +171,41 @@ pub struct XenDomctlAddressSize {
     pub size: u32,
 }
 
+/// `struct xen_domctl_getvcpuinfo`: IN `vcpu`, OUT the rest.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenDomctlGetVcpuInfo {
+    pub vcpu: u32,
+    pub online: u8,
+    pub blocked: u8,
+    pub running: u8,
+    pub _pad: u8,
+    /// Nanoseconds of CPU time the vCPU has used.
+    pub cpu_time: u64,
+    /// The physical CPU it runs (or last ran) on.
+    pub cpu: u32,
+    pub _pad2: u32,
+}
+
+/// `XEN_VCPUAFFINITY_*` flags of `struct xen_domctl_vcpuaffinity`.
+pub mod vcpu_affinity {
+    /// Set or get the hard affinity (where the vCPU may run).
+    pub const HARD: u32 = 1 << 0;
+    /// Set or get the soft affinity (where the scheduler prefers to run it).
+    pub const SOFT: u32 = 1 << 1;
+}
+
+/// `struct xen_domctl_vcpuaffinity`: the two maps are `struct xenctl_bitmap`s whose
+/// handles point at hypercall buffers; on a set Xen writes back the effective maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenDomctlVcpuAffinity {
+    pub vcpu: u32,
+    pub flags: u32,
+    pub cpumap_hard: crate::abi::sysctl::XenctlBitmap,
+    pub cpumap_soft: crate::abi::sysctl::XenctlBitmap,
+}
+
 /// `XEN_DOMCTL_VUART_OP_INIT`.
 pub const XEN_DOMCTL_VUART_OP_INIT: u32 = 0;
 /// `XEN_DOMCTL_VUART_TYPE_VPL011`: the SBSA UART emulated by Xen on ARM.
@@ -215,8 +253,16 @@ unsafe_impl_pod!(
     XenDomctlVcpuContext,
     XenDomctlMaxVcpus,
     XenDomctlAddressSize,
+    XenDomctlVcpuAffinity,
+    XenDomctlGetVcpuInfo,
     XenDomctl,
 );
+
+// Layout of `struct xen_domctl_vcpuaffinity` (domctl.h): 4 + 4 + 2 x 16 bytes.
+const _: () = assert!(std::mem::size_of::<XenDomctlVcpuAffinity>() == 40);
+const _: () = assert!(std::mem::offset_of!(XenDomctlVcpuAffinity, cpumap_soft) == 24);
+// `struct xen_domctl_getvcpuinfo`: cpu_time 8-byte aligned at 8, cpu at 16.
+const _: () = assert!(std::mem::offset_of!(XenDomctlGetVcpuInfo, cpu) == 16);
 
 const _: () = assert!(std::mem::size_of::<XenDomctlCreateDomainV17>() <= XEN_DOMCTL_PAYLOAD_SIZE);
 const _: () = assert!(std::mem::size_of::<XenDomctlGetDomainInfo>() <= XEN_DOMCTL_PAYLOAD_SIZE);

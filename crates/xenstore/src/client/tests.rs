@@ -182,6 +182,16 @@ fn directory_falls_back_to_directory_part() {
 }
 
 #[test]
+fn directory_raw_gives_the_names_with_their_nuls() {
+    let names: Vec<String> = (0..50).map(|i| format!("child{i}")).collect();
+    let expect: Vec<u8> = names.iter().flat_map(|n| n.bytes().chain([0])).collect();
+    let mut c = directory_server(names.clone(), 7, false);
+    assert_eq!(c.directory_raw("/big").expect("dir"), expect);
+    let mut c = directory_server(Vec::new(), 3, false);
+    assert_eq!(c.directory_raw("/empty").expect("dir"), Vec::<u8>::new());
+}
+
+#[test]
 fn directory_part_restarts_when_generation_changes() {
     let names: Vec<String> = (0..20).map(|i| format!("n{i}")).collect();
     let mut c = directory_server(names.clone(), 3, true);

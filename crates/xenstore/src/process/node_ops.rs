@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::transaction::Accessed;
 use super::{Cx, Server};
 use crate::store::{
-    path, Node, Perm, NO_GENERATION, PERM_IGNORE, PERM_OWNER, PERM_READ, PERM_WRITE,
+    path, Node, NodeView, Perm, NO_GENERATION, PERM_IGNORE, PERM_OWNER, PERM_READ, PERM_WRITE,
 };
 use crate::wire::XsError;
 
@@ -38,11 +38,14 @@ impl Server {
     /// C `domain_adjust_node_perms`: entries (but the owner) naming a domain whose
     /// record is younger than the node, or gone, are ignored.
     pub(super) fn adjust_perms(&self, node: &mut Node) {
-        let gen = node.generation;
-        for i in 1..node.perms.len() {
-            let p = node.perms[i];
+        self.adjust_perm_list(node.generation, &mut node.perms);
+    }
+
+    /// [`Server::adjust_perms`] on the permissions of a node of generation `gen`.
+    fn adjust_perm_list(&self, gen: u64, perms: &mut [Perm]) {
+        for p in perms.iter_mut().skip(1) {
             if p.bits & PERM_IGNORE == 0 && !self.domain_older_than(p.id, gen) {
-                node.perms[i].bits |= PERM_IGNORE;
+                p.bits |= PERM_IGNORE;
             }
         }
     }
@@ -154,6 +157,42 @@ impl Server {
         if can_propagate(err) {
             return Err(err);
         }
+        Err(self.errno_from_parents(cx, name, err, perm))
+    }
+
+    /// [`Server::get_node`] for requests that only read a node to build their
+    /// reply: `reply` gets the node as the caller sees it (permissions adjusted)
+    /// and its result is the reply. Outside a transaction the committed record is
+    /// read in place, so that a 20 KB children list or a 2000-byte value is not
+    /// copied before the reply takes what it needs (a part of the list, or
+    /// nothing for E2BIG); docs/PERFORMANCE.md. Errors are `get_node`'s.
+    pub(super) fn reply_from_node(
+        &mut self,
+        cx: &mut Cx,
+        name: &str,
+        perm: u8,
+        reply: impl FnOnce(&NodeView<'_>) -> Result<Vec<u8>, XsError>,
+    ) -> Result<Vec<u8>, XsError> {
+        if cx.trans.is_some() {
+            let n = self.get_node(cx, name, perm)?;
+            return reply(&NodeView {
+                value: &n.value,
+                children: &n.children,
+                perms: n.perms.clone(),
+                generation: n.generation,
+            });
+        }
+        let err = match self.store.view(name) {
+            Some(mut view) => {
+                self.adjust_perm_list(view.generation, &mut view.perms);
+                if self.perm_for_conn(cx, &view.perms) & perm == perm {
+                    return reply(&view);
+                }
+                XsError::Eacces
+            }
+            None => XsError::Enoent,
+        };
+        // Neither ENOENT nor EACCES propagates (`can_propagate`).
         Err(self.errno_from_parents(cx, name, err, perm))
     }
 

@@ -1081,3 +1081,71 @@ fn a_guest_meets_the_node_size_quota_in_a_directory_and_the_node_quota_across_th
     );
     h.check();
 }
+
+/// READ, DIRECTORY, DIRECTORY_PART and GET_PERMS read the committed record in
+/// place outside a transaction (`Server::reply_from_node`) and a transaction's
+/// copy inside one: both must give the same replies and errors, permissions
+/// (and entries for domains younger than the node) included.
+#[test]
+fn node_reads_agree_inside_and_outside_transactions() {
+    let mut h = H::new();
+    let admin = h.sock();
+    h.write(admin, "/pub/v", "value").expect("w");
+    h.write(admin, "/priv/v", "secret").expect("w");
+    h.write(admin, "/late", "x").expect("w");
+    for i in 0..700 {
+        h.write(admin, &format!("/pub/big/child-{i:04}"), "")
+            .expect("w");
+    }
+    h.set_perms(admin, "/pub", &["n0", "r7"]).expect("perms");
+    h.set_perms(admin, "/pub/v", &["n0", "r7"]).expect("perms");
+    h.set_perms(admin, "/pub/big", &["n0", "r7"])
+        .expect("perms");
+    h.set_perms(admin, "/priv", &["n0"]).expect("perms");
+    h.set_perms(admin, "/priv/v", &["n0"]).expect("perms");
+    // Domain 9 is introduced after /late got its entry.
+    h.set_perms(admin, "/late", &["n0", "r9"]).expect("perms");
+    let d7 = h.dom(admin, 7);
+    let d9 = h.dom(admin, 9);
+    let mut cases = 0;
+    for c in [admin, d7, d9] {
+        for path in [
+            "/pub/v",
+            "/pub/big",
+            "/pub/missing",
+            "/priv/v",
+            "/priv/missing",
+            "/late",
+            "/",
+        ] {
+            let requests: [(MsgType, Vec<u8>); 5] = [
+                (MsgType::Read, join_args(&[path])),
+                (MsgType::Directory, join_args(&[path])),
+                (MsgType::DirectoryPart, join_args(&[path, "0"])),
+                (MsgType::DirectoryPart, join_args(&[path, "4000"])),
+                (MsgType::GetPerms, join_args(&[path])),
+            ];
+            for (t, payload) in requests {
+                let outside = h.call(c, t, 0, &payload);
+                let id = h
+                    .call(c, MsgType::TransactionStart, 0, b"\0")
+                    .expect("transaction");
+                let tx: u32 = std::str::from_utf8(&id[..id.len() - 1])
+                    .expect("id")
+                    .parse()
+                    .expect("id");
+                let inside = h.call(c, t, tx, &payload);
+                h.call(c, MsgType::TransactionEnd, tx, b"F\0")
+                    .expect("abort");
+                assert_eq!(outside, inside, "{c} {t:?} {path}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 7 * 5);
+    // The cases above cover what they should.
+    assert_eq!(h.one(d7, MsgType::Read, "/pub/v"), Ok(b"value".to_vec()));
+    assert_eq!(h.one(d7, MsgType::Read, "/priv/v"), Err("EACCES"));
+    assert_eq!(h.one(d7, MsgType::Read, "/pub/missing"), Err("ENOENT"));
+    assert_eq!(h.one(d7, MsgType::Directory, "/pub/big"), Err("E2BIG"));
+}

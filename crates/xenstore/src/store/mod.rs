@@ -214,6 +214,17 @@ impl Entry {
         get_varint(&self.buf, &mut off)
     }
 
+    fn view(&self) -> NodeView<'_> {
+        let l = self.layout();
+        let pe = l.key_end + l.nperms * STORED_PERM_SIZE;
+        NodeView {
+            value: &self.buf[pe..l.value_end],
+            children: &self.buf[l.value_end..],
+            perms: (0..l.nperms).map(|i| self.perm(&l, i)).collect(),
+            generation: l.generation,
+        }
+    }
+
     fn decode(&self) -> Node {
         let l = self.layout();
         let pe = l.key_end + l.nperms * STORED_PERM_SIZE;
@@ -257,6 +268,20 @@ impl std::borrow::Borrow<str> for Entry {
     }
 }
 
+/// A stored node read in place: value and children borrowed from the record
+/// (no copy), permissions decoded. For requests that only read a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView<'a> {
+    /// The value (binary).
+    pub value: &'a [u8],
+    /// Children's base names, each followed by a NUL, in creation order.
+    pub children: &'a [u8],
+    /// Permissions; the first entry names the owner.
+    pub perms: Vec<Perm>,
+    /// Generation count of the last modification.
+    pub generation: u64,
+}
+
 /// What the store reports about a replaced or removed node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredInfo {
@@ -281,6 +306,11 @@ impl Store {
     /// A copy of the node at `path`.
     pub fn get(&self, path: &str) -> Option<Arc<Node>> {
         self.nodes.get(path).map(|e| Arc::new(e.decode()))
+    }
+
+    /// The node at `path`, read in place (see [`NodeView`]).
+    pub fn view(&self, path: &str) -> Option<NodeView<'_>> {
+        self.nodes.get(path).map(Entry::view)
     }
 
     /// Owner and record size of the node at `path`.
@@ -400,6 +430,11 @@ mod tests {
             for path in ["/", "/a", &format!("/{long}")] {
                 s.insert(path, &n);
                 assert_eq!(s.get(path).as_deref(), Some(&n));
+                let v = s.view(path).expect("stored");
+                assert_eq!(
+                    (v.value, v.children, &v.perms, v.generation),
+                    (&n.value[..], &n.children[..], &n.perms, n.generation)
+                );
                 assert_eq!(s.generation(path), Some(generation));
                 let info = s.info(path).expect("stored");
                 assert_eq!(info.owner, 7);

@@ -95,14 +95,21 @@ pub fn select(
     Ok(out)
 }
 
-/// `rxl list [DOMAIN...]`.
-pub fn run(filter: &[String]) -> anyhow::Result<()> {
-    let ctl = xen::XenCtrl::open().context("cannot open the hypervisor interface")?;
+/// Every domain and a lookup of their names (xenstore), for the listing commands.
+pub fn domains_and_names(
+    ctl: &xen::XenCtrl,
+) -> anyhow::Result<(Vec<DomainInfo>, impl Fn(u16) -> Option<String>)> {
     let domains = ctl
         .domain_info_list(0, MAX_DOMAINS)
         .context("XEN_SYSCTL_getdomaininfolist")?;
     let names = domain_names(&domains);
-    let name_of = |id: u16| names.get(&id).cloned();
+    Ok((domains, move |id: u16| names.get(&id).cloned()))
+}
+
+/// `rxl list [DOMAIN...]`.
+pub fn run(filter: &[String]) -> anyhow::Result<()> {
+    let ctl = xen::XenCtrl::open().context("cannot open the hypervisor interface")?;
+    let (domains, name_of) = domains_and_names(&ctl)?;
     let domains = select(domains, filter, &name_of)?;
     print!("{}", render(&domains, &name_of));
     Ok(())

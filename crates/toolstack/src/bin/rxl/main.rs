@@ -15,6 +15,7 @@ mod info;
 mod lifecycle_cmds;
 mod list;
 mod network;
+mod vcpu;
 
 /// The rxen toolstack CLI: create and manage Xen domains on ARM, in the manner of xl.
 #[derive(Debug, Parser)]
@@ -42,6 +43,13 @@ enum Command {
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
+    /// List vCPUs: where each runs and may run (like `xl vcpu-list`).
+    VcpuList {
+        /// Domains to list, by id or name (all when none is given).
+        domains: Vec<String>,
+    },
+    /// Set a vCPU's hard (and soft) CPU affinity (like `xl vcpu-pin`).
+    VcpuPin(vcpu::PinArgs),
     /// Attach a disk to a running domain (like `xl block-attach`), served by rxblkback.
     BlockAttach(block::AttachArgs),
     /// Detach a disk from a domain (like `xl block-detach`).
@@ -94,6 +102,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(),
         Command::List { domains } => list::run(&domains),
+        Command::VcpuList { domains } => vcpu::list(&domains),
+        Command::VcpuPin(args) => vcpu::pin(&args),
         Command::Create(args) => create::run(args),
         Command::CheckDtb(args) => check_dtb::run(args),
         Command::BlockAttach(args) => block::attach(args),
