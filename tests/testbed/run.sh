@@ -279,6 +279,12 @@ guest_initramfs() {
 guest_initramfs "$ROOTFS" "$MODDIR" "$WORK/guest.cpio.gz" "$GUEST_BINS"
 # The 32-bit (armhf) guest's: the same /init and scripts.
 guest_initramfs "$ROOTFS32" "$MODDIR32" "$WORK/guest32.cpio.gz"
+# The rxl-timing scenario's minimal guest kernel, whose first instructions write its
+# console line (guest/first-line.S): a flat arm64 Image, position independent.
+aarch64-linux-gnu-gcc -nostdlib -nostartfiles -static -Wl,-Ttext=0 -Wl,--build-id=none \
+  -o "$WORK/first-line.elf" "$HERE/guest/first-line.S" || die "assembling guest/first-line.S failed"
+aarch64-linux-gnu-objcopy -O binary "$WORK/first-line.elf" "$WORK/first-line.Image" \
+  || die "objcopy of first-line.elf failed"
 
 # boot_overlay NAMES... -- the per-boot part of dom0's initramfs, appended to the base.
 boot_overlay() {
@@ -287,7 +293,7 @@ boot_overlay() {
   cp "$HERE/dom0/init" "$O/init"; chmod 755 "$O/init"
   cp "$HERE/dom0/lib.sh" "$HERE/dom0/run-scenarios" "$O/testbed/"
   chmod 755 "$O/testbed/run-scenarios"
-  cp "$WORK/guest.cpio.gz" "$WORK/guest32.cpio.gz" "$O/testbed/guest/"
+  cp "$WORK/guest.cpio.gz" "$WORK/guest32.cpio.gz" "$WORK/first-line.Image" "$O/testbed/guest/"
   for b in $RXEN_BINS; do cp "$BINDIR/$b" "$O/opt/rxen/bin/"; done
   : > "$O/testbed/scenarios.list"
   for s in "$@"; do

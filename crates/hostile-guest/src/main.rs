@@ -2,13 +2,14 @@
 //! the guest kernel's xen-evtchn and xen-gntalloc loaded and xen-blkfront not
 //! loaded) and attacks dom0's daemons through the devices any guest has:
 //! `/dev/xen/xenbus` (xenstore), `/dev/xen/gntalloc` + `/dev/xen/evtchn` (its own
-//! blkif frontend) and its hvc console. Each attack prints one `HOSTILE-OK` or
+//! blkif and netif frontends) and its hvc console. Each attack prints one `HOSTILE-OK` or
 //! `HOSTILE-FAIL` line; the exit status is 1 when any attack did not end as
 //! expected. See docs/SECURITY.md for the list and the dom0 side
 //! (tests/testbed/scenarios/hostile-guest.sh).
 
 mod blk;
 mod console;
+mod net;
 mod report;
 mod xs;
 
@@ -36,6 +37,18 @@ enum Cmd {
         #[arg(long)]
         devid: u32,
     },
+    /// Netif attacks on this guest's NIC DEVID (xen-netfront must not be loaded).
+    Net {
+        /// The vif device id.
+        #[arg(long, default_value_t = 0)]
+        devid: u32,
+        /// The IPv4 address this guest's ARP requests claim.
+        #[arg(long)]
+        me: std::net::Ipv4Addr,
+        /// The IPv4 address asked for (dom0's bridge), whose answers fill the rx ring.
+        #[arg(long)]
+        peer: std::net::Ipv4Addr,
+    },
     /// Floods the console device for SECONDS.
     ConsoleFlood {
         #[arg(long, default_value = "/dev/hvc0")]
@@ -62,6 +75,13 @@ fn main() -> Result<()> {
                 report.run("block", r);
             }
             "block"
+        }
+        Cmd::Net { devid, me, peer } => {
+            {
+                let r = net::run(&mut report, devid, me, peer);
+                report.run("net", r);
+            }
+            "net"
         }
         Cmd::ConsoleFlood { device, seconds } => {
             {

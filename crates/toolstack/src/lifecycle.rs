@@ -164,6 +164,7 @@ pub fn create<C: DomainControl, M: GuestMemory>(
             path: kernel_path.display().to_string(),
             source,
         })?;
+    step("kernel read");
     let initrd = match &cfg.ramdisk {
         None => None,
         Some(p) => Some(std::fs::read(p).map_err(|source| LifecycleError::Ramdisk {

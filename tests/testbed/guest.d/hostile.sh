@@ -1,7 +1,8 @@
 # Guest side of hostile-guest: the hostile guest. It loads xen-evtchn and
-# xen-gntalloc but not xen-blkfront, so that rxen-hostile is its disk's frontend, and
-# runs every attack of rxen-hostile (xenstore, block, console flood) against dom0's
-# daemons. rxen.honest=DOMID on the kernel command line names the honest guest.
+# xen-gntalloc but not xen-blkfront or xen-netfront, so that rxen-hostile is its
+# disk's and its NIC's frontend, and runs every attack of rxen-hostile (block, net,
+# console flood, xenstore) against dom0's daemons. rxen.honest=DOMID on the kernel
+# command line names the honest guest.
 honest=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in rxen.honest=*) honest=${arg#rxen.honest=} ;; esac
@@ -15,8 +16,9 @@ for d in xenbus evtchn gntalloc; do
 done
 echo "=== RXEN-HOSTILE-START ==="
 rc=0
-# xenstore last: its watch storm may cost this guest its xenstore connection.
+# xenstore last: its watch storm is the heaviest on this guest's own connection.
 rxen-hostile block --devid 51712 || rc=1
+rxen-hostile net --devid 0 --me 169.254.1.66 --peer 169.254.1.1 || rc=1
 rxen-hostile console-flood --seconds 8 || rc=1
 rxen-hostile xenstore --honest "$honest" || rc=1
 echo "=== RXEN-HOSTILE-END rc=$rc ==="

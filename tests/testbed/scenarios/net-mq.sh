@@ -96,8 +96,8 @@ kill $NETPID
 sleep 1
 show_file rxnetback /tmp/rxnetback.log
 for q in 0 1; do
-  line=$(grep "$be/0 queue $q: rx " /tmp/rxnetback.log | tail -n 1)
-  rx=$(echo "$line" | sed -n 's/.* rx \([0-9]*\) packets.*/\1/p')
+  line=$(grep "$be/0: tx .*(queue $q)" /tmp/rxnetback.log | tail -n 1)
+  rx=$(echo "$line" | sed -n 's/.*; rx \([0-9]*\) packets.*/\1/p')
   [ -n "$rx" ] && [ "$rx" -gt 0 ] || fail "rxnetback's queue $q of NIC 0 received nothing ('$line')"
   pass "rxnetback's queue $q of NIC 0 carried $rx received frames"
 done

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         read_only: flags & 1 != 0,
         discard: flags & 2 != 0,
         max_indirect_segments: if flags & 4 != 0 { 256 } else { 0 },
+        sector_size: if flags & 8 != 0 { 4096 } else { 512 },
     };
     if raw.operation() == backends::block::abi::OP_INDIRECT && limits.max_indirect_segments > 0 {
         // The rest of the input is the copied segment page.

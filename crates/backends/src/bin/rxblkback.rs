@@ -28,6 +28,11 @@ struct Cli {
     /// at most 256); 0 (the default) offers none.
     #[arg(long, default_value_t = 0)]
     max_indirect_segments: u16,
+    /// Offer up to N queues per disk (multi-queue-max-queues; blkfront uses one
+    /// ring per guest vCPU up to this, each served by its own thread); 1 offers
+    /// none.
+    #[arg(long, default_value_t = 1)]
+    max_queues: u32,
     /// More verbose logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -40,7 +45,8 @@ fn main() -> anyhow::Result<()> {
     let xs = xenstore::client::Client::open().context("connecting to xenstore")?;
     let mut daemon = Daemon::new(
         BlockHandler::new(gntdev, (!cli.no_journal).then_some(cli.state_dir))
-            .with_max_indirect_segments(cli.max_indirect_segments),
+            .with_max_indirect_segments(cli.max_indirect_segments)
+            .with_max_queues(cli.max_queues),
         xs,
         DOM0,
         &cli.backend_type,

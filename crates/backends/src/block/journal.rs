@@ -86,6 +86,16 @@ pub fn journal_path(dir: &Path, domid: u32, devid: u32) -> PathBuf {
     dir.join(format!("{domid}-{devid}.journal"))
 }
 
+/// The journal of queue `queue` of a multi-queue device (queue 0's is
+/// [`journal_path`]).
+pub fn queue_journal_path(dir: &Path, domid: u32, devid: u32, queue: usize) -> PathBuf {
+    if queue == 0 {
+        journal_path(dir, domid, devid)
+    } else {
+        dir.join(format!("{domid}-{devid}-q{queue}.journal"))
+    }
+}
+
 impl Journal {
     /// Opens the journal of the ring `ident` at `path`. With `resume`, a journal
     /// left there for the same ring is kept for [`Journal::replay`]; otherwise (a

@@ -14,6 +14,7 @@ pub mod disk;
 pub mod journal;
 pub mod request;
 pub mod server;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,24 +22,25 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::xenbus::{
-    read_frontend_rings, BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features,
+    read_frontend_queues, BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features,
     FrontendRings, MAX_RING_PAGE_ORDER,
 };
 use abi::*;
 use disk::Disk;
-use journal::{journal_path, Journal, RingIdent};
+use journal::{queue_journal_path, Journal, RingIdent};
 use server::BlkRing;
 use toolstack::device::vbd::{node, BackendConfig};
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::{BackRing, Evtchn, Gntdev, GrantMapper};
 use xenstore::client::Client;
 
-/// Physical sector size advertised (a hint for alignment).
-pub const PHYSICAL_SECTOR_SIZE: u32 = 4096;
 /// Discard granularity advertised for files (one page, the hole-punch unit).
 pub const DISCARD_GRANULARITY: u32 = 4096;
 /// How long a ring thread sleeps between checks of its stop flag.
 const STOP_POLL_MS: u16 = 200;
+/// Idle polls after which a ring thread logs what its last burst of work cost
+/// (1 s: one benchmark phase, one `dd`, is one burst).
+const STATS_IDLE_POLLS: u32 = 5;
 /// Where the request journals live by default (tmpfs: they must survive the
 /// process, not the machine, whose guests do not survive it either).
 pub const DEFAULT_STATE_DIR: &str = "/run/rxblkback";
@@ -51,7 +53,12 @@ pub struct BlockHandler {
     state_dir: Option<PathBuf>,
     /// `feature-max-indirect-segments` offered (0: none).
     max_indirect_segments: u16,
+    /// `multi-queue-max-queues` offered (1: one ring per device).
+    max_queues: u32,
 }
+
+/// Most queues (rings, each with its thread) rxblkback offers a device.
+pub const MAX_QUEUES: u32 = 16;
 
 impl BlockHandler {
     pub fn new(gntdev: Gntdev, state_dir: Option<PathBuf>) -> Self {
@@ -59,7 +66,15 @@ impl BlockHandler {
             gntdev: Arc::new(gntdev),
             state_dir,
             max_indirect_segments: 0,
+            max_queues: 1,
         }
+    }
+
+    /// Offers up to `n` queues per device (`multi-queue-max-queues`, 1 to
+    /// [`MAX_QUEUES`]); Linux blkfront uses one per guest vCPU, up to this.
+    pub fn with_max_queues(mut self, n: u32) -> Self {
+        self.max_queues = n.clamp(1, MAX_QUEUES);
+        self
     }
 
     /// Offers indirect requests of up to `n` segments (at most
@@ -69,17 +84,47 @@ impl BlockHandler {
         self
     }
 
-    /// Maps the ring (fresh, or attached at its published responses when
-    /// `resume`), binds the event channel and starts the ring's thread.
+    /// Starts every queue's ring; if one fails, stops those already started.
     fn start(
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        rings: FrontendRings,
+        queues: Vec<FrontendRings>,
         broken: BrokenNotifier,
         resume: bool,
     ) -> Result<(), BoxError> {
+        let several = queues.len() > 1;
+        for (q, rings) in queues.into_iter().enumerate() {
+            match self.start_queue(id, device, q, several, rings, broken.clone(), resume) {
+                Ok(worker) => device.workers.push(worker),
+                Err(e) => {
+                    stop_workers(id, device);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps queue `q`'s ring (fresh, or attached at its published responses
+    /// when `resume`), binds its event channel and starts its thread.
+    #[allow(clippy::too_many_arguments)]
+    fn start_queue(
+        &mut self,
+        id: &DeviceId,
+        device: &BlockDevice,
+        q: usize,
+        several: bool,
+        rings: FrontendRings,
+        broken: BrokenNotifier,
+        resume: bool,
+    ) -> Result<Worker, BoxError> {
         let domid = id.frontend_domid();
+        let qname = if several {
+            format!("{}/queue-{q}", id.backend_path)
+        } else {
+            id.backend_path.clone()
+        };
         let mapping = self.gntdev.map_grants(domid, &rings.ring_refs, true)?;
         let ring = if resume {
             BackRing::attach(mapping.memory().clone(), REQUEST_SIZE)?
@@ -105,53 +150,67 @@ impl BlockHandler {
         );
         blk.set_max_indirect_segments(self.max_indirect_segments);
         if let Some(dir) = &self.state_dir {
-            let path = journal_path(dir, id.key.frontend, id.key.devid);
+            let path = queue_journal_path(dir, id.key.frontend, id.key.devid, q);
             match Journal::open(&path, ident, resume) {
                 Ok(j) => {
                     let n = blk.with_journal(j, resume);
                     if resume {
                         tracing::info!(
-                            "{}: {} request(s) on the ring without a response; {n} of them taken by the killed backend, replayed from {}",
-                            id.backend_path,
+                            "{qname}: {} request(s) on the ring without a response; {n} of them taken by the killed backend, replayed from {}",
                             blk.unanswered().map_or_else(|e| e.to_string(), |u| u.to_string()),
                             path.display()
                         );
                     }
                 }
                 Err(e) => tracing::warn!(
-                    "{}: no request journal ({e}); a restart after a kill may not answer requests in flight",
-                    id.backend_path
+                    "{qname}: no request journal ({e}); a restart after a kill may not answer requests in flight"
                 ),
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let name = format!("blk-{}-{}", id.key.frontend, id.key.devid);
+        let name = format!("blk-{}-{}-{q}", id.key.frontend, id.key.devid);
         let stop2 = Arc::clone(&stop);
+        let name2 = qname.clone();
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             // The mapping lives as long as the thread serves the ring.
             let _mapping = mapping;
-            serve(&mut blk, evtchn, port, &stop2, &broken, resume);
+            serve(&mut blk, evtchn, port, &stop2, &broken, resume, &name2);
+            log_stats(&name2, blk.stats());
             blk.remove_journal();
         })?;
         tracing::info!(
-            "{}: {}, ring of {} page(s) ({} bytes), event channel {}",
-            id.backend_path,
+            "{qname}: {}, ring of {} page(s) ({} bytes), event channel {}",
             if resume { "resumed" } else { "connected" },
             rings.ring_refs.len(),
             rings.ring_refs.len() * XEN_PAGE_SIZE,
             rings.event_channel
         );
-        device.worker = Some((stop, handle));
-        Ok(())
+        Ok((stop, handle))
     }
 }
 
-/// One disk: the open backing store and, when connected, its ring thread.
+/// A ring's thread and its stop flag.
+type Worker = (Arc<AtomicBool>, JoinHandle<()>);
+
+/// One disk: the open backing store and, when connected, its rings' threads
+/// (one per queue).
 #[derive(Debug)]
 pub struct BlockDevice {
     disk: Arc<Disk>,
     discard: bool,
-    worker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    workers: Vec<Worker>,
+}
+
+/// Stops a device's ring threads (all flagged first, then joined).
+fn stop_workers(id: &DeviceId, device: &mut BlockDevice) {
+    for (stop, _) in &device.workers {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for (_, handle) in device.workers.drain(..) {
+        if handle.join().is_err() {
+            tracing::error!("{}: ring thread panicked", id.backend_path);
+        }
+    }
 }
 
 /// The features a disk publishes before InitWait (blkif.h "Backend XenBus Nodes").
@@ -166,8 +225,12 @@ pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
     let mut f = vec![
         ("sectors", disk.sectors().to_string()),
         ("info", info.to_string()),
-        ("sector-size", SECTOR_SIZE.to_string()),
-        ("physical-sector-size", PHYSICAL_SECTOR_SIZE.to_string()),
+        // blkif.h: `sectors` stays in 512-byte units whatever `sector-size` is.
+        ("sector-size", disk.sector_size().to_string()),
+        (
+            "physical-sector-size",
+            disk.physical_sector_size().to_string(),
+        ),
         ("feature-flush-cache", "1".to_string()),
         ("feature-barrier", "0".to_string()),
         ("feature-persistent", "0".to_string()),
@@ -184,7 +247,7 @@ pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
 
 impl DeviceHandler for BlockHandler {
     type Device = BlockDevice;
-    type Frontend = FrontendRings;
+    type Frontend = Vec<FrontendRings>;
 
     fn prepare(
         &mut self,
@@ -200,11 +263,21 @@ impl DeviceHandler for BlockHandler {
             read(xs, node::DEVICE_TYPE)?.as_deref(),
             read(xs, node::DISCARD_ENABLE)?.as_deref(),
         );
-        let disk = Disk::open(Path::new(&cfg.params), cfg.read_only)?;
+        let mut disk = Disk::open(Path::new(&cfg.params), cfg.read_only)?;
+        // A sector size rxl wrote (`sector-size=` in the disk spec), or the one
+        // this backend published before a restart.
+        if let Some(v) = read(xs, node::SECTOR_SIZE)? {
+            let n = v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("bad {} node {v:?}", node::SECTOR_SIZE))?;
+            disk = disk.with_sector_size(n)?;
+        }
         tracing::info!(
-            "{be}: {} ({} sectors, {})",
+            "{be}: {} ({} sectors of 512 bytes, logical sector {} bytes, {})",
             cfg.params,
             disk.sectors(),
+            disk.sector_size(),
             if cfg.read_only {
                 "read-only"
             } else {
@@ -212,6 +285,12 @@ impl DeviceHandler for BlockHandler {
             }
         );
         let mut f = features(&disk, cfg.cdrom, cfg.discard);
+        if self.max_queues > 1 {
+            f.push((
+                "multi-queue-max-queues".to_string(),
+                self.max_queues.to_string(),
+            ));
+        }
         if self.max_indirect_segments > 0 {
             f.push((
                 "feature-max-indirect-segments".to_string(),
@@ -222,7 +301,7 @@ impl DeviceHandler for BlockHandler {
             BlockDevice {
                 disk: Arc::new(disk),
                 discard: cfg.discard,
-                worker: None,
+                workers: Vec::new(),
             },
             f,
         ))
@@ -232,18 +311,23 @@ impl DeviceHandler for BlockHandler {
         &mut self,
         xs: &mut Client,
         frontend_path: &str,
-    ) -> Result<FrontendRings, BoxError> {
-        Ok(read_frontend_rings(xs, frontend_path, MAX_RING_PAGE_ORDER)?)
+    ) -> Result<Vec<FrontendRings>, BoxError> {
+        Ok(read_frontend_queues(
+            xs,
+            frontend_path,
+            MAX_RING_PAGE_ORDER,
+            self.max_queues,
+        )?)
     }
 
     fn connect(
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        rings: FrontendRings,
+        queues: Vec<FrontendRings>,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        self.start(id, device, rings, broken, false)
+        self.start(id, device, queues, broken, false)
     }
 
     fn resumes(&self) -> bool {
@@ -254,20 +338,25 @@ impl DeviceHandler for BlockHandler {
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        rings: FrontendRings,
+        queues: Vec<FrontendRings>,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        self.start(id, device, rings, broken, true)
+        self.start(id, device, queues, broken, true)
     }
 
     fn disconnect(&mut self, id: &DeviceId, device: &mut BlockDevice) {
-        if let Some((stop, handle)) = device.worker.take() {
-            stop.store(true, Ordering::Relaxed);
-            if handle.join().is_err() {
-                tracing::error!("{}: ring thread panicked", id.backend_path);
-            }
+        if !device.workers.is_empty() {
+            stop_workers(id, device);
             tracing::info!("{}: disconnected", id.backend_path);
         }
+    }
+}
+
+/// Logs (and resets) a ring's counters when it did anything since the last time.
+fn log_stats(name: &str, stats: &stats::RingStats) {
+    let snap = stats.take();
+    if snap.requests() > 0 {
+        tracing::info!("{name}: ring stats: {snap}");
     }
 }
 
@@ -276,6 +365,7 @@ impl DeviceHandler for BlockHandler {
 /// After a `resume` the frontend is notified once whatever the ring's event
 /// index says: the killed backend may have published responses without
 /// notifying, and the frontend would wait for them forever.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     blk: &mut BlkRing<Gntdev>,
     evtchn: Evtchn,
@@ -283,6 +373,7 @@ fn serve(
     stop: &AtomicBool,
     broken: &BrokenNotifier,
     resume: bool,
+    name: &str,
 ) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
@@ -308,13 +399,20 @@ fn serve(
                 return;
             }
         }
+        let mut idle = 0u32;
         loop {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
             let mut fds = [PollFd::new(evtchn.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(STOP_POLL_MS)) {
-                Ok(0) => continue,
+                Ok(0) => {
+                    idle += 1;
+                    if idle == STATS_IDLE_POLLS {
+                        log_stats(name, blk.stats());
+                    }
+                    continue;
+                }
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {

@@ -14,6 +14,17 @@ pub struct DiskLimits {
     /// Segments an indirect request may have (`feature-max-indirect-segments`);
     /// 0: indirect requests are not offered.
     pub max_indirect_segments: u16,
+    /// Logical sector size in bytes (`sector-size`: 512 or 4096). Requests still
+    /// count in 512-byte sectors, but every sector number, segment and discard
+    /// range must be aligned to this size (blkif.h).
+    pub sector_size: u32,
+}
+
+impl DiskLimits {
+    /// 512-byte protocol sectors per logical sector (1 or 8).
+    fn align(&self) -> u64 {
+        (u64::from(self.sector_size) >> SECTOR_SHIFT).max(1)
+    }
 }
 
 /// A data segment, validated: grant `gref`, sectors `first..=last` of its page.
@@ -101,6 +112,15 @@ pub enum RequestError {
     IndirectSegments { got: u16, max: u16 },
     #[error("copying the indirect segment pages failed")]
     IndirectCopy,
+    #[error(
+        "sector {sector} or segment {first}..={last} not aligned to the {size}-byte logical sector"
+    )]
+    Misaligned {
+        sector: u64,
+        first: u8,
+        last: u8,
+        size: u32,
+    },
 }
 
 impl RequestError {
@@ -145,6 +165,14 @@ pub fn parse(raw: &RawRequest, limits: &DiskLimits) -> Result<Request, RequestEr
                 return Err(RequestError::ReadOnly);
             }
             let nr_sectors = raw.discard_nr_sectors();
+            if raw.sector() % limits.align() != 0 || nr_sectors % limits.align() != 0 {
+                return Err(RequestError::Misaligned {
+                    sector: raw.sector(),
+                    first: 0,
+                    last: 0,
+                    size: limits.sector_size,
+                });
+            }
             check_range(raw.sector(), nr_sectors, limits)?;
             return Ok(Request {
                 id: raw.id(),
@@ -188,6 +216,18 @@ fn validate(
             return Err(RequestError::SegmentBeyondPage {
                 index,
                 last: s.last_sect,
+            });
+        }
+        let align = limits.align();
+        if raw.sector() % align != 0
+            || u64::from(s.first_sect) % align != 0
+            || (u64::from(s.last_sect) + 1) % align != 0
+        {
+            return Err(RequestError::Misaligned {
+                sector: raw.sector(),
+                first: s.first_sect,
+                last: s.last_sect,
+                size: limits.sector_size,
             });
         }
         segments.push(Segment {
@@ -290,6 +330,7 @@ mod tests {
         read_only: false,
         discard: true,
         max_indirect_segments: 0,
+        sector_size: 512,
     };
 
     fn seg(gref: u32, first: u8, last: u8) -> RawSegment {
@@ -402,6 +443,47 @@ mod tests {
         assert!(parse(&RawRequest::new(OP_READ, 1, 0, &[seg(3, 0, 7)]), &ro).is_ok());
         // A flush without data is fine on a read-only disk.
         assert!(parse(&RawRequest::new(OP_FLUSH_DISKCACHE, 1, 0, &[]), &ro).is_ok());
+    }
+
+    #[test]
+    fn a_4096_byte_sector_disk_takes_only_whole_aligned_sectors() {
+        let k4 = DiskLimits {
+            sector_size: 4096,
+            ..LIMITS
+        };
+        // Sector numbers stay in 512-byte units: sector 8 is the second 4 KiB one.
+        let ok = RawRequest::new(OP_WRITE, 1, 8, &[seg(3, 0, 7), seg(4, 0, 7)]);
+        assert_eq!(parse(&ok, &k4).unwrap().sectors(), 16);
+        let misaligned = |sector, first, last| RequestError::Misaligned {
+            sector,
+            first,
+            last,
+            size: 4096,
+        };
+        let cases = [
+            (
+                RawRequest::new(OP_READ, 1, 4, &[seg(3, 0, 7)]),
+                misaligned(4, 0, 7),
+            ),
+            (
+                RawRequest::new(OP_READ, 1, 8, &[seg(3, 1, 7)]),
+                misaligned(8, 1, 7),
+            ),
+            (
+                RawRequest::new(OP_READ, 1, 8, &[seg(3, 0, 7), seg(4, 0, 3)]),
+                misaligned(8, 0, 3),
+            ),
+            (RawRequest::new_discard(9, 8, 4, 0), misaligned(8, 0, 0)),
+            (RawRequest::new_discard(9, 12, 8, 0), misaligned(12, 0, 0)),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse(&raw, &k4), Err(want.clone()));
+            assert_eq!(want.status(), RSP_ERROR);
+            // The same requests are fine on a 512-byte sector disk.
+            assert!(parse(&raw, &LIMITS).is_ok(), "{raw:?}");
+        }
+        assert!(parse(&RawRequest::new_discard(9, 8, 16, 0), &k4).is_ok());
+        assert!(parse(&RawRequest::new(OP_FLUSH_DISKCACHE, 1, 0, &[]), &k4).is_ok());
     }
 
     #[test]

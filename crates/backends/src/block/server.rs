@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::abi::*;
 use super::disk::Disk;
@@ -10,6 +11,7 @@ use super::journal::Journal;
 use super::request::{
     parse, parse_indirect, parse_indirect_header, DiskLimits, Kind, Request, RequestError,
 };
+use super::stats::RingStats;
 use xen::abi::xen::{DomId, XEN_PAGE_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError};
 
@@ -116,6 +118,7 @@ struct Executor<G> {
     domid: DomId,
     disk: Arc<Disk>,
     limits: DiskLimits,
+    stats: Arc<RingStats>,
 }
 
 /// One ring of one device.
@@ -147,6 +150,7 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
             read_only: disk.read_only(),
             discard: discard && disk.can_discard(),
             max_indirect_segments: 0,
+            sector_size: disk.sector_size(),
         };
         Self {
             ring,
@@ -155,6 +159,7 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                 domid,
                 disk,
                 limits,
+                stats: Arc::new(RingStats::default()),
             },
             lanes: (0..MAX_IN_FLIGHT)
                 .map(|_| Lane {
@@ -194,6 +199,11 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     /// `feature-max-indirect-segments`.
     pub fn set_max_indirect_segments(&mut self, n: u16) {
         self.exec.limits.max_indirect_segments = n.min(MAX_INDIRECT_SEGMENTS);
+    }
+
+    /// The ring's counters (shared with its lanes).
+    pub fn stats(&self) -> &Arc<RingStats> {
+        &self.exec.stats
     }
 
     /// Uses at most `n` (>= 1) lanes for a batch from now on.
@@ -240,8 +250,15 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
     /// completed. Responses go back in ring order, published after each group.
     pub fn process(&mut self) -> Result<bool, RingError> {
         let mut notify = false;
+        let stats = Arc::clone(&self.exec.stats);
+        let mut worked = false;
         loop {
             self.take_batch()?;
+            let began = Instant::now();
+            if !self.batch.is_empty() {
+                worked = true;
+                RingStats::add(&stats.batches, 1);
+            }
             let mut start = 0;
             while start < self.batch.len() {
                 // A group of requests up to (not including) the next flush; a flush
@@ -261,7 +278,16 @@ impl<G: GrantCopy + Send + Sync> BlkRing<G> {
                 notify |= self.ring.push_responses()?;
                 start = end;
             }
+            if !self.batch.is_empty() {
+                RingStats::add_time(&stats.busy_ns, began);
+            }
             if !self.ring.final_check_for_requests()? {
+                if worked {
+                    RingStats::add(&stats.wakeups, 1);
+                }
+                if notify {
+                    RingStats::add(&stats.notifies, 1);
+                }
                 return Ok(notify);
             }
         }
@@ -279,6 +305,7 @@ fn run_group<G: GrantCopy + Send + Sync>(
     lanes: &mut [Lane],
 ) -> Vec<Response> {
     let parsed: Vec<Result<Request, RequestError>> = group.iter().map(|r| exec.parse(r)).collect();
+    exec.count(group, &parsed);
     let mut runs = Vec::new();
     let mut i = 0;
     while i < group.len() {
@@ -321,6 +348,34 @@ fn run_group<G: GrantCopy + Send + Sync>(
 }
 
 impl<G: GrantCopy> Executor<G> {
+    /// Counts the requests of a group by kind (refused ones are not counted).
+    fn count(&self, group: &[RawRequest], parsed: &[Result<Request, RequestError>]) {
+        let s = &self.stats;
+        for (raw, req) in group.iter().zip(parsed) {
+            let Ok(req) = req else { continue };
+            let bytes = req.data_len() as u64;
+            match req.kind {
+                Kind::Read => {
+                    RingStats::add(&s.reads, 1);
+                    RingStats::add(&s.bytes_read, bytes);
+                }
+                Kind::Write => {
+                    RingStats::add(&s.writes, 1);
+                    RingStats::add(&s.bytes_written, bytes);
+                }
+                Kind::Flush => {
+                    RingStats::add(&s.flushes, 1);
+                    RingStats::add(&s.bytes_written, bytes);
+                }
+                Kind::Discard { .. } => RingStats::add(&s.discards, 1),
+            }
+            if raw.operation() == OP_INDIRECT {
+                RingStats::add(&s.indirect, 1);
+            }
+            RingStats::add(&s.segments, req.segments.len() as u64);
+        }
+    }
+
     /// Validates a request copied out of the ring; an indirect one (when
     /// offered) after copying its segment pages once.
     fn parse(&self, raw: &RawRequest) -> Result<Request, RequestError> {
@@ -427,7 +482,10 @@ impl<G: GrantCopy> Executor<G> {
                 if !req.segments.is_empty() {
                     self.write_run(&[req], lane)?;
                 }
-                self.disk.flush().map_err(IoError::Disk)
+                let t = Instant::now();
+                let r = self.disk.flush().map_err(IoError::Disk);
+                RingStats::add_time(&self.stats.flush_ns, t);
+                r
             }
             Kind::Discard { nr_sectors } => self
                 .disk
@@ -452,23 +510,31 @@ impl<G: GrantCopy> Executor<G> {
     fn read_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
         let sector = reqs[0].sector;
         fill_pieces(reqs, lane);
-        self.disk
-            .read_at(&mut lane.data, sector)
-            .map_err(IoError::Disk)?;
-        self.grants
-            .copy_out(self.domid, &lane.pieces, &lane.data)
-            .map_err(IoError::Copy)
+        RingStats::add(&self.stats.runs, 1);
+        let t = Instant::now();
+        let r = self.disk.read_at(&mut lane.data, sector);
+        RingStats::add_time(&self.stats.disk_ns, t);
+        r.map_err(IoError::Disk)?;
+        let t = Instant::now();
+        let r = self.grants.copy_out(self.domid, &lane.pieces, &lane.data);
+        RingStats::add_time(&self.stats.copy_ns, t);
+        r.map_err(IoError::Copy)
     }
 
     fn write_run(&self, reqs: &[&Request], lane: &mut Lane) -> Result<(), IoError> {
         let sector = reqs[0].sector;
         fill_pieces(reqs, lane);
-        self.grants
-            .copy_in(self.domid, &lane.pieces, &mut lane.data)
-            .map_err(IoError::Copy)?;
-        self.disk
-            .write_at(&lane.data, sector)
-            .map_err(IoError::Disk)
+        RingStats::add(&self.stats.runs, 1);
+        let t = Instant::now();
+        let r = self
+            .grants
+            .copy_in(self.domid, &lane.pieces, &mut lane.data);
+        RingStats::add_time(&self.stats.copy_ns, t);
+        r.map_err(IoError::Copy)?;
+        let t = Instant::now();
+        let r = self.disk.write_at(&lane.data, sector);
+        RingStats::add_time(&self.stats.disk_ns, t);
+        r.map_err(IoError::Disk)
     }
 }
 

@@ -212,7 +212,10 @@ impl DeviceHandler for NetHandler {
                 started.push(std::thread::Builder::new().name(name("")).spawn(move || {
                     // The ring mappings live as long as their thread.
                     let _mappings = (txm, rxm);
-                    serve(&path, i, queue, ports, &evtchn, &tap, &stop, &broken);
+                    let mut queue = queue;
+                    serve(&mut queue, ports, &evtchn, &tap, &stop, &broken);
+                    // Whyever the thread ends (stop or a broken ring).
+                    log_stats(&path, i, &queue);
                     tracing::info!("{path}: queue {i} thread ended");
                 })?);
                 Ok(())
@@ -319,9 +322,7 @@ struct Ports {
 /// A queue's thread: both rings, sleeping on its event channel(s) and TAP queue.
 #[allow(clippy::too_many_arguments)]
 fn serve(
-    path: &str,
-    index: usize,
-    mut q: NetQueue<Gntdev, Tap>,
+    q: &mut NetQueue<Gntdev, Tap>,
     ports: Ports,
     evtchn: &Evtchn,
     tap: &Tap,
@@ -354,11 +355,7 @@ fn serve(
         }
         match wait(evtchn, (!waiting).then_some(tap), timeout, stop) {
             Ok(true) => {}
-            Ok(false) => {
-                log_tx(path, index, &q.tx.stats);
-                log_rx(path, index, &q.rx.stats);
-                return;
-            }
+            Ok(false) => return,
             Err(m) => {
                 broken.report(m);
                 return;
@@ -367,19 +364,14 @@ fn serve(
     }
 }
 
-fn log_tx(path: &str, index: usize, s: &NetStats) {
+fn log_stats(path: &str, index: usize, q: &NetQueue<Gntdev, Tap>) {
+    let s: NetStats = q.stats();
     tracing::info!(
-        "{path} queue {index}: tx {} packets {} bytes, {} errors, {} dropped",
+        "{path}: tx {} packets {} bytes, {} errors, {} dropped; rx {} packets {} bytes, {} dropped, {} errors, {} filtered (queue {index})",
         s.tx_packets,
         s.tx_bytes,
         s.tx_errors,
-        s.tx_dropped
-    );
-}
-
-fn log_rx(path: &str, index: usize, s: &NetStats) {
-    tracing::info!(
-        "{path} queue {index}: rx {} packets {} bytes, {} dropped, {} errors, {} filtered",
+        s.tx_dropped,
         s.rx_packets,
         s.rx_bytes,
         s.rx_dropped,

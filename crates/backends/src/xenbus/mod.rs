@@ -48,6 +48,8 @@ pub enum XenbusError {
     RingOrder { order: u32, max: u32 },
     #[error("frontend protocol {0:?} is not this machine's native ABI")]
     Protocol(String),
+    #[error("frontend asks for {asked} queues (1..={max})")]
+    Queues { asked: u32, max: u32 },
 }
 
 /// A device: its frontend domain and device id.
@@ -128,6 +130,43 @@ pub fn read_frontend_rings<X: XsOps + ?Sized>(
     frontend: &str,
     max_order: u32,
 ) -> Result<FrontendRings, XenbusError> {
+    read_rings_in(xs, frontend, frontend, max_order)
+}
+
+/// Reads a block frontend's queues (blkif.h "Multiple hardware queues/rings"):
+/// without `multi-queue-num-queues`, or with 1, the one ring of
+/// [`read_frontend_rings`]; with N (at most `max_queues`), the rings of
+/// `queue-0` .. `queue-N-1`, each with its own `ring-ref`s and
+/// `event-channel`, all of the frontend's `ring-page-order`.
+pub fn read_frontend_queues<X: XsOps + ?Sized>(
+    xs: &mut X,
+    frontend: &str,
+    max_order: u32,
+    max_queues: u32,
+) -> Result<Vec<FrontendRings>, XenbusError> {
+    let asked = read_number(xs, format!("{frontend}/multi-queue-num-queues"))?.unwrap_or(1);
+    if asked == 0 || asked > max_queues.max(1) {
+        return Err(XenbusError::Queues {
+            asked,
+            max: max_queues.max(1),
+        });
+    }
+    if asked == 1 {
+        return Ok(vec![read_frontend_rings(xs, frontend, max_order)?]);
+    }
+    (0..asked)
+        .map(|q| read_rings_in(xs, frontend, &format!("{frontend}/queue-{q}"), max_order))
+        .collect()
+}
+
+/// The ring of `dir` (the frontend directory or one of its `queue-N`); the
+/// page order and protocol are the frontend's.
+fn read_rings_in<X: XsOps + ?Sized>(
+    xs: &mut X,
+    frontend: &str,
+    dir: &str,
+    max_order: u32,
+) -> Result<FrontendRings, XenbusError> {
     // blkfront writes `ring-ref` for a one-page ring, else `ring-page-order` and
     // `ring-ref0..`.
     let order = read_number(xs, format!("{frontend}/ring-page-order"))?.unwrap_or(0);
@@ -138,13 +177,13 @@ pub fn read_frontend_rings<X: XsOps + ?Sized>(
         });
     }
     let ring_refs = if order == 0 {
-        vec![need_number(xs, format!("{frontend}/ring-ref"))?]
+        vec![need_number(xs, format!("{dir}/ring-ref"))?]
     } else {
         (0..1u32 << order)
-            .map(|i| need_number(xs, format!("{frontend}/ring-ref{i}")))
+            .map(|i| need_number(xs, format!("{dir}/ring-ref{i}")))
             .collect::<Result<_, _>>()?
     };
-    let event_channel = need_number(xs, format!("{frontend}/event-channel"))?;
+    let event_channel = need_number(xs, format!("{dir}/event-channel"))?;
     let protocol = xs
         .try_read(&format!("{frontend}/protocol"))?
         .map(|v| String::from_utf8_lossy(&v).into_owned());

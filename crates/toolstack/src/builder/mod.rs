@@ -7,7 +7,9 @@
 //! back the GIC Xen chose and the guest's address size → plan the DTB with them →
 //! max_vcpus → setmaxmem → event channels for xenstore and console (unbound, for
 //! dom0) → set_address_size → populate RAM with the largest extents → copy kernel,
-//! initrd and DTB in through foreign mappings → magic pages populated and cleared →
+//! initrd and DTB in (by grant copy through borrowed grant entries when /dev/xen/gntdev
+//! is there, else through foreign mappings as libxenguest; see `Copier`) → magic
+//! pages populated and cleared →
 //! HVM params → grant entries 0 and 1 for dom0 → vpl011 (vuart) → vCPU 0's context.
 //!
 //! Any failure destroys the domain and names the step that failed. The domain is
@@ -24,9 +26,13 @@ use xen::abi::hvm::{
     HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
 use xen::abi::memory::{XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED};
+use xen::abi::xen::GrantRef;
 use xen::abi::xen::{DomId, EvtchnPort, XenPfn, XEN_PAGE_SIZE};
 use xen::ctrl::CreateDomain;
-use xen::{AffinityKind, CtrlError, DomainControl, MappedMemory, MemError, Privcmd, PrivcmdError};
+use xen::{
+    AffinityKind, CtrlError, DomainControl, Gntdev, GntdevError, GrantPiece, MappedMemory,
+    MemError, Privcmd, PrivcmdError,
+};
 
 use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::layout::{ExtentRun, NR_MAGIC_PAGES, PAGE_SHIFT, PAGE_SIZE};
@@ -51,6 +57,16 @@ pub const MAXMEM_SLACK_KIB: u64 = 1024;
 pub const DEFAULT_GPADDR_BITS: u32 = 40;
 /// Frames mapped at once while copying images into the guest (4 MiB).
 const COPY_CHUNK_PAGES: u64 = 1024;
+/// The first grant reference the builder borrows for copying images in: the ones
+/// below are the reserved entries (`GNTTAB_NR_RESERVED_ENTRIES`, xen/include/public/
+/// grant_table.h), of which 0 and 1 are seeded for the console and xenstore.
+const GRANT_COPY_FIRST_REF: GrantRef = 8;
+/// Grant entries borrowed at once (frames copied per `IOCTL_GNTDEV_GRANT_COPY`); with
+/// [`GRANT_COPY_FIRST_REF`] they stay within the table's first frame (512 v1 entries).
+const GRANT_COPY_WINDOW: usize = 256;
+/// Environment variable that makes the builder copy images through foreign mappings
+/// even when grant copy is available (`RXL_COPY=map`), for comparing the two.
+pub const COPY_MODE_ENV: &str = "RXL_COPY";
 /// Extents per populate_physmap call (bounds the hypercall buffer).
 const POPULATE_BATCH: usize = 512;
 /// Order step between extent sizes (LPAE: 512 entries a level).
@@ -67,6 +83,69 @@ pub trait GuestMemory {
     ) -> Result<MappedMemory, PrivcmdError>;
     /// Maps the first frame of `domid`'s (shared) grant table, writable.
     fn map_grant_table(&self, domid: DomId) -> Result<MappedMemory, PrivcmdError>;
+    /// Whether [`GuestMemory::copy_to_grants`] is available; without it images are
+    /// copied through foreign mappings.
+    fn has_grant_copy(&self) -> bool {
+        false
+    }
+    /// Copies consecutive bytes of `src` to `pieces` of `domid`'s grants without
+    /// mapping them (grant copy); `None` when this memory has no grant device.
+    fn copy_to_grants(
+        &self,
+        _domid: DomId,
+        _src: &[u8],
+        _pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        None
+    }
+}
+
+/// Guest memory on real Xen: privcmd's foreign mappings, and the grant device for
+/// copying kernel and initrd in when it is there (see `Copier`).
+#[derive(Debug)]
+pub struct XenGuestMemory<'a> {
+    privcmd: &'a Privcmd,
+    gntdev: Option<Gntdev>,
+}
+
+impl<'a> XenGuestMemory<'a> {
+    /// Opens /dev/xen/gntdev next to `privcmd`; without it (module not loaded, or
+    /// `RXL_COPY=map`) images are copied through foreign mappings only.
+    pub fn new(privcmd: &'a Privcmd) -> Self {
+        let gntdev = if std::env::var(COPY_MODE_ENV).is_ok_and(|v| v == "map") {
+            None
+        } else {
+            Gntdev::open()
+                .inspect_err(|e| tracing::debug!("no grant copy for the builder: {e}"))
+                .ok()
+        };
+        Self { privcmd, gntdev }
+    }
+}
+
+impl GuestMemory for XenGuestMemory<'_> {
+    fn map_foreign(
+        &self,
+        domid: DomId,
+        gfns: &[XenPfn],
+        writable: bool,
+    ) -> Result<MappedMemory, PrivcmdError> {
+        self.privcmd.map_foreign(domid, gfns, writable)
+    }
+    fn map_grant_table(&self, domid: DomId) -> Result<MappedMemory, PrivcmdError> {
+        GuestMemory::map_grant_table(self.privcmd, domid)
+    }
+    fn has_grant_copy(&self) -> bool {
+        self.gntdev.is_some()
+    }
+    fn copy_to_grants(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        Some(self.gntdev.as_ref()?.copy_to_grants(domid, src, pieces))
+    }
 }
 
 impl GuestMemory for Privcmd {
@@ -113,6 +192,12 @@ pub enum BuildError {
     },
     #[error("planning the guest's layout and device tree failed")]
     Plan(#[from] PlanError),
+    #[error("{step} failed")]
+    GrantCopy {
+        step: &'static str,
+        #[source]
+        source: GntdevError,
+    },
     #[error("{step}: {what}")]
     Refused { step: &'static str, what: String },
 }
@@ -378,29 +463,21 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         populate(ctl, domid, *run)?;
     }
     step("RAM populated");
-    copy_in(
-        mem,
-        domid,
+    let mut copier = Copier::new(mem, domid)?;
+    copier.copy_in(
         plan.layout.kernel.start,
         input.kernel_bytes,
         "copying the kernel into guest memory",
     )?;
     if let (Some(r), Some(bytes)) = (plan.layout.initrd, input.initrd) {
-        copy_in(
-            mem,
-            domid,
-            r.start,
-            bytes,
-            "copying the initrd into guest memory",
-        )?;
+        copier.copy_in(r.start, bytes, "copying the initrd into guest memory")?;
     }
-    copy_in(
-        mem,
-        domid,
+    copier.copy_in(
         plan.layout.dtb.start,
         &plan.dtb,
         "copying the device tree into guest memory",
     )?;
+    copier.finish()?;
     step("kernel, initrd and DTB copied in");
     let magic = plan.layout.magic;
     let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
@@ -420,6 +497,7 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         .fill(0, pages.len(), 0)
         .map_err(mem_step("clearing the magic pages"))?;
     drop(pages);
+    step("magic pages populated and cleared");
     let params = [
         (HVM_PARAM_CONSOLE_PFN, magic.console_pfn),
         (HVM_PARAM_STORE_PFN, magic.xenstore_pfn),
@@ -431,7 +509,9 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         ctl.hvm_param_set(domid, index, value)
             .map_err(xen_step("setting the HVM params"))?;
     }
+    step("HVM params set");
     seed_grant_table(mem, domid, magic.console_pfn, magic.xenstore_pfn)?;
+    step("grant table seeded");
     let vuart = match cfg.vuart {
         Some(Vuart::SbsaUart) => {
             let port = ctl
@@ -441,10 +521,13 @@ fn build_created<C: DomainControl, M: GuestMemory>(
         }
         None => None,
     };
-    step("magic pages, HVM params, grant table and vuart set");
+    if vuart.is_some() {
+        step("vuart set");
+    }
     let ctx = boot_context(&plan);
     ctl.set_vcpu_context(domid, 0, &ctx)
         .map_err(xen_step("setvcpucontext for vCPU 0"))?;
+    step("vCPU 0 context set");
     Ok(BuiltDomain {
         domid,
         store_port,
@@ -506,31 +589,227 @@ fn populate<C: DomainControl>(ctl: &C, domid: DomId, run: ExtentRun) -> Result<(
     Ok(())
 }
 
-/// Copies `bytes` to guest physical address `addr` (page aligned) in chunks.
-fn copy_in<M: GuestMemory>(
-    mem: &M,
+/// Copies images (kernel, initrd, DTB) into the new domain's memory, and counts
+/// what each way cost for the step log.
+///
+/// By grant copy when the memory offers it ([`GuestMemory::copy_to_grants`]): the
+/// builder borrows grant entries [`GRANT_COPY_FIRST_REF`].. of the new domain's
+/// table, which nothing else uses yet (the domain has never run; entries 0 and 1
+/// are seeded later, as libxenguest does), points [`GRANT_COPY_WINDOW`] of them at
+/// the next frames with dom0 allowed to write, has Xen copy those pages in one
+/// `IOCTL_GNTDEV_GRANT_COPY`, clears them, and at the end zeroes every borrowed
+/// entry, so the guest finds its table as Xen made it. This spares what a foreign
+/// mapping costs per page on an auto-translated (ARM) dom0, where privcmd maps each
+/// frame with its own XENMEM_add_to_physmap_range hypercall and unmaps it with its
+/// own XENMEM_remove_from_physmap, a stage-2 change with a TLB flush
+/// (drivers/xen/xlate_mmu.c), plus dom0's own copy loop.
+///
+/// Otherwise (no grant device, `RXL_COPY=map`, or the first grant copy refused)
+/// through foreign mappings of [`COPY_CHUNK_PAGES`] frames, as libxenguest does.
+struct Copier<'m, M: GuestMemory> {
+    mem: &'m M,
     domid: DomId,
-    addr: u64,
-    bytes: &[u8],
-    step: &'static str,
-) -> Result<(), BuildError> {
-    if addr % PAGE_SIZE != 0 {
-        return Err(BuildError::Refused {
-            step,
-            what: format!("address {addr:#x} is not page aligned"),
-        });
+    /// The grant table's first frame, while grant copy is in use.
+    grants: Option<MappedMemory>,
+    /// Whether any grant copy has succeeded (a later failure is then an error, not
+    /// a reason to fall back).
+    granted: bool,
+}
+
+/// What copying one image cost.
+#[derive(Debug, Default)]
+struct CopyStats {
+    /// Mapping ioctls (foreign mappings) or grant copy ioctls.
+    calls: u32,
+    pages: u64,
+    map: std::time::Duration,
+    copy: std::time::Duration,
+    unmap: std::time::Duration,
+}
+
+impl<'m, M: GuestMemory> Copier<'m, M> {
+    fn new(mem: &'m M, domid: DomId) -> Result<Self, BuildError> {
+        const STEP: &str = "mapping the grant table to copy images in";
+        let grants = if mem.has_grant_copy() {
+            Some(mem.map_grant_table(domid).map_err(map_step(STEP))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            mem,
+            domid,
+            grants,
+            granted: false,
+        })
     }
-    let chunk_bytes = (COPY_CHUNK_PAGES * PAGE_SIZE) as usize;
-    for (i, chunk) in bytes.chunks(chunk_bytes).enumerate() {
-        let first = (addr >> PAGE_SHIFT) + i as u64 * COPY_CHUNK_PAGES;
-        let pages = chunk.len().div_ceil(XEN_PAGE_SIZE) as u64;
-        let gfns: Vec<XenPfn> = (first..first + pages).collect();
-        let m = mem
-            .map_foreign(domid, &gfns, true)
-            .map_err(map_step(step))?;
-        m.write_bytes(0, chunk).map_err(mem_step(step))?;
+
+    /// Copies `bytes` to guest physical address `addr` (page aligned).
+    fn copy_in(&mut self, addr: u64, bytes: &[u8], step: &'static str) -> Result<(), BuildError> {
+        if addr % PAGE_SIZE != 0 {
+            return Err(BuildError::Refused {
+                step,
+                what: format!("address {addr:#x} is not page aligned"),
+            });
+        }
+        let first = addr >> PAGE_SHIFT;
+        let t0 = std::time::Instant::now();
+        let mut stats = CopyStats::default();
+        let mut done = 0usize;
+        if self.grants.is_some() {
+            done = self.copy_granted(first, bytes, &mut stats, step)?;
+        }
+        let via = if done == bytes.len() {
+            "grant copy"
+        } else {
+            self.copy_mapped(first, bytes, done, &mut stats, step)?;
+            "foreign mappings"
+        };
+        tracing::info!(
+            domid = self.domid,
+            bytes = bytes.len(),
+            pages = stats.pages,
+            ioctls = stats.calls,
+            map_ms = stats.map.as_millis() as u64,
+            copy_ms = stats.copy.as_millis() as u64,
+            unmap_ms = stats.unmap.as_millis() as u64,
+            ms = t0.elapsed().as_millis() as u64,
+            "{step}: done through {via}"
+        );
+        Ok(())
     }
-    Ok(())
+
+    /// Grant copy of `bytes` to frames from `first` on; returns how many bytes
+    /// went in (all, or 0 when the very first copy was refused and the caller
+    /// should fall back to mappings).
+    fn copy_granted(
+        &mut self,
+        first: XenPfn,
+        bytes: &[u8],
+        stats: &mut CopyStats,
+        step: &'static str,
+    ) -> Result<usize, BuildError> {
+        let Some(gt) = self.grants.clone() else {
+            return Ok(0);
+        };
+        let entry = std::mem::size_of::<GrantEntryV1>();
+        let window_bytes = GRANT_COPY_WINDOW * XEN_PAGE_SIZE;
+        let mut pieces = Vec::with_capacity(GRANT_COPY_WINDOW);
+        for (w, chunk) in bytes.chunks(window_bytes).enumerate() {
+            let t = std::time::Instant::now();
+            pieces.clear();
+            let base_gfn = first + (w * GRANT_COPY_WINDOW) as u64;
+            for (i, page) in chunk.chunks(XEN_PAGE_SIZE).enumerate() {
+                let gfn = base_gfn + i as u64;
+                let frame = u32::try_from(gfn).map_err(|_| BuildError::Refused {
+                    step,
+                    what: format!("frame {gfn:#x} does not fit a v1 grant entry"),
+                })?;
+                let gref = GRANT_COPY_FIRST_REF + i as GrantRef;
+                let e = GrantEntryV1 {
+                    flags: 0,
+                    domid: BACKEND_DOMID,
+                    frame,
+                };
+                gt.write(gref as usize * entry, e).map_err(mem_step(step))?;
+                pieces.push(GrantPiece {
+                    gref,
+                    offset: 0,
+                    // A page is XEN_PAGE_SIZE (4096) bytes at most: fits a u16.
+                    len: page.len() as u16,
+                });
+            }
+            // As xc_dom_gnttab_seed: frame and domid before the flags that make
+            // the entry valid.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            for p in &pieces {
+                gt.write::<u16>(p.gref as usize * entry, GTF_PERMIT_ACCESS)
+                    .map_err(mem_step(step))?;
+            }
+            stats.map += t.elapsed();
+            let t = std::time::Instant::now();
+            let result = self.mem.copy_to_grants(self.domid, chunk, &pieces);
+            stats.copy += t.elapsed();
+            stats.calls += 1;
+            // The copy is synchronous: Xen holds none of the entries any more.
+            let t = std::time::Instant::now();
+            for p in &pieces {
+                gt.write::<u16>(p.gref as usize * entry, 0)
+                    .map_err(mem_step(step))?;
+            }
+            stats.unmap += t.elapsed();
+            match result {
+                Some(Ok(())) => {
+                    self.granted = true;
+                    stats.pages += pieces.len() as u64;
+                }
+                Some(Err(e)) if !self.granted => {
+                    tracing::warn!(
+                        domid = self.domid,
+                        "grant copy refused ({e}); copying through foreign mappings"
+                    );
+                    self.grants = None;
+                    self.clear_window(&gt, step)?;
+                    return Ok(0);
+                }
+                Some(Err(source)) => return Err(BuildError::GrantCopy { step, source }),
+                None => return Ok(0),
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    /// Foreign-mapping copy of `bytes[done..]` (`done` is page aligned) to frames
+    /// from `first` on, [`COPY_CHUNK_PAGES`] frames a mapping.
+    fn copy_mapped(
+        &self,
+        first: XenPfn,
+        bytes: &[u8],
+        done: usize,
+        stats: &mut CopyStats,
+        step: &'static str,
+    ) -> Result<(), BuildError> {
+        let chunk_bytes = (COPY_CHUNK_PAGES * PAGE_SIZE) as usize;
+        let first = first + (done / XEN_PAGE_SIZE) as u64;
+        for (i, chunk) in bytes[done..].chunks(chunk_bytes).enumerate() {
+            let start = first + i as u64 * COPY_CHUNK_PAGES;
+            let pages = chunk.len().div_ceil(XEN_PAGE_SIZE) as u64;
+            let gfns: Vec<XenPfn> = (start..start + pages).collect();
+            let t = std::time::Instant::now();
+            let m = self
+                .mem
+                .map_foreign(self.domid, &gfns, true)
+                .map_err(map_step(step))?;
+            stats.map += t.elapsed();
+            let t = std::time::Instant::now();
+            m.write_bytes(0, chunk).map_err(mem_step(step))?;
+            stats.copy += t.elapsed();
+            let t = std::time::Instant::now();
+            drop(m);
+            stats.unmap += t.elapsed();
+            stats.calls += 1;
+            stats.pages += pages;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every borrowed grant entry.
+    fn clear_window(&self, gt: &MappedMemory, step: &'static str) -> Result<(), BuildError> {
+        let entry = std::mem::size_of::<GrantEntryV1>();
+        for i in 0..GRANT_COPY_WINDOW {
+            let off = (GRANT_COPY_FIRST_REF as usize + i) * entry;
+            gt.write(off, GrantEntryV1::default())
+                .map_err(mem_step(step))?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the grant table as Xen made it (but for entries 0 and 1, seeded later).
+    fn finish(self) -> Result<(), BuildError> {
+        match &self.grants {
+            Some(gt) => self.clear_window(gt, "clearing the grant entries used for copying"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Grant entries 0 (console) and 1 (xenstore) for dom0, as xc_dom_gnttab_seed:

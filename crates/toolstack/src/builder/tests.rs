@@ -21,6 +21,10 @@ struct FakeGuest {
     region: MappedMemory,
     gnttab: MappedMemory,
     fail_grant_table: bool,
+    /// Offer grant copy ([`GuestMemory::copy_to_grants`]); `Some(false)` refuses it.
+    grant_copy: Option<bool>,
+    /// Grant copy calls, and the most pieces one call carried.
+    grant_copies: std::sync::Mutex<(u32, usize)>,
 }
 
 impl FakeGuest {
@@ -38,6 +42,8 @@ impl FakeGuest {
             region,
             gnttab: MappedMemory::anonymous(XEN_PAGE_SIZE).expect("gnttab"),
             fail_grant_table: false,
+            grant_copy: None,
+            grant_copies: std::sync::Mutex::new((0, 0)),
         }
     }
     fn at(&self, gpa: u64, len: usize) -> Vec<u8> {
@@ -67,6 +73,42 @@ impl GuestMemory for FakeGuest {
             });
         }
         Ok(self.gnttab.clone())
+    }
+    fn has_grant_copy(&self) -> bool {
+        self.grant_copy.is_some()
+    }
+    /// Like Xen: each piece's entry must permit dom0 to write, and names the frame.
+    fn copy_to_grants(
+        &self,
+        _domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        {
+            let mut c = self.grant_copies.lock().expect("counter");
+            *c = (c.0 + 1, c.1.max(pieces.len()));
+        }
+        if !self.grant_copy? {
+            return Some(Err(GntdevError::Fake("grant copy refused")));
+        }
+        let mut at = 0usize;
+        for (index, p) in pieces.iter().enumerate() {
+            let e: GrantEntryV1 = self
+                .gnttab
+                .read(p.gref as usize * std::mem::size_of::<GrantEntryV1>())
+                .expect("entry");
+            if e.flags != GTF_PERMIT_ACCESS || e.domid != BACKEND_DOMID {
+                return Some(Err(GntdevError::CopySegment { index, status: -1 }));
+            }
+            let gpa = (u64::from(e.frame) << PAGE_SHIFT) + u64::from(p.offset);
+            let len = usize::from(p.len);
+            self.region
+                .write_bytes((gpa - GUEST_MAGIC_BASE) as usize, &src[at..at + len])
+                .expect("write");
+            at += len;
+        }
+        assert_eq!(at, src.len(), "pieces cover the source");
+        Some(Ok(()))
     }
 }
 
@@ -695,4 +737,73 @@ fn on_reboot_restart_re_reads_the_config_file() {
     assert!(!xs.exists("/local/domain/0/backend/rxvif").expect("exists"));
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_file(&k);
+}
+
+/// An Image of `len` bytes (more than one grant copy window when large).
+fn kernel_of(len: usize) -> Vec<u8> {
+    let mut k = kernel_bytes();
+    k.resize(len, 0);
+    for (i, b) in k.iter_mut().enumerate().skip(300 * 1024) {
+        *b = (i % 253) as u8;
+    }
+    k[16..24].copy_from_slice(&(len as u64).to_le_bytes());
+    k
+}
+
+/// Every grant entry the builder may borrow for copying is zero.
+fn borrowed_entries_clear(guest: &FakeGuest) -> bool {
+    let entry = std::mem::size_of::<GrantEntryV1>();
+    (0..GRANT_COPY_WINDOW).all(|i| {
+        let e: GrantEntryV1 = guest
+            .gnttab
+            .read((GRANT_COPY_FIRST_REF as usize + i) * entry)
+            .expect("entry");
+        e == GrantEntryV1::default()
+    })
+}
+
+#[test]
+fn images_go_in_by_grant_copy_and_the_borrowed_entries_are_cleared() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(true);
+    // 300 pages and a partial one: two windows for the kernel.
+    let kernel = kernel_of(300 * XEN_PAGE_SIZE + 123);
+    let initrd: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8 + 1).collect();
+    let b = run(&ctl, &guest, &cfg, &kernel, &initrd).expect("build");
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    let r = l.initrd.expect("initrd");
+    assert_eq!(guest.at(r.start, initrd.len()), initrd);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    let (calls, most) = *guest.grant_copies.lock().expect("counter");
+    assert_eq!(calls, 2 + 1 + 1, "kernel in two windows, initrd, DTB");
+    assert_eq!(most, GRANT_COPY_WINDOW);
+    assert!(borrowed_entries_clear(&guest));
+    // Entries 0 and 1 are seeded as without grant copy.
+    let e0: GrantEntryV1 = guest.gnttab.read(0).expect("entry 0");
+    assert_eq!(
+        (e0.flags, u64::from(e0.frame)),
+        (GTF_PERMIT_ACCESS, b.console_gfn)
+    );
+}
+
+#[test]
+fn refused_grant_copy_falls_back_to_foreign_mappings() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(false);
+    let kernel = kernel_of(300 * XEN_PAGE_SIZE + 123);
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    assert_eq!(
+        guest.grant_copies.lock().expect("counter").0,
+        1,
+        "tried once, then mappings only"
+    );
+    assert!(borrowed_entries_clear(&guest));
 }

@@ -52,6 +52,10 @@ pub struct DiskSpec {
     pub direct_io_safe: bool,
     pub discard: Option<bool>,
     pub trusted: Option<bool>,
+    /// `sector-size=512|4096`: the logical sector size the guest sees. An rxl
+    /// extension (xl has no such key): rxblkback then serves a file with 4 KiB
+    /// sectors; without it a block device's own sector size is used.
+    pub sector_size: Option<u32>,
     /// The target carried a deprecated prefix such as `phy:` or `file:`.
     pub deprecated_prefix: Option<String>,
 }
@@ -91,6 +95,7 @@ struct Builder {
     direct_io_safe: bool,
     discard: Option<bool>,
     trusted: Option<bool>,
+    sector_size: Option<u32>,
     deprecated_prefix: Option<String>,
     access_set: bool,
 }
@@ -179,6 +184,7 @@ pub fn parse_disk_spec(spec: &str) -> Result<DiskSpec, DiskSpecError> {
         direct_io_safe: b.direct_io_safe,
         discard: b.discard,
         trusted: b.trusted,
+        sector_size: b.sector_size,
         deprecated_prefix: b.deprecated_prefix,
     })
 }
@@ -317,6 +323,17 @@ fn apply_token(b: &mut Builder, token: &str) -> Result<(), TokenError> {
                 b.specification = Some(s);
             }
             "vdev" => save(&mut b.vdev, v, "vdev respecified").map_err(e)?,
+            "sector-size" => {
+                let n = match v {
+                    "512" => 512,
+                    "4096" => 4096,
+                    _ => return Err(e("unknown value for sector-size")),
+                };
+                if b.sector_size.is_some_and(|o| o != n) {
+                    return Err(e("sector-size respecified"));
+                }
+                b.sector_size = Some(n);
+            }
             "script" => save(&mut b.script, v, "script respecified").map_err(e)?,
             "colo-host" | "colo-port" | "colo-export" | "active-disk" | "hidden-disk" => {
                 return Err(e("COLO is not supported by rxl"))
@@ -576,6 +593,14 @@ mod tests {
     }
 
     #[test]
+    fn sector_size_is_an_rxl_extension() {
+        assert_eq!(p("vdev=xvdb, target=/a").sector_size, None);
+        let d = p("vdev=xvdb, sector-size=4096, target=/a");
+        assert_eq!(d.sector_size, Some(4096));
+        assert_eq!(d.target.as_deref(), Some("/a"));
+    }
+
+    #[test]
     fn errors_follow_xl() {
         let cases = [
             ("/a,bogus,xvda", "unknown value for format"),
@@ -587,6 +612,14 @@ mod tests {
             (
                 "devtype=floppy, vdev=xvda, target=/a",
                 "unknown value for type",
+            ),
+            (
+                "sector-size=1024, vdev=xvda, target=/a",
+                "unknown value for sector-size",
+            ),
+            (
+                "sector-size=512, sector-size=4096, vdev=xvda, target=/a",
+                "sector-size respecified",
             ),
         ];
         for (spec, want) in cases {

@@ -21,6 +21,9 @@ pub mod node {
     pub const FRONTEND_ID: &str = "frontend-id";
     pub const DEV: &str = "dev";
     pub const DISCARD_ENABLE: &str = "discard-enable";
+    /// Logical sector size: written by rxl when the disk spec asks for one
+    /// (`sector-size=4096`), then published by rxblkback as blkif.h's node.
+    pub const SECTOR_SIZE: &str = "sector-size";
 }
 
 /// Errors of building a vbd's nodes.
@@ -89,6 +92,9 @@ pub fn nodes(domid: u32, disk: &DiskSpec) -> Result<DeviceNodes, VbdError> {
     ];
     if disk.direct_io_safe {
         backend.push(("direct-io-safe", "1".to_string()));
+    }
+    if let Some(n) = disk.sector_size {
+        backend.push((node::SECTOR_SIZE, n.to_string()));
     }
     Ok(DeviceNodes {
         paths,
@@ -172,6 +178,12 @@ mod tests {
         let bp: Vec<String> = n.backend_perms().iter().map(|p| p.to_string()).collect();
         assert_eq!(fp, ["n7", "r0"]);
         assert_eq!(bp, ["n0", "r7"]);
+        assert!(!n.backend.iter().any(|(k, _)| *k == node::SECTOR_SIZE));
+        let d = parse_disk_spec("vdev=xvdb, sector-size=4096, target=/d").unwrap();
+        assert_eq!(
+            value(&nodes(7, &d).unwrap().backend, node::SECTOR_SIZE),
+            "4096"
+        );
     }
 
     #[test]

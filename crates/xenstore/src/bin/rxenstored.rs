@@ -85,7 +85,8 @@ struct Cli {
     #[arg(short = 'K', long)]
     keep_orphans: bool,
     /// Messages a connection's output queue may hold before the daemon stops reading
-    /// its requests (and drops, then disconnects, a client not reading its events).
+    /// its requests and drops the watch events over it (a domain keeps its ring; a
+    /// socket client that lost events is disconnected).
     #[arg(long, value_name = "NB", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED)]
     max_queued: usize,
     /// Serve the unix socket only, even where /dev/xen/evtchn exists (no dom0
@@ -93,7 +94,7 @@ struct Cli {
     #[arg(long)]
     no_xen: bool,
     /// Bytes a connection's queued replies and events may take before the daemon
-    /// stops reading its requests and drops (then disconnects on) its events.
+    /// stops reading its requests and drops its watch events (as --max-queued).
     #[arg(long, value_name = "BYTES", default_value_t = xenstore::process::DEFAULT_MAX_QUEUED_BYTES)]
     max_queued_bytes: usize,
     /// More log output (repeat for more; C xenstored's -V).

@@ -128,6 +128,9 @@ pub(super) struct Connection {
     pub(super) peer_closed: bool,
     /// Waiting in the work list already.
     pub(super) queued: bool,
+    /// The core dropped watch events for this (domain) connection and that was
+    /// logged: logged once per connection.
+    pub(super) drops_logged: bool,
 }
 
 impl Connection {
@@ -145,6 +148,7 @@ impl Connection {
             write_interest: false,
             peer_closed: false,
             queued: false,
+            drops_logged: false,
         }
     }
 

@@ -14,8 +14,10 @@
 //! Bounds: a connection's encoded output is capped near [`conn::OUT_BUF_LIMIT`]
 //! bytes; beyond that messages wait in the core's queue, which is itself bounded
 //! (`Config::max_queued`): at the bound the core stops taking the connection's
-//! requests, and a watch event that finds the queue full is dropped, after which the
-//! daemon closes that connection (its peer has lost events and must resynchronise).
+//! requests, and a watch event that finds the queue full is dropped. A socket
+//! client that lost events is then disconnected (it must resynchronise); a domain
+//! keeps its ring and only loses those events, as with C xenstored (logged once
+//! per connection; docs/SECURITY.md).
 //! Memory per connection is therefore bounded whatever the peer does.
 
 mod conn;
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::UnixListener;
 use mio::unix::SourceFd;
@@ -278,6 +280,10 @@ impl Daemon {
         events: &mut Events,
         timeout: Option<Duration>,
     ) -> Result<Option<Exit>, DaemonError> {
+        let timeout = match (timeout, self.rescan_timeout(Instant::now())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
@@ -311,6 +317,7 @@ impl Daemon {
                 }
             }
         }
+        self.rescan_rings(Instant::now());
         self.service_work();
         self.trace.flush();
         Ok(None)
@@ -516,10 +523,28 @@ impl Daemon {
             return Ok(false);
         };
         let id = c.id;
-        if self.server.dropped_events(id) > 0 {
-            tracing::warn!(%id, dropped = self.server.dropped_events(id),
-                "client does not read its watch events; disconnecting it");
-            return Err("watch events dropped".into());
+        let dropped = self.server.dropped_events(id);
+        if dropped > 0 {
+            // The policy for a peer that lost watch events (the core dropped them
+            // because its queue was full): a domain keeps its ring and only loses
+            // those events, as with C xenstored (a guest's xenstore must not go
+            // away because it was slow, and a hostile guest only hurts itself); a
+            // socket client (a dom0 tool) is disconnected so that it notices and
+            // resynchronises.
+            match self.xen.as_ref().and_then(|x| x.domid_of(id)) {
+                Some(domid) => {
+                    if !c.drops_logged {
+                        c.drops_logged = true;
+                        tracing::warn!(domid, %id, dropped,
+                            "domain does not read its watch events fast enough; events over its queue bound are dropped, its connection is kept (logged once per connection)");
+                    }
+                }
+                None => {
+                    tracing::warn!(%id, dropped,
+                        "client does not read its watch events; disconnecting it");
+                    return Err("watch events dropped".into());
+                }
+            }
         }
         let mut wrote = false;
         loop {

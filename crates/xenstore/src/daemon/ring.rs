@@ -197,6 +197,31 @@ impl Interface {
         Ok(n)
     }
 
+    /// Whether request bytes wait in the ring (`req_prod != req_cons`), read
+    /// without a notification: [`super::Daemon`]'s rescan for a notification the
+    /// guest never sent. Broken indices count as nothing waiting (the next read
+    /// reports them).
+    pub fn requests_waiting(&self) -> bool {
+        let Ok(cons) = self.mem.read_u32(OFF_REQ_CONS) else {
+            return false;
+        };
+        let Ok(prod) = self.mem.read_u32(OFF_REQ_PROD) else {
+            return false;
+        };
+        fill(cons, prod).is_ok_and(|used| used > 0)
+    }
+
+    /// Free bytes in the reply ring (0 when full or when the indices are broken).
+    pub fn reply_room(&self) -> u32 {
+        let Ok(cons) = self.mem.read_u32(OFF_RSP_CONS) else {
+            return 0;
+        };
+        let Ok(prod) = self.mem.read_u32(OFF_RSP_PROD) else {
+            return 0;
+        };
+        fill(cons, prod).map_or(0, |used| XENSTORE_RING_SIZE - used)
+    }
+
     /// The `connection` field.
     pub fn connection(&self) -> u32 {
         self.mem

@@ -26,6 +26,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
@@ -48,6 +49,14 @@ use crate::wire::XsError;
 
 /// Poll token of the event channel device.
 pub(super) const EVTCHN: Token = Token(usize::MAX - 1);
+
+/// How often the rings are looked at without a notification while guests are
+/// busy ([`Daemon::rescan_rings`]).
+pub(super) const RING_RESCAN_PERIOD: Duration = Duration::from_millis(100);
+/// How long after a guest's last notification the rescans go on at that pace.
+pub(super) const RING_RESCAN_WINDOW: Duration = Duration::from_secs(5);
+/// How often the rings are looked at otherwise (while any ring is served).
+pub(super) const RING_RESCAN_IDLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// Errors setting up the Xen side of the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +283,19 @@ pub(super) struct XenIo {
     prepared: PreparedMap,
     rings: HashMap<ConnId, RingHandle>,
     ignored: HashSet<ConnId>,
+    /// Rescans are frequent until then (set by each ring notification).
+    rescan_until: Option<Instant>,
+    /// When the next rescan is due.
+    next_rescan: Instant,
+    /// Ring wake-ups the rescans found that no notification announced.
+    recovered: u64,
+}
+
+impl XenIo {
+    /// The domain whose ring `conn` is, if it is a ring.
+    pub(super) fn domid_of(&self, conn: ConnId) -> Option<u32> {
+        self.rings.get(&conn).map(|h| h.domid)
+    }
 }
 
 impl fmt::Debug for XenIo {
@@ -317,6 +339,9 @@ impl Daemon {
             prepared,
             rings: HashMap::new(),
             ignored: HashSet::new(),
+            rescan_until: None,
+            next_rescan: Instant::now(),
+            recovered: 0,
         });
         if let Some((page, remote)) = dom0 {
             let master = self.server.config().master_domid;
@@ -502,6 +527,77 @@ impl Daemon {
         self.xen.as_ref().is_some_and(|x| x.ignored.contains(&conn))
     }
 
+    /// How long the poller may sleep before [`Daemon::rescan_rings`] is due;
+    /// `None` when no ring is served.
+    pub(super) fn rescan_timeout(&self, now: Instant) -> Option<Duration> {
+        let x = self.xen.as_ref()?;
+        if x.rings.is_empty() {
+            return None;
+        }
+        Some(x.next_rescan.saturating_duration_since(now))
+    }
+
+    /// Looks at every served ring for work that no notification announced:
+    /// request bytes while the connection waits for a notification, or room for
+    /// replies while its output waits for one. The Linux guest's xenbus notifies
+    /// only when it saw the backend caught up (requests) or the reply ring full
+    /// (replies), and it reads the other side's index right after writing its
+    /// own without a full barrier between them, so when both sides move their
+    /// indices at the same moment each can miss the other's update and the
+    /// notification is never sent (a store-buffering race: seen as a guest
+    /// whose xenstore went silent for good). C xenstored recovers because it
+    /// looks at every domain's ring on each pass of its main loop; rxenstored
+    /// rescans every [`RING_RESCAN_PERIOD`] for [`RING_RESCAN_WINDOW`] after a
+    /// guest's last notification and every [`RING_RESCAN_IDLE_PERIOD`]
+    /// otherwise. Returns how many connections it woke.
+    pub(super) fn rescan_rings(&mut self, now: Instant) -> usize {
+        let Some(x) = self.xen.as_mut() else {
+            return 0;
+        };
+        if x.rings.is_empty() || now < x.next_rescan {
+            return 0;
+        }
+        let busy = x.rescan_until.is_some_and(|until| until > now);
+        x.next_rescan = now
+            + if busy {
+                RING_RESCAN_PERIOD
+            } else {
+                RING_RESCAN_IDLE_PERIOD
+            };
+        let mut woken = Vec::new();
+        for (id, h) in &x.rings {
+            if x.ignored.contains(id) {
+                continue;
+            }
+            let Some(Some(c)) = self.by_id.get(id).and_then(|&s| self.slots.get_mut(s)) else {
+                continue;
+            };
+            let requests = !c.readable && h.intf.requests_waiting();
+            let room = !c.writable && h.intf.reply_room() > 0;
+            if requests || room {
+                c.readable |= requests;
+                c.writable |= room;
+                woken.push((h.domid, *id, requests, room));
+            }
+        }
+        let first = x.recovered;
+        x.recovered += woken.len() as u64;
+        for (n, &(domid, id, requests, room)) in (first + 1..).zip(&woken) {
+            // Rare: every occurrence at debug, the 1st, 2nd, 4th, 8th... at info.
+            if n.is_power_of_two() {
+                tracing::info!(domid, %id, requests, reply_room = room, recovered = n,
+                    "ring work found without a notification (missed event-channel notification)");
+            } else {
+                tracing::debug!(domid, %id, requests, reply_room = room, recovered = n,
+                    "ring work found without a notification");
+            }
+            if let Some(&slot) = self.by_id.get(&id) {
+                self.schedule(slot);
+            }
+        }
+        woken.len()
+    }
+
     /// Takes every pending port: rings become readable and writable (and are
     /// reset first when their guest asked to reconnect), `VIRQ_DOM_EXC` runs the
     /// core's domain check.
@@ -549,6 +645,14 @@ impl Daemon {
             return;
         };
         let Some(&slot) = self.by_id.get(&conn) else {
+            return;
+        };
+        if let Some(x) = self.xen.as_mut() {
+            let now = Instant::now();
+            x.rescan_until = Some(now + RING_RESCAN_WINDOW);
+            x.next_rescan = x.next_rescan.min(now + RING_RESCAN_PERIOD);
+        }
+        let Some(xen) = self.xen.as_ref() else {
             return;
         };
         let reconnect = xen

@@ -36,6 +36,10 @@ impl Drop for TempFile {
 }
 
 fn guest(read_only: bool) -> Guest {
+    guest_with_sectors_of(read_only, 512)
+}
+
+fn guest_with_sectors_of(read_only: bool, sector_size: u32) -> Guest {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let path = std::env::temp_dir().join(format!(
@@ -61,7 +65,12 @@ fn guest(read_only: bool) -> Guest {
     let front = FrontRing::init(ring_mem.clone(), REQUEST_SIZE).unwrap();
     let mapped = grants.map_grants(GUEST, &[RING_GREF], true).unwrap();
     let ring = BackRing::new((*mapped).clone(), REQUEST_SIZE).unwrap();
-    let disk = Arc::new(Disk::open(&path, read_only).unwrap());
+    let disk = Arc::new(
+        Disk::open(&path, read_only)
+            .unwrap()
+            .with_sector_size(sector_size)
+            .unwrap(),
+    );
     let mut back = BlkRing::new(ring, Arc::clone(&grants), GUEST, Arc::clone(&disk), true);
     // Every ring journals, as rxblkback's do by default.
     let jpath = path.with_extension("journal");
@@ -152,6 +161,42 @@ fn writes_reach_the_disk_and_flush_and_discard_work() {
     assert_eq!(g.one(RawRequest::new(OP_READ, 5, 64, &[full(3)])), RSP_OKAY);
     g.data.read_bytes(3 * 4096, &mut page).unwrap();
     assert!(page.iter().all(|b| *b == 0));
+}
+
+#[test]
+fn a_4096_byte_sector_disk_answers_misaligned_requests_with_an_error() {
+    let mut g = guest_with_sectors_of(false, 4096);
+    assert_eq!(g.disk.sector_size(), 4096);
+    // Sector numbers stay in 512-byte units: sector 16 starts the third 4 KiB sector.
+    assert_eq!(g.one(RawRequest::new(OP_READ, 1, 16, &[full(0)])), RSP_OKAY);
+    let mut page = [0u8; 4096];
+    g.data.read_bytes(0, &mut page).unwrap();
+    assert!(page[..512].iter().all(|b| *b == 16));
+    assert!(page[3584..].iter().all(|b| *b == 23));
+    let half = RawSegment {
+        gref: DATA_GREF,
+        first_sect: 0,
+        last_sect: 3,
+    };
+    assert_eq!(g.one(RawRequest::new(OP_READ, 2, 16, &[half])), RSP_ERROR);
+    assert_eq!(
+        g.one(RawRequest::new(OP_READ, 3, 20, &[full(0)])),
+        RSP_ERROR
+    );
+    g.data.fill(4096, 4096, 0xcd).unwrap();
+    assert_eq!(
+        g.one(RawRequest::new(OP_WRITE, 4, 12, &[full(1)])),
+        RSP_ERROR
+    );
+    assert_eq!(g.one(RawRequest::new(OP_WRITE, 5, 8, &[full(1)])), RSP_OKAY);
+    let mut back = [0u8; 4096];
+    g.disk.read_at(&mut back, 8).unwrap();
+    assert!(back.iter().all(|b| *b == 0xcd));
+    // The misaligned write wrote nothing: sector 12 still holds its own bytes
+    // under the aligned write's, and sector 16 is untouched.
+    g.disk.read_at(&mut back, 16).unwrap();
+    assert!(back[..512].iter().all(|b| *b == 16));
+    assert_eq!(g.one(RawRequest::new_discard(6, 8, 4, 0)), RSP_ERROR);
 }
 
 #[test]

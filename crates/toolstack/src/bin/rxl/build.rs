@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
+use toolstack::builder::XenGuestMemory;
 use toolstack::config::DomainConfig;
 use toolstack::lifecycle::{self, ConfigSource, CreateRequest};
 use xen::{DomainControl, XenCtrl};
@@ -20,9 +21,10 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
     let mut xs = toolstack::domain::connect().context("connecting to xenstored")?;
     let ver = ctl.version_numbers();
+    let mem = XenGuestMemory::new(ctl.privcmd());
     let built = lifecycle::create(
         &ctl,
-        ctl.privcmd(),
+        &mem,
         &mut xs,
         &CreateRequest {
             cfg,
@@ -51,7 +53,7 @@ pub fn create_real(args: &CreateArgs, cfg: &DomainConfig) -> anyhow::Result<()> 
             cfg.name,
             std::process::id()
         );
-        return toolstack::monitor::run(&ctl, ctl.privcmd(), &src, u32::from(domid), ver)
+        return toolstack::monitor::run(&ctl, &mem, &src, u32::from(domid), ver)
             .with_context(|| format!("monitoring domain {domid}"));
     }
     let mode = if args.foreground {

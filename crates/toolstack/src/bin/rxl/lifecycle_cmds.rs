@@ -137,6 +137,12 @@ pub fn monitor(args: &MonitorArgs) -> anyhow::Result<()> {
         path: args.config.clone(),
         overrides: args.overrides.clone(),
     };
-    toolstack::monitor::run(&ctl, ctl.privcmd(), &src, args.domid, ver)
-        .with_context(|| format!("monitoring domain {}", args.domid))
+    toolstack::monitor::run(
+        &ctl,
+        &toolstack::builder::XenGuestMemory::new(ctl.privcmd()),
+        &src,
+        args.domid,
+        ver,
+    )
+    .with_context(|| format!("monitoring domain {}", args.domid))
 }

@@ -10,9 +10,13 @@ use xen::{AffinityKind, DomainControl, DomainInfo};
 
 use crate::list;
 
-/// xl's header line.
-pub const HEADER: &str =
-    "Name                              ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)";
+/// xl's header line: `"%-32s %5s %5s %5s %5s %9s %s"` of the column names.
+pub fn header() -> String {
+    format!(
+        "{:<32} {:>5} {:>5} {:>5} {:>5} {:>9} {}",
+        "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity (Hard / Soft)"
+    )
+}
 
 /// A CPU set the way xl's print_bitmap writes it over `nr_cpus` CPUs: `all` when
 /// it holds every one, `none` when empty, else ranges (`0-2,5`).
@@ -91,7 +95,7 @@ pub fn list(filter: &[String]) -> anyhow::Result<()> {
     let nr_cpus = ctl.physinfo().context("XEN_SYSCTL_physinfo")?.max_cpu_id + 1;
     let (domains, name_of) = list::domains_and_names(&ctl)?;
     let domains = list::select(domains, filter, &name_of)?;
-    println!("{HEADER}");
+    println!("{}", header());
     for d in &domains {
         print_domain(&ctl, d, name_of(d.domid).as_deref(), nr_cpus)?;
     }
@@ -196,6 +200,14 @@ mod tests {
         assert_eq!(cpumap_text(&[1, 2, 3], 4), "1-3");
         // CPUs beyond the host's are not shown (Xen never reports them).
         assert_eq!(cpumap_text(&[0, 9], 2), "0");
+    }
+
+    #[test]
+    fn header_is_xls() {
+        assert_eq!(
+            header(),
+            "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::daemon::ring::{XENSTORE_ERROR_NONE, XENSTORE_ERROR_PROTO, XENSTORE_ER
 use crate::daemon::{DaemonConfig, Listener};
 use crate::process::Config;
 use crate::wire::{Header, Message, MsgType, Reassembler, HEADER_SIZE};
+use std::time::Instant;
 use xen::fake::{FakeEvtchn, FakeEvtchnHub, FakeForeignMemory, FakeGrants};
 use xen::{EventChannels, MappedMemory};
 
@@ -537,5 +538,155 @@ fn a_new_domain_with_a_dead_domains_id_does_not_inherit_its_permissions() {
     assert_eq!(
         r[0].payload, b"EACCES\0",
         "the dead domain's right is not inherited"
+    );
+}
+
+impl Guest {
+    /// Puts bytes in the request ring without a notification (what the Linux
+    /// guest's xenbus does when it believes the backend is still reading).
+    fn send_quietly(&self, msg: &Message) {
+        let data = msg.encode();
+        let prod = self.page.read_u32(OFF_REQ_PROD).expect("prod");
+        for (i, b) in data.iter().enumerate() {
+            let idx = (prod as usize + i) % 1024;
+            self.page.write_bytes(idx, &[*b]).expect("byte");
+        }
+        self.page
+            .write_u32(OFF_REQ_PROD, prod.wrapping_add(data.len() as u32))
+            .expect("prod");
+    }
+}
+
+/// A rescan as the loop runs it once a period has passed (`clock` is the
+/// test's time, a period later at each call).
+fn rescan(bed: &mut Bed, clock: &mut Instant) -> usize {
+    *clock += RING_RESCAN_PERIOD;
+    let n = bed.daemon.rescan_rings(*clock);
+    bed.daemon.service_work();
+    n
+}
+
+#[test]
+fn work_without_a_notification_is_found_by_the_rescan() {
+    let hub = FakeEvtchnHub::new();
+    let g = Guest::new(&hub, 14);
+    let mut bed = Bed::new(&[&g], &[], Arc::clone(&hub));
+    assert_eq!(bed.introduce(&g, 1).payload, b"OK\0");
+    // Served rings are looked at once a second at least.
+    let idle = bed.daemon.rescan_timeout(Instant::now()).expect("rescan");
+    assert!(idle <= RING_RESCAN_IDLE_PERIOD, "{idle:?}");
+    g.send(&domain_path_request(1, 14));
+    bed.pump();
+    assert_eq!(g.replies().len(), 1);
+    let busy = bed.daemon.rescan_timeout(Instant::now()).expect("rescan");
+    assert!(busy <= RING_RESCAN_PERIOD, "{busy:?}");
+
+    // A request whose notification was lost: nothing happens until the rescan.
+    let mut clock = Instant::now();
+    g.send_quietly(&domain_path_request(2, 14));
+    bed.pump();
+    assert!(g.replies().is_empty());
+    assert_eq!(rescan(&mut bed, &mut clock), 1);
+    let r = g.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].header.req_id, 2);
+
+    // Replies waiting for room: the guest empties the full reply ring without
+    // notifying; the rescan finds the room.
+    let mut sent = 3;
+    while g.u32_at(OFF_RSP_PROD).wrapping_sub(g.u32_at(OFF_RSP_CONS)) < 1024 {
+        g.send(&domain_path_request(sent, 14));
+        sent += 1;
+        bed.pump();
+    }
+    for _ in 0..4 {
+        g.send(&domain_path_request(sent, 14));
+        sent += 1;
+    }
+    bed.pump();
+    let mut got = g.replies().len();
+    bed.pump();
+    assert_eq!(g.replies().len(), 0, "no notification, no new replies");
+    for _ in 0..100 {
+        if got as u32 == sent - 3 {
+            break;
+        }
+        rescan(&mut bed, &mut clock);
+        got += g.replies().len();
+    }
+    assert_eq!(
+        got as u32,
+        sent - 3,
+        "every reply arrived through rescans alone"
+    );
+    // Nothing to find: no wake-up.
+    assert_eq!(rescan(&mut bed, &mut clock), 0);
+    // Once the window after the last notification has passed, the rescans slow
+    // down to the idle period.
+    let after = clock + RING_RESCAN_WINDOW;
+    bed.daemon.rescan_rings(after);
+    let idle = bed.daemon.rescan_timeout(after).expect("rescan");
+    assert_eq!(idle, RING_RESCAN_IDLE_PERIOD);
+}
+
+#[test]
+fn a_domain_that_lags_on_watch_events_loses_events_not_its_ring() {
+    let hub = FakeEvtchnHub::new();
+    let g = Guest::new(&hub, 15);
+    let mut bed = Bed::new(&[&g], &[], Arc::clone(&hub));
+    assert_eq!(bed.introduce(&g, 1).payload, b"OK\0");
+    assert_eq!(bed.tool(MsgType::Write, b"/w15\0").payload, b"OK\0");
+    assert_eq!(bed.tool(MsgType::SetPerms, b"/w15\0n15\0").payload, b"OK\0");
+    g.send(&Message::new(MsgType::Watch, 1, 0, b"/w15\0t\0".to_vec()));
+    bed.pump();
+    assert_eq!(g.replies().len(), 2, "watch reply and first event");
+    // Far more events than the queue holds, faster than the guest reads them.
+    let writes = 3 * crate::process::DEFAULT_MAX_QUEUED;
+    for i in 0..writes {
+        let m = Message::new(MsgType::Write, 1, 0, format!("/w15/k{i}\0v").into_bytes());
+        bed.daemon.server.handle(bed.tool, m);
+        while bed.daemon.server.pop_output(bed.tool).is_some() {}
+    }
+    bed.daemon.schedule_woken(None);
+    bed.pump();
+    let conn = *bed
+        .daemon
+        .xen
+        .as_ref()
+        .expect("xen")
+        .rings
+        .iter()
+        .find(|(_, h)| h.domid == 15)
+        .expect("ring")
+        .0;
+    assert!(
+        bed.daemon.server.dropped_events(conn) > 0,
+        "events were dropped"
+    );
+    // The ring is kept: no error, not ignored, and a request is still answered
+    // once the guest reads what was queued.
+    assert_eq!(g.u32_at(OFF_ERROR), XENSTORE_ERROR_NONE);
+    assert!(!bed.daemon.is_ignored(conn));
+    g.send(&domain_path_request(7, 15));
+    let mut events = 0;
+    let mut answered = false;
+    for _ in 0..10_000 {
+        for m in g.replies() {
+            if m.header.msg_type == MsgType::WatchEvent as u32 {
+                events += 1;
+            } else if m.header.req_id == 7 {
+                answered = true;
+            }
+        }
+        if answered {
+            break;
+        }
+        g.evtchn.notify(g.port).expect("kick");
+        bed.pump();
+    }
+    assert!(answered, "the lagging domain is still served");
+    assert!(
+        events > 0 && events < writes,
+        "{events} of {writes} events delivered"
     );
 }
