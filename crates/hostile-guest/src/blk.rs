@@ -20,31 +20,17 @@ use xen::ring::{init_shared, ring_size, RING_HEADER_SIZE};
 use xen::{Evtchn, Gntalloc, GrantShare};
 use xenstore::client::{Client, XsOps};
 
+use crate::front::{
+    wait_state, BACKEND_DOMID, BACKEND_TIMEOUT, FAR_AHEAD, NEVER_GRANTED, REQ_PROD, RSP_EVENT,
+    RSP_PROD, STATE_CLOSED, STATE_CLOSING, STATE_CONNECTED, STATE_INITIALISED, STATE_INITIALISING,
+    STATE_INIT_WAIT,
+};
 use crate::report::Report;
 
-/// The backend domain (dom0 runs rxblkback in the test bed).
-const BACKEND_DOMID: u16 = 0;
-/// Offsets in the shared ring header (ring.h `struct *_sring`).
-const REQ_PROD: usize = 0;
-const RSP_PROD: usize = 8;
-const RSP_EVENT: usize = 12;
-/// Xenbus states (xen/include/public/io/xenbus.h).
-const STATE_INITIALISING: u32 = 1;
-const STATE_INIT_WAIT: u32 = 2;
-const STATE_INITIALISED: u32 = 3;
-const STATE_CONNECTED: u32 = 4;
-const STATE_CLOSING: u32 = 5;
-const STATE_CLOSED: u32 = 6;
 /// Data pages granted to the backend.
 const DATA_PAGES: usize = MAX_SEGMENTS + 1;
-/// How long a backend may take to answer or change state.
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// A grant reference far beyond any this guest has granted.
-const NEVER_GRANTED: GrantRef = 0x0fff_fff0;
 /// Sectors per 4 KiB page.
 const SECTORS_PER_PAGE: u8 = (XEN_PAGE_SIZE / 512) as u8;
-/// How far ahead of the backend's consumer the hostile producer index jumps.
-const FAR_AHEAD: u32 = 1000;
 /// Rounds of the rewrite-after-notify race.
 const REWRITE_ROUNDS: u64 = 20;
 
@@ -137,24 +123,6 @@ fn read_u64(xs: &mut Client, path: &str) -> Result<Option<u64>> {
                 .with_context(|| format!("{path} is not a number"))?,
         ),
     })
-}
-
-fn state(xs: &mut Client, dir: &str) -> Result<u32> {
-    Ok(read_u64(xs, &format!("{dir}/state"))?.unwrap_or(0) as u32)
-}
-
-fn wait_state(xs: &mut Client, dir: &str, want: &[u32]) -> Result<u32> {
-    let deadline = Instant::now() + BACKEND_TIMEOUT;
-    loop {
-        let s = state(xs, dir)?;
-        if want.contains(&s) {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            bail!("{dir}/state is {s}, not one of {want:?} after {BACKEND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The handshake: grant a ring, offer an event channel, move to Initialised and

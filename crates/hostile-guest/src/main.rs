@@ -9,6 +9,7 @@
 
 mod blk;
 mod console;
+mod front;
 mod net;
 mod report;
 mod xs;

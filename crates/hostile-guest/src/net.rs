@@ -25,25 +25,12 @@ use xen::ring::{init_shared, ring_size, RING_HEADER_SIZE};
 use xen::{Evtchn, Gntalloc, GrantShare};
 use xenstore::client::{Client, XsOps};
 
+use crate::front::{
+    read_str, wait_state, BACKEND_DOMID, BACKEND_TIMEOUT, FAR_AHEAD, NEVER_GRANTED, REQ_PROD,
+    RSP_PROD, STATE_CLOSED, STATE_CLOSING, STATE_CONNECTED, STATE_INITIALISED, STATE_INIT_WAIT,
+};
 use crate::report::Report;
 
-/// The backend domain (dom0 runs rxnetback in the test bed).
-const BACKEND_DOMID: u16 = 0;
-/// Offsets in the shared ring header (ring.h `struct *_sring`).
-const REQ_PROD: usize = 0;
-const RSP_PROD: usize = 8;
-/// Xenbus states (xen/include/public/io/xenbus.h).
-const STATE_INIT_WAIT: u32 = 2;
-const STATE_INITIALISED: u32 = 3;
-const STATE_CONNECTED: u32 = 4;
-const STATE_CLOSING: u32 = 5;
-const STATE_CLOSED: u32 = 6;
-/// How long the backend may take to answer or change state.
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// A grant reference far beyond any this guest has granted.
-const NEVER_GRANTED: GrantRef = 0x0fff_fff0;
-/// How far ahead of the backend's consumer the hostile producer index jumps.
-const FAR_AHEAD: u32 = 1000;
 /// Data pages for tx packets.
 const TX_PAGES: usize = 2;
 /// Rx buffers posted (and never taken back).
@@ -228,32 +215,6 @@ fn expect(
         ),
     );
     Ok(())
-}
-
-fn read_str(xs: &mut Client, path: &str) -> Result<Option<String>> {
-    Ok(xs
-        .try_read(path)?
-        .map(|v| String::from_utf8_lossy(&v).trim().to_string()))
-}
-
-fn state(xs: &mut Client, dir: &str) -> Result<u32> {
-    Ok(read_str(xs, &format!("{dir}/state"))?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0))
-}
-
-fn wait_state(xs: &mut Client, dir: &str, want: &[u32]) -> Result<u32> {
-    let deadline = Instant::now() + BACKEND_TIMEOUT;
-    loop {
-        let s = state(xs, dir)?;
-        if want.contains(&s) {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            bail!("{dir}/state is {s}, not one of {want:?} after {BACKEND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
