@@ -697,21 +697,11 @@ fn main() -> Result<()> {
         load_average(),
     );
     if !args.memory_only {
-        println!();
-        println!(
-            "| workload | clients | idle conns | {} | {} |",
-            names.join(" ops/s | "),
-            ratio_header(&names)
+        print_rate_table(
+            &format!("{} | {}", names.join(" ops/s | "), ratio_header(&names)),
+            &rows,
+            |s| s.rate,
         );
-        println!(
-            "|---|---|---|{}{}",
-            "---|".repeat(n),
-            "---|".repeat(n.saturating_sub(1))
-        );
-        for (label, s) in &rows {
-            let vals: Vec<f64> = s.iter().map(|s| s.rate).collect();
-            println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
-        }
         println!();
         println!(
             "| workload | clients | idle conns | {} | {} |",
@@ -723,11 +713,7 @@ fn main() -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(" | ")
         );
-        println!(
-            "|---|---|---|{}{}",
-            "---|".repeat(n),
-            "---|".repeat(n.saturating_sub(1))
-        );
+        println!("{}", table_rule(n));
         for (label, s) in &rows {
             let inv: Vec<f64> = s.iter().map(|s| 1.0 / s.cpu_us).collect();
             println!(
@@ -761,21 +747,15 @@ fn main() -> Result<()> {
         }
     }
     if !args.memory_only {
-        println!();
-        println!(
-            "| workload | clients | idle conns | {} ops per CPU-second (daemon + clients) | {} |",
-            names.join(" | "),
-            ratio_header(&names)
+        print_rate_table(
+            &format!(
+                "{} ops per CPU-second (daemon + clients) | {}",
+                names.join(" | "),
+                ratio_header(&names)
+            ),
+            &rows,
+            |s| s.per_cpu_s,
         );
-        println!(
-            "|---|---|---|{}{}",
-            "---|".repeat(n),
-            "---|".repeat(n.saturating_sub(1))
-        );
-        for (label, s) in &rows {
-            let vals: Vec<f64> = s.iter().map(|s| s.per_cpu_s).collect();
-            println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
-        }
     }
     if !args.memory_only && !args.no_fanout {
         println!();
@@ -833,6 +813,29 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The separator line under a header with the three key columns, `n` daemons' values
+/// and `n - 1` ratios.
+fn table_rule(n: usize) -> String {
+    format!(
+        "|---|---|---|{}{}",
+        "---|".repeat(n),
+        "---|".repeat(n.saturating_sub(1))
+    )
+}
+
+/// A table of one figure per daemon where more is better (`value` of each row's
+/// medians), with the first daemon's ratio to each other one.
+fn print_rate_table(columns: &str, rows: &[(String, Vec<Sample>)], value: fn(&Sample) -> f64) {
+    let n = rows.first().map_or(0, |(_, s)| s.len());
+    println!();
+    println!("| workload | clients | idle conns | {columns} |");
+    println!("{}", table_rule(n));
+    for (label, s) in rows {
+        let vals: Vec<f64> = s.iter().map(value).collect();
+        println!("| {label} | {} | {} |", fmt_vals(&vals), ratios(&vals));
+    }
 }
 
 fn fmt_vals(v: &[f64]) -> String {
