@@ -45,6 +45,11 @@ impl Guest {
 
     /// Puts bytes in the request ring (as the guest's xenbus does) and kicks.
     fn send_bytes(&self, data: &[u8]) {
+        self.put_bytes(data);
+        self.evtchn.notify(self.port).expect("notify");
+    }
+    /// Puts bytes in the request ring and moves its producer index, no kick.
+    fn put_bytes(&self, data: &[u8]) {
         let prod = self.page.read_u32(OFF_REQ_PROD).expect("prod");
         let cons = self.page.read_u32(OFF_REQ_CONS).expect("cons");
         assert!(
@@ -58,7 +63,6 @@ impl Guest {
         self.page
             .write_u32(OFF_REQ_PROD, prod.wrapping_add(data.len() as u32))
             .expect("prod");
-        self.evtchn.notify(self.port).expect("notify");
     }
 
     fn send(&self, msg: &Message) {
@@ -545,15 +549,7 @@ impl Guest {
     /// Puts bytes in the request ring without a notification (what the Linux
     /// guest's xenbus does when it believes the backend is still reading).
     fn send_quietly(&self, msg: &Message) {
-        let data = msg.encode();
-        let prod = self.page.read_u32(OFF_REQ_PROD).expect("prod");
-        for (i, b) in data.iter().enumerate() {
-            let idx = (prod as usize + i) % 1024;
-            self.page.write_bytes(idx, &[*b]).expect("byte");
-        }
-        self.page
-            .write_u32(OFF_REQ_PROD, prod.wrapping_add(data.len() as u32))
-            .expect("prod");
+        self.put_bytes(&msg.encode());
     }
 }
 
