@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use super::abi::*;
 use super::offload::{gso_extra, rx_meta, tx_vnet_hdr};
 use super::request::{parse_packet, FatalTxError, McastOp, Packet, Parsed, TxItem};
+use super::stats::{ns_since, QueueTimes};
 use xen::abi::xen::DomId;
 use xen::tap::{VirtioNetHdr, VIRTIO_NET_HDR_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError, Tap};
@@ -342,6 +343,8 @@ pub struct TxQueue<G, F> {
     tx_frames: Vec<TxFrame>,
     /// Its `tx_*` counters.
     pub stats: NetStats,
+    /// Where its time goes.
+    pub times: QueueTimes,
 }
 
 /// The receive half of a queue (dom0 to guest): its rx ring.
@@ -363,6 +366,8 @@ pub struct RxQueue<G, F> {
     rx_stall_drop: Duration,
     /// Its `rx_*` counters.
     pub stats: NetStats,
+    /// Where its time goes.
+    pub times: QueueTimes,
 }
 
 /// One queue of one NIC: its two halves (one thread serves both).
@@ -397,6 +402,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 txbuf: PageBuf::new(TX_BATCH_SLOTS * PAGE_SIZE),
                 tx_frames: Vec::new(),
                 stats: NetStats::default(),
+                times: QueueTimes::default(),
             },
             rx: RxQueue {
                 domid,
@@ -412,6 +418,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 stalled_since: None,
                 rx_stall_drop: RX_STALL_DROP,
                 stats: NetStats::default(),
+                times: QueueTimes::default(),
             },
         }
     }
@@ -458,6 +465,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     /// [`RxQueue::process_rx`].
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
         self.rx.process_rx()
+    }
+
+    /// Both halves' timing counters since the last call (which resets them).
+    pub fn take_times(&mut self) -> QueueTimes {
+        let mut t = self.tx.times.take();
+        t += self.rx.times.take();
+        t
     }
 
     /// Both halves' counters.
@@ -604,13 +618,21 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
             };
             batch.push((parsed, pending));
         }
+        if !batch.is_empty() {
+            self.times.tx_batches += 1;
+            self.times.tx_slots += batch.iter().map(|(p, _)| p.consumed as u64).sum::<u64>();
+        }
         // One copy for the batch; when it fails, packet by packet, so that only
         // the packet with a bad grant is refused.
-        let all_copied = self.pieces.is_empty()
-            || self
+        let all_copied = self.pieces.is_empty() || {
+            let t = Instant::now();
+            let r = self
                 .grants
-                .copy_in(self.domid, &self.pieces, &self.at, self.txbuf.get_mut())
-                .is_ok();
+                .copy_in(self.domid, &self.pieces, &self.at, self.txbuf.get_mut());
+            self.times.tx_copies += 1;
+            self.times.tx_copy_ns += ns_since(t);
+            r.is_ok()
+        };
         for (parsed, pending) in &batch {
             let status = match (&parsed.result, pending) {
                 (_, Pending::Answered(s)) => *s,
@@ -631,10 +653,13 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     fn tx_frame(&mut self, p: &Packet, r: std::ops::Range<usize>, copied: bool) -> i16 {
         if !copied {
             let (pieces, at) = (&self.pieces[r.clone()], &self.at[r.clone()]);
-            if let Err(e) = self
+            let t = Instant::now();
+            let copied = self
                 .grants
-                .copy_in(self.domid, pieces, at, self.txbuf.get_mut())
-            {
+                .copy_in(self.domid, pieces, at, self.txbuf.get_mut());
+            self.times.tx_copies += 1;
+            self.times.tx_copy_ns += ns_since(t);
+            if let Err(e) = copied {
                 count(
                     &mut self.stats.tx_errors,
                     self.domid,
@@ -687,7 +712,11 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
                 parts[j + 1] =
                     IoSlice::new(&buf[self.at[k]..self.at[k] + usize::from(self.pieces[k].len)]);
             }
-            match self.io.write_frame(&parts[..n + 1]) {
+            let t = Instant::now();
+            let written = self.io.write_frame(&parts[..n + 1]);
+            self.times.tap_writes += 1;
+            self.times.tap_write_ns += ns_since(t);
+            match written {
                 Ok(()) => {
                     self.stats.tx_packets += 1;
                     self.stats.tx_bytes += f.len as u64;
@@ -717,14 +746,21 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
         while delivered < RX_BATCH {
             let n = match self.pending {
                 Some(n) => n,
-                None => match self
-                    .io
-                    .read_frame(&mut self.rxhdr, self.rxbuf.get_mut())
-                    .map_err(QueueError::Tap)?
-                {
-                    Some(n) => n,
-                    None => break,
-                },
+                None => {
+                    let t = Instant::now();
+                    let read = self.io.read_frame(&mut self.rxhdr, self.rxbuf.get_mut());
+                    self.times.tap_read_ns += ns_since(t);
+                    match read.map_err(QueueError::Tap)? {
+                        Some(n) => {
+                            self.times.tap_reads += 1;
+                            n
+                        }
+                        None => {
+                            self.times.tap_empty_reads += 1;
+                            break;
+                        }
+                    }
+                }
             };
             match self.deliver(n)? {
                 Delivery::Done => {
@@ -813,7 +849,11 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             });
         }
         let frame = &self.rxbuf.get()[..len];
-        let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
+        let t = Instant::now();
+        let copied = self.grants.copy_out(self.domid, frame, &self.pieces);
+        self.times.rx_copies += 1;
+        self.times.rx_copy_ns += ns_since(t);
+        let ok = match copied {
             Ok(()) => true,
             Err(e) => {
                 if worth_logging(self.stats.rx_errors + 1) {
