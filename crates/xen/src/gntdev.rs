@@ -399,6 +399,34 @@ impl Gntdev {
 }
 
 impl Gntdev {
+    /// Copies piece *k* of `pieces` from its own place in `src`,
+    /// `src[at[k]..at[k] + len]`, to `domid`'s grant, all in one
+    /// `IOCTL_GNTDEV_GRANT_COPY` (the receive side of a NIC: several frames
+    /// in one call, each page-sized piece within one local page).
+    pub fn copy_to_grants_at(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+        at: &[usize],
+    ) -> Result<(), GntdevError> {
+        let mut segs = scattered(pieces, at, src.len())?;
+        let base = src.as_ptr() as usize;
+        for ((seg, p), &a) in segs.iter_mut().zip(pieces).zip(at) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::virt(base + a),
+                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                len: p.len,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
+            };
+        }
+        // SAFETY: every local side lies within `src` (`scattered` checked each
+        // `at[k] + len` against its length), borrowed for the call; the kernel
+        // only reads it.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+
     /// Copies each of `pieces` of `domid`'s grants to its own place in `dst`:
     /// piece *k* to `dst[at[k]..at[k] + len]`, all in one
     /// `IOCTL_GNTDEV_GRANT_COPY`. The kernel splits a segment whose local side

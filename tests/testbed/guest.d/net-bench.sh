@@ -4,11 +4,13 @@
 # NIC (busybox wget from dom0's httpd), rxen.bench_rounds rounds, interleaved, and
 # prints the times; guest -> dom0: the guest serves the same amount over httpd and dom0
 # fetches it.
-MB=8                  # bytes per transfer, MiB (the file lives in RAM on both sides)
+MB=8                  # the file's size, MiB (it lives in RAM on both sides)
+FETCHES=1             # fetches of it per timed round
 ROUNDS=4
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     rxen.bench_mib=*) MB=${arg#rxen.bench_mib=} ;;
+    rxen.bench_fetches=*) FETCHES=${arg#rxen.bench_fetches=} ;;
     rxen.bench_rounds=*) ROUNDS=${arg#rxen.bench_rounds=} ;;
   esac
 done
@@ -47,8 +49,12 @@ while [ "$round" -lt "$ROUNDS" ]; do
   for nic in $nics; do
     if [ $nic = eth0 ]; then peer=$KERNEL_PEER; else peer=$RX_PEER; fi
     t0=$(cs)
-    wget -q -O /dev/null "http://$peer:$PORT/blob" || { echo "BENCH: wget from $peer failed"; exit 1; }
-    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$MB cs=$(( $(cs) - t0 ))"
+    i=0
+    while [ "$i" -lt "$FETCHES" ]; do
+      wget -q -O /dev/null "http://$peer:$PORT/blob" || { echo "BENCH: wget from $peer failed"; exit 1; }
+      i=$((i + 1))
+    done
+    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$((MB * FETCHES)) cs=$(( $(cs) - t0 ))"
   done
 done
 echo "=== BENCH-GUEST-SERVING ==="
