@@ -582,6 +582,7 @@ fn create_writes_the_nics_and_destroy_removes_them() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let built = lifecycle::create(&ctl, &guest, &mut xs, &req).expect("create");
     let domid = u32::from(built.domid);
@@ -620,6 +621,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("NIC 1 exists");
     assert!(
@@ -644,6 +646,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("ioemu");
     assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
@@ -694,6 +697,7 @@ fn on_reboot_restart_re_reads_the_config_file() {
         cfg: &cfg,
         paused: false,
         xen_version: (4, 17),
+        kernel: None,
     };
     let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
         .expect("create")
@@ -806,4 +810,80 @@ fn refused_grant_copy_falls_back_to_foreign_mappings() {
         "tried once, then mappings only"
     );
     assert!(borrowed_entries_clear(&guest));
+}
+
+#[test]
+fn a_monitor_started_before_the_create_takes_the_domain_id_later() {
+    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("pend");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let k = std::env::temp_dir().join(format!("rxl-lc-pend-{}.img", std::process::id()));
+    let image = kernel_bytes();
+    let file = k.with_extension("cfg");
+    std::fs::write(
+        &file,
+        format!(
+            "name='g'\nkernel='{}'\nmemory=64\non_poweroff='destroy'\n",
+            k.display()
+        ),
+    )
+    .expect("config file");
+    let src = ConfigSource {
+        path: file.clone(),
+        overrides: Vec::new(),
+    };
+    let cfg = src.load().expect("config");
+    let ctl = FakeXen::new();
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            crate::monitor::run_pending_with(
+                &ctl,
+                &guest,
+                &src,
+                move || rx.recv().ok(),
+                (4, 17),
+                || Client::connect_socket(&sock),
+            )
+        });
+        // The kernel comes read already: the file named in the config does not
+        // even exist, so a second read would fail the create.
+        assert!(!k.exists());
+        let req = CreateRequest {
+            cfg: &cfg,
+            paused: false,
+            xen_version: (4, 17),
+            kernel: Some((KernelImage::probe(&image).expect("probe"), &image)),
+        };
+        let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
+            .expect("create with the kernel given")
+            .domid;
+        tx.send(u32::from(domid)).expect("monitor waits");
+        shut_down(&ctl, domid, SHUTDOWN_POWEROFF);
+        monitor
+            .join()
+            .expect("monitor thread")
+            .expect("monitor ends when the domain is destroyed");
+        assert!(ctl.domain_info(domid).is_err(), "destroyed on poweroff");
+        assert!(!xs
+            .exists(&format!("/local/domain/{domid}"))
+            .expect("exists"));
+    });
+    // A create that failed: the monitor is told nothing and ends, touching nothing.
+    let ctl = FakeXen::new();
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    drop(tx);
+    crate::monitor::run_pending_with(
+        &ctl,
+        &guest,
+        &src,
+        || rx.recv().ok(),
+        (4, 17),
+        || Client::connect_socket(&sock),
+    )
+    .expect("nothing to monitor is not an error");
+    assert!(ctl.domain_info(1).is_err());
+    let _ = std::fs::remove_file(&file);
 }
