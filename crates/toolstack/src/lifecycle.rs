@@ -205,17 +205,64 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         rng_seed: crate::rand::bytes::<RNG_SEED_SIZE>()?,
         xen_version: req.xen_version,
     };
-    let built = builder::build(ctl, mem, &input)?;
+    let started = builder::start(ctl, &input)?;
+    let domid = u32::from(started.domid);
+    // The xenstore tree names only what `start` made (the ids, the event channels,
+    // the magic pages), so it is written on a second thread while `finish`
+    // populates RAM and copies the images in (xenstored and Xen's work overlap on
+    // dom0's vCPUs), as libxl writes most of it right after createdomain. A vuart's
+    // event channel comes later: with one, the tree is written after the build.
+    let (built, tree) = match started.preview(cfg) {
+        Some(preview) => {
+            let nodes = domain::domain_tree(&TreeInput {
+                cfg,
+                built: &preview,
+                start_time: start_time(),
+            });
+            std::thread::scope(|s| {
+                let writer = s.spawn(|| {
+                    let r = domain::write_tree(xs, domid, &nodes);
+                    if r.is_ok() {
+                        step("xenstore tree written (while building)");
+                    }
+                    r
+                });
+                let built = builder::finish(ctl, mem, &input, started);
+                let tree = writer
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (built, Some(tree))
+            })
+        }
+        None => (builder::finish(ctl, mem, &input, started), None),
+    };
+    let built = match (built, &tree) {
+        (Ok(b), _) => b,
+        (Err(e), tree) => {
+            // `finish` destroyed the domain; the tree may have been written.
+            if tree.is_some() {
+                let uuid = cfg.uuid.to_string();
+                if let Err(r) = domain::remove_tree(xs, domid, Some(&uuid)) {
+                    tracing::error!(domid, "rollback: removing xenstore nodes failed: {r}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     step("domain built");
-    let domid = u32::from(built.domid);
     let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
-        let nodes = domain::domain_tree(&TreeInput {
-            cfg,
-            built: &built,
-            start_time: start_time(),
-        });
-        domain::write_tree(xs, domid, &nodes)?;
-        step("xenstore tree written");
+        match tree {
+            Some(written) => written?,
+            None => {
+                let nodes = domain::domain_tree(&TreeInput {
+                    cfg,
+                    built: &built,
+                    start_time: start_time(),
+                });
+                domain::write_tree(xs, domid, &nodes)?;
+                step("xenstore tree written");
+            }
+        }
         // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
         // runs so that its blkfront finds them at boot (as libxl does).
         for disk in &cfg.disks {

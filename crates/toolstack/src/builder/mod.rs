@@ -342,6 +342,49 @@ pub fn build<C: DomainControl, M: GuestMemory>(
     mem: &M,
     input: &BuildInput<'_>,
 ) -> Result<BuiltDomain, BuildError> {
+    let started = start(ctl, input)?;
+    finish(ctl, mem, input, started)
+}
+
+/// A domain created and set up short of its memory: createdomain, the plan, max
+/// vCPUs and affinities, maxmem, the xenstore and console event channels and the
+/// address size. Everything its xenstore tree names is known from here on (but a
+/// vuart's event channel, which [`finish`] allocates), so the tree can be written
+/// while [`finish`] populates RAM and copies the images in.
+#[derive(Debug)]
+pub struct StartedDomain {
+    pub domid: DomId,
+    pub plan: DomainPlan,
+    pub store_port: EvtchnPort,
+    pub console_port: EvtchnPort,
+    t0: std::time::Instant,
+}
+
+impl StartedDomain {
+    /// The [`BuiltDomain`] that [`finish`] will return, for a config without a
+    /// vuart (`None` with one: its event channel does not exist yet).
+    pub fn preview(&self, cfg: &DomainConfig) -> Option<BuiltDomain> {
+        if cfg.vuart.is_some() {
+            return None;
+        }
+        let magic = self.plan.layout.magic;
+        Some(BuiltDomain {
+            domid: self.domid,
+            plan: self.plan.clone(),
+            store_port: self.store_port,
+            console_port: self.console_port,
+            store_gfn: magic.xenstore_pfn,
+            console_gfn: magic.console_pfn,
+            vuart: None,
+        })
+    }
+}
+
+/// The first part of [`build`]: see [`StartedDomain`]. A failure destroys the domain.
+pub fn start<C: DomainControl>(
+    ctl: &C,
+    input: &BuildInput<'_>,
+) -> Result<StartedDomain, BuildError> {
     let cfg = input.cfg;
     check_guest_type(ctl, input.kernel.arch())?;
     let nr_spis = match cfg.vuart {
@@ -355,15 +398,33 @@ pub fn build<C: DomainControl, M: GuestMemory>(
         .create_domain_arch(&req)
         .map_err(xen_step("createdomain"))?;
     tracing::info!(domid, "domain created");
-    match build_created(ctl, mem, input, domid, &arch) {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            if let Err(d) = ctl.destroy_domain(domid) {
-                tracing::error!(domid, "rollback: destroying the domain failed: {d}");
-            }
-            Err(e)
+    rollback_on_error(ctl, domid, start_created(ctl, input, domid, &arch))
+}
+
+/// The rest of [`build`]: RAM, the images, the magic pages, the HVM params, the
+/// grant table, the vuart and vCPU 0. A failure destroys the domain.
+pub fn finish<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    input: &BuildInput<'_>,
+    started: StartedDomain,
+) -> Result<BuiltDomain, BuildError> {
+    let domid = started.domid;
+    rollback_on_error(ctl, domid, finish_started(ctl, mem, input, started))
+}
+
+/// Destroys the domain when `r` is an error.
+fn rollback_on_error<C: DomainControl, T>(
+    ctl: &C,
+    domid: DomId,
+    r: Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    if r.is_err() {
+        if let Err(d) = ctl.destroy_domain(domid) {
+            tracing::error!(domid, "rollback: destroying the domain failed: {d}");
         }
     }
+    r
 }
 
 /// `cpus` and `cpus_soft`: each vCPU's hard and soft affinity, resolved against the
@@ -404,16 +465,14 @@ fn set_affinities<C: DomainControl>(
     Ok(())
 }
 
-fn build_created<C: DomainControl, M: GuestMemory>(
+fn start_created<C: DomainControl>(
     ctl: &C,
-    mem: &M,
     input: &BuildInput<'_>,
     domid: DomId,
     arch: &xen::abi::arch::ArchDomainConfig,
-) -> Result<BuiltDomain, BuildError> {
+) -> Result<StartedDomain, BuildError> {
     let cfg = input.cfg;
     let t0 = std::time::Instant::now();
-    let step = |what: &str| tracing::info!(domid, ms = t0.elapsed().as_millis() as u64, "{what}");
     let (gic, clock_frequency) = arch_result(arch, cfg.gic_version)?;
     let info = ctl.domain_info(domid).map_err(xen_step("getdomaininfo"))?;
     let gpaddr_bits = match info.gpaddr_bits {
@@ -455,10 +514,37 @@ fn build_created<C: DomainControl, M: GuestMemory>(
     let console_port = ctl
         .evtchn_alloc_unbound(domid, BACKEND_DOMID)
         .map_err(xen_step("allocating the console event channel"))?;
-    let arch_kind = plan.layout.arch;
-    ctl.set_address_size(domid, arch_kind.address_size())
+    ctl.set_address_size(domid, plan.layout.arch.address_size())
         .map_err(xen_step("set_address_size"))?;
-    step("planned; vCPUs, maxmem, event channels and address size set");
+    tracing::info!(
+        domid,
+        ms = t0.elapsed().as_millis() as u64,
+        "planned; vCPUs, maxmem, event channels and address size set"
+    );
+    Ok(StartedDomain {
+        domid,
+        plan,
+        store_port,
+        console_port,
+        t0,
+    })
+}
+
+fn finish_started<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    input: &BuildInput<'_>,
+    started: StartedDomain,
+) -> Result<BuiltDomain, BuildError> {
+    let cfg = input.cfg;
+    let StartedDomain {
+        domid,
+        plan,
+        store_port,
+        console_port,
+        t0,
+    } = started;
+    let step = |what: &str| tracing::info!(domid, ms = t0.elapsed().as_millis() as u64, "{what}");
     for run in &plan.populate {
         populate(ctl, domid, *run)?;
     }

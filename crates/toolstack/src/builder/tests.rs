@@ -887,3 +887,36 @@ fn a_monitor_started_before_the_create_takes_the_domain_id_later() {
     assert!(ctl.domain_info(1).is_err());
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_build_failing_after_the_tree_was_written_meanwhile_leaves_no_nodes() {
+    use crate::lifecycle::{self, CreateRequest, LifecycleError};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("late");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let cfg = config_with_kernel("late", "");
+    // vCPU 0's context is the build's last step: the tree, written on the second
+    // thread while RAM was populated, exists by then.
+    let ctl = Flaky::new("set_vcpu_context");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: true,
+        xen_version: (4, 17),
+        kernel: None,
+    };
+    let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("injected failure");
+    assert!(matches!(err, LifecycleError::Build(_)), "{err}");
+    assert!(
+        ctl.inner.domain_info(1).is_err(),
+        "the domain was destroyed"
+    );
+    for p in [
+        "/local/domain/1".to_string(),
+        "/libxl/1".to_string(),
+        format!("/vm/{}", cfg.uuid),
+        "/local/domain/0/backend/console/1".to_string(),
+    ] {
+        assert!(!xs.exists(&p).expect("exists"), "{p} left behind");
+    }
+}
