@@ -205,42 +205,31 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         rng_seed: crate::rand::bytes::<RNG_SEED_SIZE>()?,
         xen_version: req.xen_version,
     };
-    let started = builder::start(ctl, &input)?;
+    let started = builder::start(ctl, mem, &input)?;
     let domid = u32::from(started.domid);
-    // The xenstore tree names only what `start` made (the ids, the event channels,
-    // the magic pages), so it is written on a second thread while `finish`
-    // populates RAM and copies the images in (xenstored and Xen's work overlap on
-    // dom0's vCPUs), as libxl writes most of it right after createdomain. A vuart's
-    // event channel comes later: with one, the tree is written after the build.
-    let (built, tree) = match started.preview(cfg) {
-        Some(preview) => {
-            let nodes = domain::domain_tree(&TreeInput {
-                cfg,
-                built: &preview,
-                start_time: start_time(),
-            });
-            std::thread::scope(|s| {
-                let writer = s.spawn(|| {
-                    let r = domain::write_tree(xs, domid, &nodes);
-                    if r.is_ok() {
-                        step("xenstore tree written (while building)");
-                    }
-                    r
-                });
-                let built = builder::finish(ctl, mem, &input, started);
-                let tree = writer
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
-                (built, Some(tree))
-            })
-        }
+    // From here on the xenstore tree names only what exists (the ids, the event
+    // channels, the magic pages and their grant entries), so it is written, and
+    // the domain introduced, on a second thread while `finish` populates RAM and
+    // copies the images in: xenstored, the console daemon setting the new domain
+    // up, and Xen's work for the builder overlap on dom0's vCPUs. (libxl writes
+    // most of the tree right after createdomain too.) A vuart's event channel
+    // comes later: with one, all of it follows the build as before.
+    let (built, described) = match started.preview(cfg) {
+        Some(preview) => std::thread::scope(|s| {
+            let writer = s.spawn(|| describe_and_introduce(xs, cfg, &preview, &step));
+            let built = builder::finish(ctl, mem, &input, started);
+            let described = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (built, Some(described))
+        }),
         None => (builder::finish(ctl, mem, &input, started), None),
     };
-    let built = match (built, &tree) {
-        (Ok(b), _) => b,
-        (Err(e), tree) => {
-            // `finish` destroyed the domain; the tree may have been written.
-            if tree.is_some() {
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // `finish` destroyed the domain; its nodes may have been written.
+            if described.is_some() {
                 let uuid = cfg.uuid.to_string();
                 if let Err(r) = domain::remove_tree(xs, domid, Some(&uuid)) {
                     tracing::error!(domid, "rollback: removing xenstore nodes failed: {r}");
@@ -251,65 +240,10 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     };
     step("domain built");
     let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
-        match tree {
-            Some(written) => written?,
-            None => {
-                let nodes = domain::domain_tree(&TreeInput {
-                    cfg,
-                    built: &built,
-                    start_time: start_time(),
-                });
-                domain::write_tree(xs, domid, &nodes)?;
-                step("xenstore tree written");
-            }
+        match described {
+            Some(r) => r?,
+            None => describe_and_introduce(xs, cfg, &built, &step)?,
         }
-        // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
-        // runs so that its blkfront finds them at boot (as libxl does).
-        for disk in &cfg.disks {
-            let vdev = disk.vdev.clone();
-            let device = vbd::nodes(domid, disk).map_err(|source| LifecycleError::Disk {
-                vdev: vdev.clone(),
-                source,
-            })?;
-            device
-                .write(xs)
-                .map_err(|source| LifecycleError::DiskNodes { vdev, source })?;
-        }
-        if !cfg.disks.is_empty() {
-            step("disk nodes written");
-        }
-        // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
-        // domain runs so that its netfront finds them at boot.
-        for (devid, nic) in (0u32..).zip(&cfg.vifs) {
-            let device = vif::nodes(domid, devid, nic)
-                .map_err(|source| LifecycleError::Nic { devid, source })?;
-            device
-                .write(xs)
-                .map_err(|source| LifecycleError::NicNodes { devid, source })?;
-        }
-        if !cfg.vifs.is_empty() {
-            step("vif nodes written");
-        }
-        // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
-        // served by rxconsoled; rolled back with the rest of the tree (they live
-        // under the domain's and dom0's backend/console/<domid> directories).
-        for (i, c) in cfg.channels.iter().enumerate() {
-            channel::nodes(domid, channel_devid(i), c)?
-                .write(xs)
-                .map_err(|source| LifecycleError::ChannelNodes {
-                    name: c.name.clone(),
-                    source,
-                })?;
-        }
-        if !cfg.channels.is_empty() {
-            step("channel nodes written");
-        }
-        xs.introduce(domid, built.store_gfn, built.store_port)
-            .map_err(|source| LifecycleError::Xenstore {
-                step: "introducing the domain to xenstored",
-                source,
-            })?;
-        step("introduced to xenstored");
         if !req.paused {
             ctl.unpause_domain(built.domid)
                 .map_err(|source| LifecycleError::Xen {
@@ -332,6 +266,74 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         return Err(e);
     }
     Ok(built)
+}
+
+/// Writes the domain's xenstore tree and its disks', NICs' and channels' nodes,
+/// then introduces it to xenstored (xenstored maps its store page, and the console
+/// daemon, seeing @introduceDomain, sets its console up).
+fn describe_and_introduce(
+    xs: &mut Client,
+    cfg: &DomainConfig,
+    built: &BuiltDomain,
+    step: &(dyn Fn(&str) + Sync),
+) -> Result<(), LifecycleError> {
+    let domid = u32::from(built.domid);
+    let nodes = domain::domain_tree(&TreeInput {
+        cfg,
+        built,
+        start_time: start_time(),
+    });
+    domain::write_tree(xs, domid, &nodes)?;
+    step("xenstore tree written");
+    // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
+    // runs so that its blkfront finds them at boot (as libxl does).
+    for disk in &cfg.disks {
+        let vdev = disk.vdev.clone();
+        let device = vbd::nodes(domid, disk).map_err(|source| LifecycleError::Disk {
+            vdev: vdev.clone(),
+            source,
+        })?;
+        device
+            .write(xs)
+            .map_err(|source| LifecycleError::DiskNodes { vdev, source })?;
+    }
+    if !cfg.disks.is_empty() {
+        step("disk nodes written");
+    }
+    // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
+    // domain runs so that its netfront finds them at boot.
+    for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+        let device = vif::nodes(domid, devid, nic)
+            .map_err(|source| LifecycleError::Nic { devid, source })?;
+        device
+            .write(xs)
+            .map_err(|source| LifecycleError::NicNodes { devid, source })?;
+    }
+    if !cfg.vifs.is_empty() {
+        step("vif nodes written");
+    }
+    // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
+    // served by rxconsoled; rolled back with the rest of the tree (they live
+    // under the domain's and dom0's backend/console/<domid> directories).
+    for (i, c) in cfg.channels.iter().enumerate() {
+        channel::nodes(domid, channel_devid(i), c)?
+            .write(xs)
+            .map_err(|source| LifecycleError::ChannelNodes {
+                name: c.name.clone(),
+                source,
+            })?;
+    }
+    if !cfg.channels.is_empty() {
+        step("channel nodes written");
+    }
+    xs.introduce(domid, built.store_gfn, built.store_port)
+        .map_err(|source| LifecycleError::Xenstore {
+            step: "introducing the domain to xenstored",
+            source,
+        })?;
+    step("introduced to xenstored");
+
+    Ok(())
 }
 
 /// The console devid of the `i`th channel (0 is the primary console).

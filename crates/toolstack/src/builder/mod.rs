@@ -6,11 +6,14 @@
 //! createdomain (GIC, SPIs, vCPUs, grant/maptrack frames, handle = UUID) → read
 //! back the GIC Xen chose and the guest's address size → plan the DTB with them →
 //! max_vcpus → setmaxmem → event channels for xenstore and console (unbound, for
-//! dom0) → set_address_size → populate RAM with the largest extents → copy kernel,
-//! initrd and DTB in (by grant copy through borrowed grant entries when /dev/xen/gntdev
-//! is there, else through foreign mappings as libxenguest; see `Copier`) → magic
-//! pages populated and cleared →
-//! HVM params → grant entries 0 and 1 for dom0 → vpl011 (vuart) → vCPU 0's context.
+//! dom0) → set_address_size → magic pages populated and cleared → HVM params →
+//! grant entries 0 and 1 for dom0 ([`start`] ends here) → populate RAM with the
+//! largest extents → copy kernel, initrd and DTB in (by grant copy through borrowed
+//! grant entries when /dev/xen/gntdev is there, else through foreign mappings as
+//! libxenguest; see `Copier`) → vpl011 (vuart) → vCPU 0's context ([`finish`]).
+//! libxenguest makes the magic pages after RAM; here they come first, so that the
+//! caller can write the xenstore tree and introduce the domain (all that xenstored
+//! and the console daemon map and bind exists) while [`finish`] runs.
 //!
 //! Any failure destroys the domain and names the step that failed. The domain is
 //! left paused; the caller writes xenstore ([`crate::domain`]), introduces it and
@@ -342,15 +345,17 @@ pub fn build<C: DomainControl, M: GuestMemory>(
     mem: &M,
     input: &BuildInput<'_>,
 ) -> Result<BuiltDomain, BuildError> {
-    let started = start(ctl, input)?;
+    let started = start(ctl, mem, input)?;
     finish(ctl, mem, input, started)
 }
 
 /// A domain created and set up short of its memory: createdomain, the plan, max
-/// vCPUs and affinities, maxmem, the xenstore and console event channels and the
-/// address size. Everything its xenstore tree names is known from here on (but a
-/// vuart's event channel, which [`finish`] allocates), so the tree can be written
-/// while [`finish`] populates RAM and copies the images in.
+/// vCPUs and affinities, maxmem, the xenstore and console event channels, the
+/// address size, and the magic pages with their HVM params and grant entries.
+/// Everything its xenstore tree names exists from here on (but a vuart's event
+/// channel, which [`finish`] allocates), and all that xenstored and the console
+/// daemon map and bind: the tree can be written and the domain introduced while
+/// [`finish`] populates RAM and copies the images in.
 #[derive(Debug)]
 pub struct StartedDomain {
     pub domid: DomId,
@@ -381,8 +386,9 @@ impl StartedDomain {
 }
 
 /// The first part of [`build`]: see [`StartedDomain`]. A failure destroys the domain.
-pub fn start<C: DomainControl>(
+pub fn start<C: DomainControl, M: GuestMemory>(
     ctl: &C,
+    mem: &M,
     input: &BuildInput<'_>,
 ) -> Result<StartedDomain, BuildError> {
     let cfg = input.cfg;
@@ -398,11 +404,11 @@ pub fn start<C: DomainControl>(
         .create_domain_arch(&req)
         .map_err(xen_step("createdomain"))?;
     tracing::info!(domid, "domain created");
-    rollback_on_error(ctl, domid, start_created(ctl, input, domid, &arch))
+    rollback_on_error(ctl, domid, start_created(ctl, mem, input, domid, &arch))
 }
 
-/// The rest of [`build`]: RAM, the images, the magic pages, the HVM params, the
-/// grant table, the vuart and vCPU 0. A failure destroys the domain.
+/// The rest of [`build`]: RAM, the images, the vuart and vCPU 0. A failure
+/// destroys the domain.
 pub fn finish<C: DomainControl, M: GuestMemory>(
     ctl: &C,
     mem: &M,
@@ -465,14 +471,16 @@ fn set_affinities<C: DomainControl>(
     Ok(())
 }
 
-fn start_created<C: DomainControl>(
+fn start_created<C: DomainControl, M: GuestMemory>(
     ctl: &C,
+    mem: &M,
     input: &BuildInput<'_>,
     domid: DomId,
     arch: &xen::abi::arch::ArchDomainConfig,
 ) -> Result<StartedDomain, BuildError> {
     let cfg = input.cfg;
     let t0 = std::time::Instant::now();
+    let step = |what: &str| tracing::info!(domid, ms = t0.elapsed().as_millis() as u64, "{what}");
     let (gic, clock_frequency) = arch_result(arch, cfg.gic_version)?;
     let info = ctl.domain_info(domid).map_err(xen_step("getdomaininfo"))?;
     let gpaddr_bits = match info.gpaddr_bits {
@@ -516,11 +524,43 @@ fn start_created<C: DomainControl>(
         .map_err(xen_step("allocating the console event channel"))?;
     ctl.set_address_size(domid, plan.layout.arch.address_size())
         .map_err(xen_step("set_address_size"))?;
-    tracing::info!(
-        domid,
-        ms = t0.elapsed().as_millis() as u64,
-        "planned; vCPUs, maxmem, event channels and address size set"
-    );
+    step("planned; vCPUs, maxmem, event channels and address size set");
+    // The magic pages, their HVM params and grant entries come before RAM (libxenguest
+    // makes them after it): all that xenstored and the console daemon touch when the
+    // domain is introduced, so that it can be introduced while RAM is populated.
+    let magic = plan.layout.magic;
+    let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
+    let n = ctl
+        .populate_physmap(domid, 0, &magic_gfns)
+        .map_err(xen_step("populating the magic pages"))?;
+    if n != magic_gfns.len() {
+        return Err(BuildError::Refused {
+            step: "populating the magic pages",
+            what: format!("Xen populated {n} of {} pages", magic_gfns.len()),
+        });
+    }
+    let pages = mem
+        .map_foreign(domid, &magic_gfns, true)
+        .map_err(map_step("mapping the magic pages"))?;
+    pages
+        .fill(0, pages.len(), 0)
+        .map_err(mem_step("clearing the magic pages"))?;
+    drop(pages);
+    step("magic pages populated and cleared");
+    let params = [
+        (HVM_PARAM_CONSOLE_PFN, magic.console_pfn),
+        (HVM_PARAM_STORE_PFN, magic.xenstore_pfn),
+        (HVM_PARAM_MONITOR_RING_PFN, magic.memaccess_pfn),
+        (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
+        (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
+    ];
+    for (index, value) in params {
+        ctl.hvm_param_set(domid, index, value)
+            .map_err(xen_step("setting the HVM params"))?;
+    }
+    step("HVM params set");
+    seed_grant_table(mem, domid, magic.console_pfn, magic.xenstore_pfn)?;
+    step("grant table seeded");
     Ok(StartedDomain {
         domid,
         plan,
@@ -566,38 +606,6 @@ fn finish_started<C: DomainControl, M: GuestMemory>(
     copier.finish()?;
     step("kernel, initrd and DTB copied in");
     let magic = plan.layout.magic;
-    let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
-    let n = ctl
-        .populate_physmap(domid, 0, &magic_gfns)
-        .map_err(xen_step("populating the magic pages"))?;
-    if n != magic_gfns.len() {
-        return Err(BuildError::Refused {
-            step: "populating the magic pages",
-            what: format!("Xen populated {n} of {} pages", magic_gfns.len()),
-        });
-    }
-    let pages = mem
-        .map_foreign(domid, &magic_gfns, true)
-        .map_err(map_step("mapping the magic pages"))?;
-    pages
-        .fill(0, pages.len(), 0)
-        .map_err(mem_step("clearing the magic pages"))?;
-    drop(pages);
-    step("magic pages populated and cleared");
-    let params = [
-        (HVM_PARAM_CONSOLE_PFN, magic.console_pfn),
-        (HVM_PARAM_STORE_PFN, magic.xenstore_pfn),
-        (HVM_PARAM_MONITOR_RING_PFN, magic.memaccess_pfn),
-        (HVM_PARAM_CONSOLE_EVTCHN, u64::from(console_port)),
-        (HVM_PARAM_STORE_EVTCHN, u64::from(store_port)),
-    ];
-    for (index, value) in params {
-        ctl.hvm_param_set(domid, index, value)
-            .map_err(xen_step("setting the HVM params"))?;
-    }
-    step("HVM params set");
-    seed_grant_table(mem, domid, magic.console_pfn, magic.xenstore_pfn)?;
-    step("grant table seeded");
     let vuart = match cfg.vuart {
         Some(Vuart::SbsaUart) => {
             let port = ctl
@@ -680,8 +688,8 @@ fn populate<C: DomainControl>(ctl: &C, domid: DomId, run: ExtentRun) -> Result<(
 ///
 /// By grant copy when the memory offers it ([`GuestMemory::copy_to_grants`]): the
 /// builder borrows grant entries [`GRANT_COPY_FIRST_REF`].. of the new domain's
-/// table, which nothing else uses yet (the domain has never run; entries 0 and 1
-/// are seeded later, as libxenguest does), points [`GRANT_COPY_WINDOW`] of them at
+/// table, which nothing else uses (the domain has never run; entries 0 and 1,
+/// seeded before, are not borrowed), points [`GRANT_COPY_WINDOW`] of them at
 /// the next frames with dom0 allowed to write, has Xen copy those pages in one
 /// `IOCTL_GNTDEV_GRANT_COPY`, clears them, and at the end zeroes every borrowed
 /// entry, so the guest finds its table as Xen made it. This spares what a foreign
@@ -889,7 +897,7 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
         Ok(())
     }
 
-    /// Leaves the grant table as Xen made it (but for entries 0 and 1, seeded later).
+    /// Leaves the borrowed entries as Xen made them (entries 0 and 1 are not borrowed).
     fn finish(self) -> Result<(), BuildError> {
         match &self.grants {
             Some(gt) => self.clear_window(gt, "clearing the grant entries used for copying"),

@@ -350,7 +350,8 @@ fn every_failing_step_destroys_the_domain_and_names_the_step() {
         ("set_max_mem", "setmaxmem"),
         ("evtchn_alloc_unbound", "xenstore event channel"),
         ("set_address_size", "set_address_size"),
-        ("populate_physmap", "populating guest RAM"),
+        // The magic pages are the first populate_physmap (before RAM).
+        ("populate_physmap", "populating the magic pages"),
         ("hvm_param_set", "HVM params"),
         ("set_vcpu_context", "setvcpucontext"),
     ];
@@ -436,11 +437,12 @@ fn mapping_failures_roll_back_too() {
     let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
     assert!(err.to_string().contains("seeding the grant table"), "{err}");
     assert!(ctl.inner.domain_info(1).is_err());
-    // Guest RAM that Xen did not populate (here: no fake region) fails the copy.
+    // Guest memory that cannot be mapped (here: no fake region for the domain)
+    // fails the first mapping, the magic pages' (they come before RAM).
     let ctl = Flaky::new("");
     let guest = FakeGuest::new(2, 64 * MIB);
     let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
-    assert!(err.to_string().contains("copying the kernel"), "{err}");
+    assert!(err.to_string().contains("mapping the magic pages"), "{err}");
     assert!(ctl.inner.domain_info(1).is_err());
 }
 
