@@ -162,6 +162,7 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     if domain::resolve(xs, &ids, &cfg.name).is_ok() && cfg.name.parse::<u32>().is_err() {
         return Err(LifecycleError::NameInUse(cfg.name.clone()));
     }
+    step("name checked against the existing domains");
     let kernel_path = cfg.kernel.as_ref().ok_or(LifecycleError::NoKernel)?;
     let loaded;
     let (kernel, kernel_bytes) = match req.kernel {

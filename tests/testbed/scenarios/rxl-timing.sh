@@ -17,8 +17,13 @@ start_xenconsoled
 
 # Rounds per guest: the host's load stalls QEMU for seconds at random, so medians of
 # several rounds are what count (the minimal guest's rounds are cheap).
-FIRST_LINE_ROUNDS=5
-LINUX_ROUNDS=3
+FIRST_LINE_ROUNDS=9
+LINUX_ROUNDS=5
+# Pause after each guest is gone, before the next create: Xen scrubs the dead
+# guest's 128 MiB in its idle loop and the daemons tidy up after it; under TCG that
+# work overlapped the next create's first ~100 ms at random (rxl's own process
+# started 28-150 ms after the command in one run). The same for both tools.
+SETTLE_SECONDS=2
 FIRST_LINE_KERNEL=$TESTBED/guest/first-line.Image
 RESULTS=/tmp/rxl-timing.tsv
 : > "$RESULTS"
@@ -88,6 +93,7 @@ timed() {
       || head -n 3 "/var/log/xen/rxl-$_name.log" | since_start "$_t0" | sed "s/^/rxl-monitor $1 $3 $2| /"
   fi
   wait_domain_gone "$_name" 120
+  sleep "$SETTLE_SECONDS"
 }
 
 round=1

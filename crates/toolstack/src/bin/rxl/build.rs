@@ -57,6 +57,7 @@ pub fn create_real(
     let mut xs = toolstack::domain::connect().context("connecting to xenstored")?;
     let ver = ctl.version_numbers();
     let mem = XenGuestMemory::new(ctl.privcmd());
+    tracing::info!("privcmd opened, xenstored connected");
     let built = lifecycle::create(
         &ctl,
         &mem,

@@ -61,6 +61,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
     tracing::info!("rxl create started");
     eprintln!("Parsing config from {}", args.config.display());
     let cfg = config::load(&args.config, &args.overrides)?;
+    tracing::info!("config read");
     for w in &cfg.warnings {
         eprintln!("{w}");
     }
@@ -90,6 +91,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
                 .len(),
         ),
     };
+    tracing::info!("config validated, kernel read");
     if !args.dry_run {
         return crate::build::create_real(&args, &cfg, (kernel, &kernel_bytes));
     }
