@@ -796,6 +796,32 @@ fn images_go_in_by_grant_copy_and_the_borrowed_entries_are_cleared() {
 }
 
 #[test]
+fn a_large_image_goes_in_by_several_threads_each_with_its_own_entries() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(true);
+    // 1000 pages and a partial one: the first window alone, then lanes.
+    let pages = 1000;
+    let kernel = kernel_of(pages * XEN_PAGE_SIZE + 77);
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    let r = l.initrd.expect("initrd");
+    assert_eq!(guest.at(r.start, 6), b"initrd");
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    let lanes = copy_lanes();
+    assert!((1..=MAX_COPY_LANES).contains(&lanes));
+    assert_eq!(GRANT_COPY_WINDOW % lanes, 0);
+    let rest = pages + 1 - GRANT_COPY_WINDOW;
+    let chunks = rest.div_ceil(GRANT_COPY_WINDOW / lanes);
+    let (calls, most) = *guest.grant_copies.lock().expect("counter");
+    assert_eq!(calls as usize, 1 + chunks + 1 + 1, "kernel, initrd, DTB");
+    assert_eq!(most, GRANT_COPY_WINDOW);
+    assert!(borrowed_entries_clear(&guest));
+}
+
+#[test]
 fn refused_grant_copy_falls_back_to_foreign_mappings() {
     let ctl = Flaky::new("");
     let cfg = config(64, "");
