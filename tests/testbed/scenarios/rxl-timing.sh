@@ -4,6 +4,8 @@
 # 1 vCPU and 128 MiB, the same config for both tools:
 #  - first-line: a minimal kernel (guest/first-line.S) whose first instructions write
 #    its console line, so that the span is the toolstack's work plus xenconsoled's;
+#  - first-line-b2b: the same guest, each create right after the previous guest is
+#    gone (no settle, below), as the scenario did before: reported apart;
 #  - linux: Debian's kernel + the test bed's initramfs (32 MiB to copy in), whose
 #    first console line comes when Linux registers hvc0, so that the span includes
 #    the kernel's early boot, the same for both tools. Here rxl also runs a third
@@ -18,11 +20,14 @@ start_xenconsoled
 # Rounds per guest: the host's load stalls QEMU for seconds at random, so medians of
 # several rounds are what count (the minimal guest's rounds are cheap).
 FIRST_LINE_ROUNDS=9
+B2B_ROUNDS=5
 LINUX_ROUNDS=5
-# Pause after each guest is gone, before the next create: Xen scrubs the dead
-# guest's 128 MiB in its idle loop and the daemons tidy up after it; under TCG that
-# work overlapped the next create's first ~100 ms at random (rxl's own process
-# started 28-150 ms after the command in one run). The same for both tools.
+# Pause after each guest is gone, before the next create (but in the first-line-b2b
+# rounds): the previous create's teardown (its monitor's clean-up, which for xl's
+# goes on after the domain has left Xen's list, xenconsoled closing the console, Xen
+# scrubbing the freed 128 MiB) otherwise overlaps the next create's first ~100 ms;
+# in two runs without it rxl's own process started 28-150 ms after the command
+# instead of 7-10 ms. The same for both tools; first-line-b2b shows what it changes.
 SETTLE_SECONDS=2
 FIRST_LINE_KERNEL=$TESTBED/guest/first-line.Image
 RESULTS=/tmp/rxl-timing.tsv
@@ -57,20 +62,23 @@ since_start() {
     { print }'
 }
 
-# timed GUEST TOOL ROUND -- create a GUEST (first-line or linux) with TOOL (xl, rxl, or
-# rxl-map: rxl with RXL_COPY=map) under the stopwatch (dom0/timecreate.c: inotify on
-# the console log, microseconds), print a TIMING line and rxl's step log and its
-# monitor's first lines with times from the command's start, wait until the guest has
-# powered off and its domain is gone.
+# timed GUEST TOOL ROUND -- create a GUEST (first-line, first-line-b2b or linux) with
+# TOOL (xl, rxl, or rxl-map: rxl with RXL_COPY=map) under the stopwatch
+# (dom0/timecreate.c: inotify on the console log, microseconds), print a TIMING line
+# and rxl's step log and its monitor's first lines with times from the command's
+# start, wait until the guest has powered off and its domain is gone (and settle).
 timed() {
   _name=t-$1-$2-$3
-  if [ "$1" = first-line ]; then
+  if [ "$1" != linux ]; then
     _cfg=$(first_line_cfg "$_name")
   else
     _cfg=$(guest_cfg "$_name" default vcpus=1 memory=128)
   fi
   _log=$(guest_console_log "$_name")
   rm -f "$_log" /tmp/timecreate.out
+  # Back to back: which monitors of earlier creates are still running now.
+  [ "$1" != first-line-b2b ] \
+    || echo "LEFTOVER guest=$1 round=$3 tool=$2 xl_processes=$(pidof xl | wc -w) rxl_processes=$(pidof rxl | wc -w)"
   case "$2" in
     rxl) RXL_LOG=info "$TESTBED/timecreate" /tmp/timecreate.out "$_log" 60000 \
       rxl create "$_cfg" >/dev/null 2>/tmp/rxl-steps.log || fail "rxl create $_name" ;;
@@ -93,12 +101,17 @@ timed() {
       || head -n 3 "/var/log/xen/rxl-$_name.log" | since_start "$_t0" | sed "s/^/rxl-monitor $1 $3 $2| /"
   fi
   wait_domain_gone "$_name" 120
-  sleep "$SETTLE_SECONDS"
+  [ "$1" = first-line-b2b ] || sleep "$SETTLE_SECONDS"
 }
 
 round=1
 while [ "$round" -le "$FIRST_LINE_ROUNDS" ]; do
   for tool in xl rxl; do timed first-line "$tool" "$round"; done
+  round=$((round + 1))
+done
+round=1
+while [ "$round" -le "$B2B_ROUNDS" ]; do
+  for tool in xl rxl; do timed first-line-b2b "$tool" "$round"; done
   round=$((round + 1))
 done
 round=1
