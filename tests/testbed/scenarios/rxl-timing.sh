@@ -23,11 +23,14 @@ FIRST_LINE_ROUNDS=9
 B2B_ROUNDS=5
 LINUX_ROUNDS=5
 # Pause after each guest is gone, before the next create (but in the first-line-b2b
-# rounds): the previous create's teardown (its monitor's clean-up, which for xl's
-# goes on after the domain has left Xen's list, xenconsoled closing the console, Xen
-# scrubbing the freed 128 MiB) otherwise overlaps the next create's first ~100 ms;
-# in two runs without it rxl's own process started 28-150 ms after the command
-# instead of 7-10 ms. The same for both tools; first-line-b2b shows what it changes.
+# rounds), so that a create does not overlap the previous guest's teardown (its
+# monitor's clean-up, xenconsoled closing the console, Xen scrubbing the freed
+# 128 MiB). The same for both tools; first-line-b2b shows what it changes (in the
+# final runs: nothing measurable). What did slow creates down, rxl's more (its process
+# reached main() 28-150 ms after the command instead of 7-10 ms), was the first
+# ~12 s after dom0 came up, while Xen still scrubs the free RAM in its idle loop
+# ("Scrubbing Free RAM in background" in Xen's boot log): the first rounds of a boot
+# are the noisiest (docs/PERFORMANCE.md).
 SETTLE_SECONDS=2
 FIRST_LINE_KERNEL=$TESTBED/guest/first-line.Image
 RESULTS=/tmp/rxl-timing.tsv
