@@ -209,15 +209,16 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     let started = builder::start(ctl, mem, &input)?;
     let domid = u32::from(started.domid);
     // From here on the xenstore tree names only what exists (the ids, the event
-    // channels, the magic pages and their grant entries), so it is written, and
-    // the domain introduced, on a second thread while `finish` populates RAM and
-    // copies the images in: xenstored, the console daemon setting the new domain
-    // up, and Xen's work for the builder overlap on dom0's vCPUs. (libxl writes
-    // most of the tree right after createdomain too.) A vuart's event channel
-    // comes later: with one, all of it follows the build as before.
+    // channels, the magic pages and their grant entries), so it is written on a
+    // second thread while `finish` populates RAM and copies the images in:
+    // xenstored's work and Xen's for the builder overlap on dom0's vCPUs. (libxl
+    // writes most of the tree right after createdomain too.) The domain is
+    // introduced once both are done, as before: the daemons that set it up then
+    // (xenstored, the console daemon) never see a domain still being built. A
+    // vuart's event channel comes later: with one, the tree follows the build.
     let (built, described) = match started.preview(cfg) {
         Some(preview) => std::thread::scope(|s| {
-            let writer = s.spawn(|| describe_and_introduce(xs, cfg, &preview, &step));
+            let writer = s.spawn(|| describe(xs, cfg, &preview, &step));
             let built = builder::finish(ctl, mem, &input, started);
             let described = writer
                 .join()
@@ -243,8 +244,14 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
         match described {
             Some(r) => r?,
-            None => describe_and_introduce(xs, cfg, &built, &step)?,
+            None => describe(xs, cfg, &built, &step)?,
         }
+        xs.introduce(domid, built.store_gfn, built.store_port)
+            .map_err(|source| LifecycleError::Xenstore {
+                step: "introducing the domain to xenstored",
+                source,
+            })?;
+        step("introduced to xenstored");
         if !req.paused {
             ctl.unpause_domain(built.domid)
                 .map_err(|source| LifecycleError::Xen {
@@ -269,10 +276,8 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     Ok(built)
 }
 
-/// Writes the domain's xenstore tree and its disks', NICs' and channels' nodes,
-/// then introduces it to xenstored (xenstored maps its store page, and the console
-/// daemon, seeing @introduceDomain, sets its console up).
-fn describe_and_introduce(
+/// Writes the domain's xenstore tree and its disks', NICs' and channels' nodes.
+fn describe(
     xs: &mut Client,
     cfg: &DomainConfig,
     built: &BuiltDomain,
@@ -327,13 +332,6 @@ fn describe_and_introduce(
     if !cfg.channels.is_empty() {
         step("channel nodes written");
     }
-    xs.introduce(domid, built.store_gfn, built.store_port)
-        .map_err(|source| LifecycleError::Xenstore {
-            step: "introducing the domain to xenstored",
-            source,
-        })?;
-    step("introduced to xenstored");
-
     Ok(())
 }
 

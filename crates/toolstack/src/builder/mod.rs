@@ -11,9 +11,9 @@
 //! largest extents → copy kernel, initrd and DTB in (by grant copy through borrowed
 //! grant entries when /dev/xen/gntdev is there, else through foreign mappings as
 //! libxenguest; see `Copier`) → vpl011 (vuart) → vCPU 0's context ([`finish`]).
-//! libxenguest makes the magic pages after RAM; here they come first, so that the
-//! caller can write the xenstore tree and introduce the domain (all that xenstored
-//! and the console daemon map and bind exists) while [`finish`] runs.
+//! libxenguest makes the magic pages after RAM; here they come first, so that
+//! everything the xenstore tree names exists once [`start`] returns and the caller
+//! can write the tree while [`finish`] runs.
 //!
 //! Any failure destroys the domain and names the step that failed. The domain is
 //! left paused; the caller writes xenstore ([`crate::domain`]), introduces it and
@@ -359,9 +359,8 @@ pub fn build<C: DomainControl, M: GuestMemory>(
 /// vCPUs and affinities, maxmem, the xenstore and console event channels, the
 /// address size, and the magic pages with their HVM params and grant entries.
 /// Everything its xenstore tree names exists from here on (but a vuart's event
-/// channel, which [`finish`] allocates), and all that xenstored and the console
-/// daemon map and bind: the tree can be written and the domain introduced while
-/// [`finish`] populates RAM and copies the images in.
+/// channel, which [`finish`] allocates): the tree can be written while [`finish`]
+/// populates RAM and copies the images in.
 #[derive(Debug)]
 pub struct StartedDomain {
     pub domid: DomId,
@@ -532,8 +531,7 @@ fn start_created<C: DomainControl, M: GuestMemory>(
         .map_err(xen_step("set_address_size"))?;
     step("planned; vCPUs, maxmem, event channels and address size set");
     // The magic pages, their HVM params and grant entries come before RAM (libxenguest
-    // makes them after it): all that xenstored and the console daemon touch when the
-    // domain is introduced, so that it can be introduced while RAM is populated.
+    // makes them after it): the tree names them, and is written while RAM is populated.
     let magic = plan.layout.magic;
     let magic_gfns: Vec<XenPfn> = (0..NR_MAGIC_PAGES).map(|i| magic.console_pfn + i).collect();
     let n = ctl
