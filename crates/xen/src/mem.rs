@@ -312,6 +312,121 @@ impl MappedMemory {
     }
 }
 
+/// A piece of mapped memory for vectored file I/O: `len` bytes at `offset`
+/// of `mem`.
+#[derive(Debug, Clone, Copy)]
+pub struct IoPiece<'a> {
+    pub mem: &'a MappedMemory,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Most iovecs per `preadv`/`pwritev` (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// The iovecs of `pieces`, bounds-checked against their mappings; pieces that
+/// continue each other in memory are merged.
+fn iovecs(pieces: &[IoPiece<'_>]) -> Result<Vec<libc::iovec>, MemError> {
+    let mut v: Vec<libc::iovec> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        if p.len == 0 {
+            continue;
+        }
+        let ptr = p.mem.check(p.offset, p.len, 1)?;
+        if let Some(last) = v.last_mut() {
+            if last.iov_base as usize + last.iov_len == ptr as usize {
+                last.iov_len += p.len;
+                continue;
+            }
+        }
+        v.push(libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: p.len,
+        });
+    }
+    Ok(v)
+}
+
+/// Drops the first `n` bytes of `iov` (after a short transfer).
+fn advance(iov: &mut Vec<libc::iovec>, mut n: usize) {
+    let mut done = 0;
+    for e in iov.iter_mut() {
+        if n < e.iov_len {
+            e.iov_base = (e.iov_base as usize + n) as *mut libc::c_void;
+            e.iov_len -= n;
+            break;
+        }
+        n -= e.iov_len;
+        done += 1;
+    }
+    iov.drain(..done);
+}
+
+/// Reads exactly the pieces' total length from `fd` at byte `pos` into the
+/// pieces, in order (`preadv`; the kernel writes into the mappings, no Rust
+/// reference to their bytes exists). End of file before that is an
+/// `UnexpectedEof` error.
+pub fn pread_exact_into(
+    fd: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    pieces: &[IoPiece<'_>],
+) -> io::Result<()> {
+    vectored(fd, pos, pieces, false)
+}
+
+/// Writes the pieces, in order, to `fd` at byte `pos` (`pwritev`; the kernel
+/// reads the mappings, which the other side may change meanwhile: the file
+/// then gets whatever bytes were there, as with any shared-memory DMA).
+pub fn pwrite_all_from(
+    fd: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    pieces: &[IoPiece<'_>],
+) -> io::Result<()> {
+    vectored(fd, pos, pieces, true)
+}
+
+fn vectored(
+    fd: std::os::fd::BorrowedFd<'_>,
+    mut pos: u64,
+    pieces: &[IoPiece<'_>],
+    write: bool,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut iov = iovecs(pieces).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    while !iov.is_empty() {
+        let count = iov.len().min(IOV_MAX) as libc::c_int;
+        let off = libc::off_t::try_from(pos).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: every iovec lies inside a live mapping (`iovecs` checked each
+        // piece against its `MappedMemory`, which the caller borrows for the
+        // call); the kernel reads or writes those bytes during the call only,
+        // and no Rust reference into them exists.
+        let n = unsafe {
+            if write {
+                libc::pwritev(fd.as_raw_fd(), iov.as_ptr(), count, off)
+            } else {
+                libc::preadv(fd.as_raw_fd(), iov.as_ptr(), count, off)
+            }
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(if write {
+                io::ErrorKind::WriteZero.into()
+            } else {
+                io::ErrorKind::UnexpectedEof.into()
+            });
+        }
+        pos += n as u64;
+        advance(&mut iov, n as usize);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +526,68 @@ mod tests {
         drop(m);
         // The view keeps the region alive.
         assert_eq!(page1.read_u32(0).expect("read"), 7);
+    }
+
+    #[test]
+    fn vectored_file_io_moves_the_pieces_in_order() {
+        use std::os::fd::AsFd;
+        let path = std::env::temp_dir().join(format!("rxen-mem-iov-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        let a = MappedMemory::anonymous(8192).expect("mmap");
+        let b = MappedMemory::anonymous(4096).expect("mmap");
+        a.fill(0, 8192, 1).expect("fill");
+        b.fill(0, 4096, 2).expect("fill");
+        a.write_u32(4096, 0x0a0b_0c0d).expect("write");
+        // Three pieces, the first two adjacent in `a` (merged into one iovec).
+        let pieces = [
+            IoPiece { mem: &a, offset: 512, len: 3584 },
+            IoPiece { mem: &a, offset: 4096, len: 1024 },
+            IoPiece { mem: &b, offset: 100, len: 10 },
+        ];
+        assert_eq!(iovecs(&pieces).expect("iov").len(), 2);
+        pwrite_all_from(file.as_fd(), 4, &pieces).expect("pwritev");
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(bytes.len(), 4 + 3584 + 1024 + 10);
+        assert!(bytes[4..4 + 3584].iter().all(|&x| x == 1));
+        assert_eq!(&bytes[3588..3592], &0x0a0b_0c0du32.to_ne_bytes());
+        assert!(bytes[bytes.len() - 10..].iter().all(|&x| x == 2));
+        // And back, into other places.
+        let c = MappedMemory::anonymous(4096).expect("mmap");
+        let back = [
+            IoPiece { mem: &c, offset: 2000, len: 8 },
+            IoPiece { mem: &c, offset: 0, len: 4 },
+        ];
+        pread_exact_into(file.as_fd(), 3588, &back).expect("preadv");
+        assert_eq!(c.read_u32(2000).expect("read"), 0x0a0b_0c0d);
+        assert_eq!(c.read_u32(0).expect("read"), 0x0101_0101);
+        // Past the end of the file: an error, not a short read taken as whole.
+        let past = [IoPiece { mem: &c, offset: 0, len: 4096 }];
+        let e = pread_exact_into(file.as_fd(), 4000, &past).expect_err("eof");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // A piece outside its mapping is refused before any I/O.
+        let bad = [IoPiece { mem: &c, offset: 4000, len: 100 }];
+        assert!(pwrite_all_from(file.as_fd(), 0, &bad).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn advance_drops_whole_and_partial_iovecs() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        let other = MappedMemory::anonymous(4096).expect("mmap");
+        let mut iov = iovecs(&[
+            IoPiece { mem: &m, offset: 0, len: 100 },
+            IoPiece { mem: &other, offset: 0, len: 50 },
+        ])
+        .expect("iov");
+        advance(&mut iov, 120);
+        assert_eq!(iov.len(), 1);
+        assert_eq!(iov[0].iov_len, 30);
+        assert_eq!(iov[0].iov_base as usize, other.addr() + 20);
     }
 }
