@@ -6,6 +6,7 @@
 
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, EvtchnPort};
+use crate::ioctl::ioctl_with_ptr;
 use crate::traits::EventChannels;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -92,12 +93,7 @@ impl Evtchn {
     fn ioctl<T>(&self, req: u64, arg: &mut T) -> io::Result<i32> {
         // SAFETY: every caller passes the argument struct that `req` encodes
         // (checked by the layout tests); the kernel reads it only during the call.
-        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), req as _, arg as *mut T) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
+        unsafe { ioctl_with_ptr(&self.file, req, arg) }
     }
 
     /// Binds a local port to `remote_port` of `remote_domain`.

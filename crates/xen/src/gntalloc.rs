@@ -3,6 +3,7 @@
 
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
+use crate::ioctl::ioctl_with_ptr;
 use crate::mem::MappedMemory;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -81,15 +82,8 @@ fn dealloc(file: &File, index: u64, count: u32) {
     };
     // SAFETY: IOCTL_GNTALLOC_DEALLOC_GREF with its argument struct, read during
     // the call only.
-    let rc = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            IOCTL_GNTALLOC_DEALLOC_GREF as _,
-            &mut d as *mut IoctlGntallocDeallocGref,
-        )
-    };
-    if rc < 0 {
-        tracing::warn!("gntalloc dealloc failed: {}", io::Error::last_os_error());
+    if let Err(e) = unsafe { ioctl_with_ptr(file, IOCTL_GNTALLOC_DEALLOC_GREF, &mut d) } {
+        tracing::warn!("gntalloc dealloc failed: {e}");
     }
 }
 
@@ -134,20 +128,12 @@ impl Gntalloc {
         buf[0] = u64::from(domid) | (u64::from(flags) << 16) | (u64::from(n) << 32);
         // SAFETY: `buf` holds an alloc_gref head with room for `count` grant ids
         // after it, as the kernel writes them; it lives across the call.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTALLOC_ALLOC_GREF as _,
-                buf.as_mut_ptr(),
-            )
-        };
-        if rc < 0 {
-            return Err(GntallocError::Alloc {
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTALLOC_ALLOC_GREF, buf.as_mut_ptr()) }
+            .map_err(|source| GntallocError::Alloc {
                 domid,
                 count,
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            })?;
         let index = buf[1];
         let refs: Vec<GrantRef> = (0..count)
             .map(|i| {
@@ -203,16 +189,8 @@ impl Gntalloc {
             event_channel_port: port,
         };
         // SAFETY: the ioctl with its argument struct, read during the call only.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTALLOC_SET_UNMAP_NOTIFY as _,
-                &mut n as *mut IoctlUnmapNotify,
-            )
-        };
-        if rc < 0 {
-            return Err(GntallocError::UnmapNotify(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTALLOC_SET_UNMAP_NOTIFY, &mut n) }
+            .map_err(GntallocError::UnmapNotify)?;
         Ok(())
     }
 }

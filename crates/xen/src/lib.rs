@@ -32,6 +32,7 @@ pub mod fake;
 pub mod gntalloc;
 pub mod gntdev;
 pub mod hypercall;
+mod ioctl;
 pub mod mem;
 pub mod privcmd;
 pub mod ring;

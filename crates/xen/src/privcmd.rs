@@ -7,6 +7,7 @@ use crate::abi::linux::{
 };
 use crate::abi::xen::{DomId, XenPfn, XEN_PAGE_SIZE};
 use crate::hypercall::{HypercallBufError, HypercallDevice};
+use crate::ioctl::ioctl_with_ptr;
 use crate::mem::MappedMemory;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -99,19 +100,8 @@ impl Privcmd {
         let mut call = PrivcmdHypercall { op, arg: args };
         // SAFETY: `call` is a valid privcmd_hypercall for this ioctl number; the
         // caller guarantees that address arguments point into live buffers.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_PRIVCMD_HYPERCALL as _,
-                &mut call as *mut PrivcmdHypercall,
-            )
-        };
-        if rc < 0 {
-            return Err(PrivcmdError::Hypercall {
-                op,
-                source: io::Error::last_os_error(),
-            });
-        }
+        let rc = unsafe { ioctl_with_ptr(&self.file, IOCTL_PRIVCMD_HYPERCALL, &mut call) }
+            .map_err(|source| PrivcmdError::Hypercall { op, source })?;
         Ok(i64::from(rc))
     }
 
@@ -162,15 +152,8 @@ impl Privcmd {
         };
         // SAFETY: `batch` points at `num` frames and `num` error slots that live
         // across the call, and at a privcmd VMA of exactly `num` pages.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_PRIVCMD_MMAPBATCH_V2 as _,
-                &mut batch as *mut PrivcmdMmapBatchV2,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
+        let rc = unsafe { ioctl_with_ptr(&self.file, IOCTL_PRIVCMD_MMAPBATCH_V2, &mut batch) };
+        if let Err(e) = rc {
             // ENOENT means "some frames are paged out": the array tells which.
             if e.raw_os_error() != Some(libc::ENOENT) {
                 return Err(PrivcmdError::Map {
@@ -226,20 +209,13 @@ impl Privcmd {
             addr: mem.addr() as u64,
         };
         // SAFETY: `res` describes the privcmd VMA of `num` pages made above.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_PRIVCMD_MMAP_RESOURCE as _,
-                &mut res as *mut PrivcmdMmapResource,
-            )
-        };
-        if rc < 0 {
-            return Err(PrivcmdError::Map {
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_PRIVCMD_MMAP_RESOURCE, &mut res) }.map_err(
+            |source| PrivcmdError::Map {
                 domid,
                 count: num,
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            },
+        )?;
         Ok(mem)
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::abi::linux::IOCTL_XENBUS_BACKEND_EVTCHN;
 use crate::abi::xen::{EvtchnPort, XEN_PAGE_SIZE};
+use crate::ioctl::ioctl_with_ptr;
 use crate::mem::MappedMemory;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -45,10 +46,14 @@ impl XenbusBackend {
     /// interdomain to, from domain 0).
     pub fn evtchn(&self) -> Result<EvtchnPort, XenbusBackendError> {
         // SAFETY: IOCTL_XENBUS_BACKEND_EVTCHN takes no argument.
-        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), IOCTL_XENBUS_BACKEND_EVTCHN as _, 0) };
-        if rc < 0 {
-            return Err(XenbusBackendError::Evtchn(io::Error::last_os_error()));
+        let rc = unsafe {
+            ioctl_with_ptr(
+                &self.file,
+                IOCTL_XENBUS_BACKEND_EVTCHN,
+                std::ptr::null_mut::<()>(),
+            )
         }
+        .map_err(XenbusBackendError::Evtchn)?;
         Ok(rc as EvtchnPort)
     }
 
