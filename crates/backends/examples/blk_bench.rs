@@ -10,13 +10,16 @@
 //! fake grant table: a `memcpy` where Xen's grant copy would run), as without
 //! persistent grants; "persistent" maps each grant once (the fake's
 //! `map_pages`) and reads or writes the file straight into or out of the mapped
-//! pages (`preadv`/`pwritev`), as with them. The peer does only the disk calls of
-//! the same requests: one `pread`/`pwrite` per request into one buffer. All run on
-//! the same file, in alternating rounds; the reported time of each is its
+//! pages (`preadv`/`pwritev`), as with them. The peers do only the disk calls of
+//! the same requests: `plain` one `pread`/`pwrite` per request into one (hot)
+//! buffer; `plain-guest` the same into or out of the pages the frontend gave the
+//! request (where the data must land: the least any backend does);
+//! `plain+copy` into the buffer and then a copy to or from those pages. All run
+//! on the same file, in alternating rounds; the reported time of each is its
 //! median round.
 //!
 //! ```text
-//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N]
+//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N] [--lanes N] [--no-journal] [--only seq-read|seq-write|rand-read|rand-write]
 //! ```
 //! The file (default: in /dev/shm, so that the page cache, not a disk, is the
 //! limit and the backend's own overhead shows) is created and removed.
@@ -36,7 +39,9 @@ use backends::block::journal::{Journal, RingIdent};
 use backends::block::server::BlkRing;
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::fake::FakeGrants;
-use xen::{BackRing, FrontRing, GrantMapper, MappedMemory};
+use xen::{
+    pread_exact_into, pwrite_all_from, BackRing, FrontRing, GrantMapper, IoPiece, MappedMemory,
+};
 
 const GUEST: u16 = 1;
 const RING_GREF: u32 = 1;
@@ -51,6 +56,8 @@ struct Args {
     rounds: usize,
     journal: bool,
     lanes: usize,
+    /// Only this workload (all four when `None`).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -60,6 +67,7 @@ fn args() -> Args {
         rounds: 5,
         journal: true,
         lanes: backends::block::server::MAX_IN_FLIGHT,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -69,6 +77,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
             "--no-journal" => a.journal = false,
             "--lanes" => a.lanes = it.next().unwrap().parse().unwrap(),
+            "--only" => a.only = it.next(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -182,6 +191,31 @@ fn plain(file: &std::fs::File, op: u8, reqs: &[(u64, usize)], buf: &mut [u8]) ->
     t.elapsed()
 }
 
+/// The disk calls alone, straight into or out of the pages the frontend gives
+/// request `n` (those of its ring slot, as in [`Bench::run`]).
+fn plain_guest(
+    file: &std::fs::File,
+    op: u8,
+    reqs: &[(u64, usize)],
+    guest: &MappedMemory,
+) -> Duration {
+    use std::os::fd::AsFd;
+    let t = Instant::now();
+    for (n, &(sector, pages)) in reqs.iter().enumerate() {
+        let piece = [IoPiece {
+            mem: guest,
+            offset: (n % 32) * MAX_SEGMENTS * XEN_PAGE_SIZE,
+            len: pages * XEN_PAGE_SIZE,
+        }];
+        if op == OP_READ {
+            pread_exact_into(file.as_fd(), sector * SECTOR_SIZE, piece).unwrap();
+        } else {
+            pwrite_all_from(file.as_fd(), sector * SECTOR_SIZE, piece).unwrap();
+        }
+    }
+    t.elapsed()
+}
+
 /// The disk calls plus the copy to or from the guest's pages that the backend
 /// must make (here with the same volatile copies as the fake grant table), into
 /// the pages the frontend gives request `n` (those of its ring slot, as in
@@ -289,9 +323,12 @@ fn main() {
         a.lanes
     );
     println!(
-        "workload    MiB  requests  plain_ms  plain+copy_ms  copy_ms  persistent_ms  copy/plain  copy/plain+copy  persistent/plain  persistent_MiB/s"
+        "workload    MiB  requests  plain_ms  plain-guest_ms  plain+copy_ms  copy_ms  persistent_ms  copy/plain  copy/plain+copy  persistent/plain  persistent/plain-guest  persistent_MiB/s"
     );
     for name in ["seq-read", "seq-write", "rand-read", "rand-write"] {
+        if a.only.as_ref().is_some_and(|o| o != name) {
+            continue;
+        }
         // Random I/O moves a quarter of the bytes (4 KiB requests are slow).
         let total_pages = if name.starts_with("rand") {
             disk_pages / 4
@@ -303,24 +340,28 @@ fn main() {
         let mut tc = Vec::new();
         let mut tb = Vec::new();
         let mut tm = Vec::new();
+        let mut tg = Vec::new();
         for _ in 0..a.rounds {
             tp.push(plain(&plain_file, op, &reqs, &mut buf));
+            tg.push(plain_guest(&plain_file, op, &reqs, &data));
             tc.push(plain_copy(&plain_file, op, &reqs, &mut buf, &data));
             tb.push(copy.run(op, &reqs));
             tm.push(persistent.run(op, &reqs));
         }
-        let (p, c, b, m) = (median(tp), median(tc), median(tb), median(tm));
+        let (p, c, b, m, g) = (median(tp), median(tc), median(tb), median(tm), median(tg));
         let mib = (total_pages * XEN_PAGE_SIZE as u64) as f64 / f64::from(1 << 20);
         println!(
-            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>14.1} {:>8.1} {:>14.1} {:>11.2} {:>16.2} {:>17.2} {:>17.0}",
+            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>15.1} {:>14.1} {:>8.1} {:>14.1} {:>11.2} {:>16.2} {:>17.2} {:>23.2} {:>17.0}",
             reqs.len(),
             p.as_secs_f64() * 1e3,
+            g.as_secs_f64() * 1e3,
             c.as_secs_f64() * 1e3,
             b.as_secs_f64() * 1e3,
             m.as_secs_f64() * 1e3,
             b.as_secs_f64() / p.as_secs_f64(),
             b.as_secs_f64() / c.as_secs_f64(),
             m.as_secs_f64() / p.as_secs_f64(),
+            m.as_secs_f64() / g.as_secs_f64(),
             mib / m.as_secs_f64()
         );
     }

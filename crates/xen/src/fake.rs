@@ -472,8 +472,7 @@ impl std::ops::Deref for FakeGrantPage {
 
 impl Drop for FakeGrantPage {
     fn drop(&mut self) {
-        self.live
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -181,13 +181,21 @@ impl Disk {
     }
     /// Reads into `pieces` (mapped guest pages), in order, from `sector` on
     /// (`preadv`: the data lands in the pages, no copy).
-    pub fn read_into(&self, sector: u64, pieces: &[xen::IoPiece<'_>]) -> io::Result<()> {
+    pub fn read_into<'a>(
+        &self,
+        sector: u64,
+        pieces: impl IntoIterator<Item = xen::IoPiece<'a>>,
+    ) -> io::Result<()> {
         use std::os::fd::AsFd;
         xen::pread_exact_into(self.file.as_fd(), sector * SECTOR_SIZE, pieces)
     }
     /// Writes `pieces` (mapped guest pages), in order, from `sector` on
     /// (`pwritev`).
-    pub fn write_from(&self, sector: u64, pieces: &[xen::IoPiece<'_>]) -> io::Result<()> {
+    pub fn write_from<'a>(
+        &self,
+        sector: u64,
+        pieces: impl IntoIterator<Item = xen::IoPiece<'a>>,
+    ) -> io::Result<()> {
         use std::os::fd::AsFd;
         xen::pwrite_all_from(self.file.as_fd(), sector * SECTOR_SIZE, pieces)
     }

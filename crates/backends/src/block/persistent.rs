@@ -17,6 +17,7 @@
 //! requests that name it (BLKIF_RSP_ERROR); the ring stays up.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use xen::abi::xen::{DomId, GrantRef};
 use xen::GrantPageMapper;
@@ -25,10 +26,35 @@ use xen::GrantPageMapper;
 /// default).
 pub const MAX_PERSISTENT_GRANTS: usize = 1056;
 
+/// Hashes a grant reference by one multiplication (Fibonacci hashing): every
+/// segment of every request looks its grant up, and SipHash's cost showed per
+/// request. A frontend that picks colliding references only slows its own
+/// ring, and at most [`MAX_PERSISTENT_GRANTS`] entries can collide.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GrefHasher(u64);
+
+/// 2^64 / the golden ratio, odd: spreads consecutive references over the
+/// high bits, which the table uses.
+const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for GrefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(FIBONACCI);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(FIBONACCI);
+    }
+}
+
 /// The grants one ring keeps mapped.
 #[derive(Debug)]
 pub struct PersistentGrants<P> {
-    pages: HashMap<GrantRef, P>,
+    pages: HashMap<GrantRef, P, BuildHasherDefault<GrefHasher>>,
     max: usize,
 }
 
@@ -50,7 +76,7 @@ impl<P> PersistentGrants<P> {
     /// An empty set keeping at most `max` grants.
     pub fn new(max: usize) -> Self {
         Self {
-            pages: HashMap::new(),
+            pages: HashMap::default(),
             max,
         }
     }
@@ -109,7 +135,10 @@ impl<P> PersistentGrants<P> {
                 self.pages.extend(new.iter().copied().zip(pages));
             }
             Err(e) => {
-                tracing::debug!("mapping {} grants at once failed ({e}); one by one", new.len());
+                tracing::debug!(
+                    "mapping {} grants at once failed ({e}); one by one",
+                    new.len()
+                );
                 for g in new {
                     out.calls += 1;
                     match mapper.map_pages(domid, &[g], true) {

@@ -628,7 +628,11 @@ fn persistent_grants_are_mapped_once_and_used_directly() {
     ]);
     let got: Vec<(u64, i16)> = rsp.iter().map(|r| (r.id, r.status)).collect();
     assert_eq!(got, vec![(1, RSP_OKAY), (2, RSP_OKAY)]);
-    assert_eq!(g.grants.page_map_calls(), 1, "one mapping call for the batch");
+    assert_eq!(
+        g.grants.page_map_calls(),
+        1,
+        "one mapping call for the batch"
+    );
     assert_eq!(g.grants.live_pages(), 2);
     assert_eq!(g.back.persistent_grants(), 2);
     let mut page = [0u8; 4096];
