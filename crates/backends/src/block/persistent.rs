@@ -65,11 +65,19 @@ pub struct MapOutcome {
     pub mapped: usize,
     /// Mapping calls made (one gntdev ioctl and `mmap` each).
     pub calls: usize,
-    /// Grants that could not be mapped: the requests naming them fail.
+    /// Grants that could not be mapped, sorted: the requests naming them
+    /// fail ([`MapOutcome::failed`]).
     pub failed: Vec<GrantRef>,
     /// Grants left unmapped because the bound was reached: their requests
     /// copy.
     pub over_bound: usize,
+}
+
+impl MapOutcome {
+    /// Whether `gref` could not be mapped.
+    pub fn failed(&self, gref: GrantRef) -> bool {
+        self.failed.binary_search(&gref).is_ok()
+    }
 }
 
 impl<P> PersistentGrants<P> {
@@ -155,6 +163,7 @@ impl<P> PersistentGrants<P> {
                 }
             }
         }
+        out.failed.sort_unstable();
         out
     }
 }

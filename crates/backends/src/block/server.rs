@@ -553,7 +553,7 @@ impl<G: Grants> Executor<G> {
             .zip(headers)
             .map(|(raw, h)| {
                 let Some(Ok(h)) = h else { return None };
-                if h.page_grefs.iter().any(|g| outcome.failed.contains(g)) {
+                if h.page_grefs.iter().any(|g| outcome.failed(*g)) {
                     return Some(Err(RequestError::GrantMap));
                 }
                 let mut pages = vec![0u8; h.page_grefs.len() * XEN_PAGE_SIZE];
@@ -596,7 +596,7 @@ impl<G: Grants> Executor<G> {
         }
         for p in parsed.iter_mut() {
             if let Ok(r) = p {
-                if r.segments.iter().any(|s| outcome.failed.contains(&s.gref)) {
+                if r.segments.iter().any(|s| outcome.failed(s.gref)) {
                     *p = Err(RequestError::GrantMap);
                 }
             }
