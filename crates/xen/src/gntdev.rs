@@ -4,7 +4,7 @@
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
 use crate::mem::MappedMemory;
-use crate::traits::GrantMapper;
+use crate::traits::{GrantMapper, GrantPageMapper};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -93,6 +93,21 @@ impl std::ops::Deref for GrantMapping {
 impl Drop for GrantMapping {
     fn drop(&mut self) {
         unmap_index(&self.file, self.index, self.count);
+    }
+}
+
+/// One page of a [`GrantMapping`] of several grants ([`Gntdev::map_grant_pages`]):
+/// the pages of one mapping stay mapped while any of them lives.
+#[derive(Debug, Clone)]
+pub struct GrantPage {
+    mem: MappedMemory,
+    _mapping: Arc<GrantMapping>,
+}
+
+impl std::ops::Deref for GrantPage {
+    type Target = MappedMemory;
+    fn deref(&self) -> &MappedMemory {
+        &self.mem
     }
 }
 
@@ -219,6 +234,33 @@ impl Gntdev {
             writable,
             file: Arc::clone(&self.file),
         })
+    }
+
+    /// Maps grants `refs` of `domid` with one `IOCTL_GNTDEV_MAP_GRANT_REF` and one
+    /// `mmap`, and hands back each page on its own, in the order of `refs`
+    /// (rxblkback's persistent grants). The kernel maps all or none: if one
+    /// grant cannot be mapped, the call fails.
+    pub fn map_grant_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<GrantPage>, GntdevError> {
+        let mapping = Arc::new(self.map_grant_refs(domid, refs, writable)?);
+        (0..refs.len())
+            .map(|i| {
+                let mem = mapping
+                    .mem
+                    .sub(i * XEN_PAGE_SIZE, XEN_PAGE_SIZE)
+                    .map_err(|_| GntdevError::BadOffset {
+                        offset: i * XEN_PAGE_SIZE,
+                    })?;
+                Ok(GrantPage {
+                    mem,
+                    _mapping: Arc::clone(&mapping),
+                })
+            })
+            .collect()
     }
 
     /// Asks the kernel to clear the byte at `offset` of `mapping` and/or notify
@@ -489,5 +531,17 @@ impl GrantMapper for Gntdev {
         writable: bool,
     ) -> Result<GrantMapping, GntdevError> {
         self.map_grant_refs(domid, refs, writable)
+    }
+}
+
+impl GrantPageMapper for Gntdev {
+    type Page = GrantPage;
+    fn map_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<GrantPage>, GntdevError> {
+        self.map_grant_pages(domid, refs, writable)
     }
 }
