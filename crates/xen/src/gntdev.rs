@@ -3,6 +3,7 @@
 
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
+use crate::ioctl::ioctl_with_ptr;
 use crate::mem::MappedMemory;
 use crate::traits::{GrantMapper, GrantPageMapper};
 use std::fs::{File, OpenOptions};
@@ -121,15 +122,8 @@ fn unmap_index(file: &File, index: u64, count: u32) {
     };
     // SAFETY: IOCTL_GNTDEV_UNMAP_GRANT_REF with its argument struct, read during
     // the call only.
-    let rc = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            IOCTL_GNTDEV_UNMAP_GRANT_REF as _,
-            &mut u as *mut IoctlGntdevUnmapGrantRef,
-        )
-    };
-    if rc < 0 {
-        tracing::warn!("gntdev unmap failed: {}", io::Error::last_os_error());
+    if let Err(e) = unsafe { ioctl_with_ptr(file, IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u) } {
+        tracing::warn!("gntdev unmap failed: {e}");
     }
 }
 
@@ -155,16 +149,8 @@ impl Gntdev {
     pub fn set_max_grants(&self, count: u32) -> Result<(), GntdevError> {
         let mut a = IoctlGntdevSetMaxGrants { count };
         // SAFETY: the ioctl with its argument struct, read during the call only.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_SET_MAX_GRANTS as _,
-                &mut a as *mut IoctlGntdevSetMaxGrants,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::SetMax(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_SET_MAX_GRANTS, &mut a) }
+            .map_err(GntdevError::SetMax)?;
         Ok(())
     }
 
@@ -189,20 +175,12 @@ impl Gntdev {
         }
         // SAFETY: `buf` holds a map_grant_ref head followed by `count` refs, as
         // the kernel reads (count from the head); it lives across the call.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_MAP_GRANT_REF as _,
-                buf.as_mut_ptr(),
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::Map {
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_MAP_GRANT_REF, buf.as_mut_ptr()) }
+            .map_err(|source| GntdevError::Map {
                 domid,
                 count: refs.len(),
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            })?;
         let index = buf[1];
         let len = refs.len() * XEN_PAGE_SIZE;
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
@@ -285,16 +263,8 @@ impl Gntdev {
             event_channel_port: port,
         };
         // SAFETY: the ioctl with its argument struct, read during the call only.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_SET_UNMAP_NOTIFY as _,
-                &mut n as *mut IoctlUnmapNotify,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::UnmapNotify(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_SET_UNMAP_NOTIFY, &mut n) }
+            .map_err(GntdevError::UnmapNotify)?;
         Ok(())
     }
 
@@ -312,16 +282,8 @@ impl Gntdev {
         };
         // SAFETY: `c` points at `count` segments that live across the call; the
         // caller guarantees the local addresses inside them.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_GRANT_COPY as _,
-                &mut c as *mut IoctlGntdevGrantCopy,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::Copy(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_GRANT_COPY, &mut c) }
+            .map_err(GntdevError::Copy)?;
         if let Some((index, s)) = segments.iter().enumerate().find(|(_, s)| s.status != 0) {
             return Err(GntdevError::CopySegment {
                 index,
