@@ -285,13 +285,16 @@ aarch64-linux-gnu-gcc -nostdlib -nostartfiles -static -Wl,-Ttext=0 -Wl,--build-i
   -o "$WORK/first-line.elf" "$HERE/guest/first-line.S" || die "assembling guest/first-line.S failed"
 aarch64-linux-gnu-objcopy -O binary "$WORK/first-line.elf" "$WORK/first-line.Image" \
   || die "objcopy of first-line.elf failed"
+# Its stopwatch (dom0/timecreate.c), the same for xl and rxl.
+aarch64-linux-gnu-gcc -O2 -Wall -static -o "$WORK/timecreate" "$HERE/dom0/timecreate.c" \
+  || die "compiling dom0/timecreate.c failed"
 
 # boot_overlay NAMES... -- the per-boot part of dom0's initramfs, appended to the base.
 boot_overlay() {
   local O=$WORK/overlay
   rm -rf "$O"; mkdir -p "$O"/testbed/scenarios "$O"/testbed/guest "$O"/opt/rxen/bin
   cp "$HERE/dom0/init" "$O/init"; chmod 755 "$O/init"
-  cp "$HERE/dom0/lib.sh" "$HERE/dom0/run-scenarios" "$O/testbed/"
+  cp "$HERE/dom0/lib.sh" "$HERE/dom0/run-scenarios" "$WORK/timecreate" "$O/testbed/"
   chmod 755 "$O/testbed/run-scenarios"
   cp "$WORK/guest.cpio.gz" "$WORK/guest32.cpio.gz" "$WORK/first-line.Image" "$O/testbed/guest/"
   for b in $RXEN_BINS; do cp "$BINDIR/$b" "$O/opt/rxen/bin/"; done

@@ -141,6 +141,10 @@ pub struct CreateRequest<'a> {
     pub cfg: &'a DomainConfig,
     pub paused: bool,
     pub xen_version: (u32, u32),
+    /// The config's kernel, already read and probed (`rxl create` reads it to
+    /// validate before opening Xen); `None`: `create` reads it. A 30 MiB kernel
+    /// read twice cost ~100 ms under TCG.
+    pub kernel: Option<(KernelImage, &'a [u8])>,
 }
 
 /// Creates, describes in xenstore, introduces and (unless paused) unpauses a domain.
@@ -158,13 +162,20 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     if domain::resolve(xs, &ids, &cfg.name).is_ok() && cfg.name.parse::<u32>().is_err() {
         return Err(LifecycleError::NameInUse(cfg.name.clone()));
     }
+    step("name checked against the existing domains");
     let kernel_path = cfg.kernel.as_ref().ok_or(LifecycleError::NoKernel)?;
-    let (kernel, kernel_bytes) =
-        KernelImage::load(kernel_path).map_err(|source| LifecycleError::Kernel {
-            path: kernel_path.display().to_string(),
-            source,
-        })?;
-    step("kernel read");
+    let loaded;
+    let (kernel, kernel_bytes) = match req.kernel {
+        Some((k, bytes)) => (k, bytes),
+        None => {
+            loaded = KernelImage::load(kernel_path).map_err(|source| LifecycleError::Kernel {
+                path: kernel_path.display().to_string(),
+                source,
+            })?;
+            step("kernel read");
+            (loaded.0, loaded.1.as_slice())
+        }
+    };
     let initrd = match &cfg.ramdisk {
         None => None,
         Some(p) => Some(std::fs::read(p).map_err(|source| LifecycleError::Ramdisk {
@@ -190,62 +201,50 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     let input = BuildInput {
         cfg,
         kernel,
-        kernel_bytes: &kernel_bytes,
+        kernel_bytes,
         initrd: initrd.as_deref(),
         rng_seed: crate::rand::bytes::<RNG_SEED_SIZE>()?,
         xen_version: req.xen_version,
     };
-    let built = builder::build(ctl, mem, &input)?;
+    let started = builder::start(ctl, mem, &input)?;
+    let domid = u32::from(started.domid);
+    // From here on the xenstore tree names only what exists (the ids, the event
+    // channels, the magic pages and their grant entries), so it is written on a
+    // second thread while `finish` populates RAM and copies the images in:
+    // xenstored's work and Xen's for the builder overlap on dom0's vCPUs. (libxl
+    // writes most of the tree right after createdomain too.) The domain is
+    // introduced once both are done, as before: the daemons that set it up then
+    // (xenstored, the console daemon) never see a domain still being built. A
+    // vuart's event channel comes later: with one, the tree follows the build.
+    let (built, described) = match started.preview(cfg) {
+        Some(preview) => std::thread::scope(|s| {
+            let writer = s.spawn(|| describe(xs, cfg, &preview, &step));
+            let built = builder::finish(ctl, mem, &input, started);
+            let described = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (built, Some(described))
+        }),
+        None => (builder::finish(ctl, mem, &input, started), None),
+    };
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // `finish` destroyed the domain; its nodes may have been written.
+            if described.is_some() {
+                let uuid = cfg.uuid.to_string();
+                if let Err(r) = domain::remove_tree(xs, domid, Some(&uuid)) {
+                    tracing::error!(domid, "rollback: removing xenstore nodes failed: {r}");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     step("domain built");
-    let domid = u32::from(built.domid);
     let finish = |xs: &mut Client| -> Result<(), LifecycleError> {
-        let nodes = domain::domain_tree(&TreeInput {
-            cfg,
-            built: &built,
-            start_time: start_time(),
-        });
-        domain::write_tree(xs, domid, &nodes)?;
-        step("xenstore tree written");
-        // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
-        // runs so that its blkfront finds them at boot (as libxl does).
-        for disk in &cfg.disks {
-            let vdev = disk.vdev.clone();
-            let device = vbd::nodes(domid, disk).map_err(|source| LifecycleError::Disk {
-                vdev: vdev.clone(),
-                source,
-            })?;
-            device
-                .write(xs)
-                .map_err(|source| LifecycleError::DiskNodes { vdev, source })?;
-        }
-        if !cfg.disks.is_empty() {
-            step("disk nodes written");
-        }
-        // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
-        // domain runs so that its netfront finds them at boot.
-        for (devid, nic) in (0u32..).zip(&cfg.vifs) {
-            let device = vif::nodes(domid, devid, nic)
-                .map_err(|source| LifecycleError::Nic { devid, source })?;
-            device
-                .write(xs)
-                .map_err(|source| LifecycleError::NicNodes { devid, source })?;
-        }
-        if !cfg.vifs.is_empty() {
-            step("vif nodes written");
-        }
-        // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
-        // served by rxconsoled; rolled back with the rest of the tree (they live
-        // under the domain's and dom0's backend/console/<domid> directories).
-        for (i, c) in cfg.channels.iter().enumerate() {
-            channel::nodes(domid, channel_devid(i), c)?
-                .write(xs)
-                .map_err(|source| LifecycleError::ChannelNodes {
-                    name: c.name.clone(),
-                    source,
-                })?;
-        }
-        if !cfg.channels.is_empty() {
-            step("channel nodes written");
+        match described {
+            Some(r) => r?,
+            None => describe(xs, cfg, &built, &step)?,
         }
         xs.introduce(domid, built.store_gfn, built.store_port)
             .map_err(|source| LifecycleError::Xenstore {
@@ -275,6 +274,65 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         return Err(e);
     }
     Ok(built)
+}
+
+/// Writes the domain's xenstore tree and its disks', NICs' and channels' nodes.
+fn describe(
+    xs: &mut Client,
+    cfg: &DomainConfig,
+    built: &BuiltDomain,
+    step: &(dyn Fn(&str) + Sync),
+) -> Result<(), LifecycleError> {
+    let domid = u32::from(built.domid);
+    let nodes = domain::domain_tree(&TreeInput {
+        cfg,
+        built,
+        start_time: start_time(),
+    });
+    domain::write_tree(xs, domid, &nodes)?;
+    step("xenstore tree written");
+    // disk = [...]: the vbd nodes, served by rxblkback, written before the domain
+    // runs so that its blkfront finds them at boot (as libxl does).
+    for disk in &cfg.disks {
+        let vdev = disk.vdev.clone();
+        let device = vbd::nodes(domid, disk).map_err(|source| LifecycleError::Disk {
+            vdev: vdev.clone(),
+            source,
+        })?;
+        device
+            .write(xs)
+            .map_err(|source| LifecycleError::DiskNodes { vdev, source })?;
+    }
+    if !cfg.disks.is_empty() {
+        step("disk nodes written");
+    }
+    // vif = [...]: the NICs' nodes, served by rxnetback, likewise before the
+    // domain runs so that its netfront finds them at boot.
+    for (devid, nic) in (0u32..).zip(&cfg.vifs) {
+        let device = vif::nodes(domid, devid, nic)
+            .map_err(|source| LifecycleError::Nic { devid, source })?;
+        device
+            .write(xs)
+            .map_err(|source| LifecycleError::NicNodes { devid, source })?;
+    }
+    if !cfg.vifs.is_empty() {
+        step("vif nodes written");
+    }
+    // channel = [...]: secondary consoles 1, 2, ... (libxl numbers them from 1),
+    // served by rxconsoled; rolled back with the rest of the tree (they live
+    // under the domain's and dom0's backend/console/<domid> directories).
+    for (i, c) in cfg.channels.iter().enumerate() {
+        channel::nodes(domid, channel_devid(i), c)?
+            .write(xs)
+            .map_err(|source| LifecycleError::ChannelNodes {
+                name: c.name.clone(),
+                source,
+            })?;
+    }
+    if !cfg.channels.is_empty() {
+        step("channel nodes written");
+    }
+    Ok(())
 }
 
 /// The console devid of the `i`th channel (0 is the primary console).

@@ -85,7 +85,34 @@ pub fn run_with<C: DomainControl, M: GuestMemory>(
     ctl: &C,
     mem: &M,
     src: &ConfigSource,
-    mut domid: u32,
+    domid: u32,
+    xen_version: (u32, u32),
+    connect: impl Fn() -> Result<Client, ClientError>,
+) -> Result<(), LifecycleError> {
+    run_pending_with(ctl, mem, src, || Some(domid), xen_version, connect)
+}
+
+/// [`run`] for a monitor started before its domain exists (`rxl create` starts it
+/// first, so that its start overlaps the build instead of following the unpause):
+/// it reads the config, connects to xenstored and sets its watch, then asks
+/// `domid` for the domain. `None` (the create failed and was rolled back) ends it
+/// with nothing done.
+pub fn run_pending<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    src: &ConfigSource,
+    domid: impl FnOnce() -> Option<u32>,
+    xen_version: (u32, u32),
+) -> Result<(), LifecycleError> {
+    run_pending_with(ctl, mem, src, domid, xen_version, domain::connect)
+}
+
+/// [`run_pending`] over xenstore connections made by `connect`.
+pub fn run_pending_with<C: DomainControl, M: GuestMemory>(
+    ctl: &C,
+    mem: &M,
+    src: &ConfigSource,
+    domid: impl FnOnce() -> Option<u32>,
     xen_version: (u32, u32),
     connect: impl Fn() -> Result<Client, ClientError>,
 ) -> Result<(), LifecycleError> {
@@ -96,6 +123,11 @@ pub fn run_with<C: DomainControl, M: GuestMemory>(
     events
         .watch(RELEASE_DOMAIN, WATCH_TOKEN)
         .map_err(xs_err("watching @releaseDomain"))?;
+    tracing::info!(name = %cfg.name, "monitor ready");
+    let Some(mut domid) = domid() else {
+        tracing::info!(name = %cfg.name, "no domain to monitor (the create did not finish)");
+        return Ok(());
+    };
     tracing::info!(domid, name = %cfg.name, "monitoring");
     loop {
         let id = DomId::try_from(domid).unwrap_or(DomId::MAX);
@@ -155,6 +187,7 @@ pub fn run_with<C: DomainControl, M: GuestMemory>(
                                 cfg: &cfg,
                                 paused: false,
                                 xen_version,
+                                kernel: None,
                             },
                         )?;
                         domid = u32::from(built.domid);

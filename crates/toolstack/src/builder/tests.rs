@@ -350,7 +350,8 @@ fn every_failing_step_destroys_the_domain_and_names_the_step() {
         ("set_max_mem", "setmaxmem"),
         ("evtchn_alloc_unbound", "xenstore event channel"),
         ("set_address_size", "set_address_size"),
-        ("populate_physmap", "populating guest RAM"),
+        // The magic pages are the first populate_physmap (before RAM).
+        ("populate_physmap", "populating the magic pages"),
         ("hvm_param_set", "HVM params"),
         ("set_vcpu_context", "setvcpucontext"),
     ];
@@ -436,11 +437,12 @@ fn mapping_failures_roll_back_too() {
     let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
     assert!(err.to_string().contains("seeding the grant table"), "{err}");
     assert!(ctl.inner.domain_info(1).is_err());
-    // Guest RAM that Xen did not populate (here: no fake region) fails the copy.
+    // Guest memory that cannot be mapped (here: no fake region for the domain)
+    // fails the first mapping, the magic pages' (they come before RAM).
     let ctl = Flaky::new("");
     let guest = FakeGuest::new(2, 64 * MIB);
     let err = run(&ctl, &guest, &cfg, &kernel_bytes(), b"x").expect_err("fails");
-    assert!(err.to_string().contains("copying the kernel"), "{err}");
+    assert!(err.to_string().contains("mapping the magic pages"), "{err}");
     assert!(ctl.inner.domain_info(1).is_err());
 }
 
@@ -582,6 +584,7 @@ fn create_writes_the_nics_and_destroy_removes_them() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let built = lifecycle::create(&ctl, &guest, &mut xs, &req).expect("create");
     let domid = u32::from(built.domid);
@@ -620,6 +623,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("NIC 1 exists");
     assert!(
@@ -644,6 +648,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
         cfg: &cfg,
         paused: true,
         xen_version: (4, 17),
+        kernel: None,
     };
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("ioemu");
     assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
@@ -694,6 +699,7 @@ fn on_reboot_restart_re_reads_the_config_file() {
         cfg: &cfg,
         paused: false,
         xen_version: (4, 17),
+        kernel: None,
     };
     let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
         .expect("create")
@@ -790,6 +796,32 @@ fn images_go_in_by_grant_copy_and_the_borrowed_entries_are_cleared() {
 }
 
 #[test]
+fn a_large_image_goes_in_by_several_threads_each_with_its_own_entries() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(true);
+    // 1000 pages and a partial one: the first window alone, then lanes.
+    let pages = 1000;
+    let kernel = kernel_of(pages * XEN_PAGE_SIZE + 77);
+    let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    let r = l.initrd.expect("initrd");
+    assert_eq!(guest.at(r.start, 6), b"initrd");
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    let lanes = copy_lanes();
+    assert!((1..=MAX_COPY_LANES).contains(&lanes));
+    assert_eq!(GRANT_COPY_WINDOW % lanes, 0);
+    let rest = pages + 1 - GRANT_COPY_WINDOW;
+    let chunks = rest.div_ceil(GRANT_COPY_WINDOW / lanes);
+    let (calls, most) = *guest.grant_copies.lock().expect("counter");
+    assert_eq!(calls as usize, 1 + chunks + 1 + 1, "kernel, initrd, DTB");
+    assert_eq!(most, GRANT_COPY_WINDOW);
+    assert!(borrowed_entries_clear(&guest));
+}
+
+#[test]
 fn refused_grant_copy_falls_back_to_foreign_mappings() {
     let ctl = Flaky::new("");
     let cfg = config(64, "");
@@ -806,4 +838,113 @@ fn refused_grant_copy_falls_back_to_foreign_mappings() {
         "tried once, then mappings only"
     );
     assert!(borrowed_entries_clear(&guest));
+}
+
+#[test]
+fn a_monitor_started_before_the_create_takes_the_domain_id_later() {
+    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("pend");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let k = std::env::temp_dir().join(format!("rxl-lc-pend-{}.img", std::process::id()));
+    let image = kernel_bytes();
+    let file = k.with_extension("cfg");
+    std::fs::write(
+        &file,
+        format!(
+            "name='g'\nkernel='{}'\nmemory=64\non_poweroff='destroy'\n",
+            k.display()
+        ),
+    )
+    .expect("config file");
+    let src = ConfigSource {
+        path: file.clone(),
+        overrides: Vec::new(),
+    };
+    let cfg = src.load().expect("config");
+    let ctl = FakeXen::new();
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            crate::monitor::run_pending_with(
+                &ctl,
+                &guest,
+                &src,
+                move || rx.recv().ok(),
+                (4, 17),
+                || Client::connect_socket(&sock),
+            )
+        });
+        // The kernel comes read already: the file named in the config does not
+        // even exist, so a second read would fail the create.
+        assert!(!k.exists());
+        let req = CreateRequest {
+            cfg: &cfg,
+            paused: false,
+            xen_version: (4, 17),
+            kernel: Some((KernelImage::probe(&image).expect("probe"), &image)),
+        };
+        let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
+            .expect("create with the kernel given")
+            .domid;
+        tx.send(u32::from(domid)).expect("monitor waits");
+        shut_down(&ctl, domid, SHUTDOWN_POWEROFF);
+        monitor
+            .join()
+            .expect("monitor thread")
+            .expect("monitor ends when the domain is destroyed");
+        assert!(ctl.domain_info(domid).is_err(), "destroyed on poweroff");
+        assert!(!xs
+            .exists(&format!("/local/domain/{domid}"))
+            .expect("exists"));
+    });
+    // A create that failed: the monitor is told nothing and ends, touching nothing.
+    let ctl = FakeXen::new();
+    let (tx, rx) = std::sync::mpsc::channel::<u32>();
+    drop(tx);
+    crate::monitor::run_pending_with(
+        &ctl,
+        &guest,
+        &src,
+        || rx.recv().ok(),
+        (4, 17),
+        || Client::connect_socket(&sock),
+    )
+    .expect("nothing to monitor is not an error");
+    assert!(ctl.domain_info(1).is_err());
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_build_failing_after_the_tree_was_written_meanwhile_leaves_no_nodes() {
+    use crate::lifecycle::{self, CreateRequest, LifecycleError};
+    use xenstore::client::{Client, XsOps};
+    let sock = xenstored("late");
+    let mut xs = Client::connect_socket(&sock).expect("connect");
+    let cfg = config_with_kernel("late", "");
+    // vCPU 0's context is the build's last step: the tree, written on the second
+    // thread while RAM was populated, exists by then.
+    let ctl = Flaky::new("set_vcpu_context");
+    let guest = FakeGuest::new(1, 64 * MIB);
+    let req = CreateRequest {
+        cfg: &cfg,
+        paused: true,
+        xen_version: (4, 17),
+        kernel: None,
+    };
+    let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("injected failure");
+    assert!(matches!(err, LifecycleError::Build(_)), "{err}");
+    assert!(
+        ctl.inner.domain_info(1).is_err(),
+        "the domain was destroyed"
+    );
+    for p in [
+        "/local/domain/1".to_string(),
+        "/libxl/1".to_string(),
+        format!("/vm/{}", cfg.uuid),
+        "/local/domain/0/backend/console/1".to_string(),
+    ] {
+        assert!(!xs.exists(&p).expect("exists"), "{p} left behind");
+    }
 }

@@ -56,8 +56,12 @@ pub struct CreateArgs {
 }
 
 pub fn run(args: CreateArgs) -> anyhow::Result<()> {
+    // The first line of rxl's own in a create's step log (RXL_LOG=info): when the
+    // process got going, to tell exec and start-up from the steps that follow.
+    tracing::info!("rxl create started");
     eprintln!("Parsing config from {}", args.config.display());
     let cfg = config::load(&args.config, &args.overrides)?;
+    tracing::info!("config read");
     for w in &cfg.warnings {
         eprintln!("{w}");
     }
@@ -77,7 +81,7 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
         eprintln!("{w}");
     }
     let kernel_path = cfg.kernel.as_ref().context("no kernel in the config")?;
-    let (kernel, _bytes) = KernelImage::load(kernel_path)
+    let (kernel, kernel_bytes) = KernelImage::load(kernel_path)
         .with_context(|| format!("kernel {}", kernel_path.display()))?;
     let initrd_size = match &cfg.ramdisk {
         None => None,
@@ -87,8 +91,9 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
                 .len(),
         ),
     };
+    tracing::info!("config validated, kernel read");
     if !args.dry_run {
-        return crate::build::create_real(&args, &cfg);
+        return crate::build::create_real(&args, &cfg, (kernel, &kernel_bytes));
     }
     let host = HostParams {
         native_gic: host_gic,

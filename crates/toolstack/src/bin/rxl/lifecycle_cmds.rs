@@ -122,8 +122,9 @@ pub fn domname(id: &str) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
-    /// The domain to watch.
-    pub domid: u32,
+    /// The domain to watch; `-`: its id comes on stdin once `rxl create` has made
+    /// it (stdin closing without one: the create failed, nothing to watch).
+    pub domid: String,
     /// Its config file (re-read for a restart).
     pub config: PathBuf,
     /// The config overrides it was created with.
@@ -133,16 +134,27 @@ pub struct MonitorArgs {
 pub fn monitor(args: &MonitorArgs) -> anyhow::Result<()> {
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
     let ver = ctl.version_numbers();
+    let mem = toolstack::builder::XenGuestMemory::new(ctl.privcmd());
     let src = ConfigSource {
         path: args.config.clone(),
         overrides: args.overrides.clone(),
     };
-    toolstack::monitor::run(
-        &ctl,
-        &toolstack::builder::XenGuestMemory::new(ctl.privcmd()),
-        &src,
-        args.domid,
-        ver,
-    )
-    .with_context(|| format!("monitoring domain {}", args.domid))
+    if args.domid == crate::build::PENDING_DOMID {
+        return toolstack::monitor::run_pending(&ctl, &mem, &src, domid_from_stdin, ver)
+            .context("monitoring the new domain");
+    }
+    let domid: u32 = args
+        .domid
+        .parse()
+        .with_context(|| format!("expected a domain id or -, not {:?}", args.domid))?;
+    toolstack::monitor::run(&ctl, &mem, &src, domid, ver)
+        .with_context(|| format!("monitoring domain {domid}"))
+}
+
+/// The domain id `rxl create` writes to a pending monitor's stdin (one line);
+/// `None` when stdin closes without a valid one.
+fn domid_from_stdin() -> Option<u32> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    line.trim().parse().ok()
 }
