@@ -6,6 +6,7 @@
 //! [`VirtioNetHdr`] (include/uapi/linux/virtio_net.h), which carries the
 //! checksum and segmentation offload metadata netif's flags and GSO extra carry.
 
+use crate::ioctl::ioctl_with_ptr;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
@@ -172,13 +173,12 @@ impl Tap {
             .map_err(TapError::Open)?;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is a buffer
         // of its size that lives through the call.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, req.as_mut_ptr()) };
-        if rc < 0 {
-            return Err(TapError::SetIff {
+        unsafe { ioctl_with_ptr(&file, TUNSETIFF, req.as_mut_ptr()) }.map_err(|source| {
+            TapError::SetIff {
                 name: name.to_string(),
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            }
+        })?;
         // The kernel writes back the name it chose (the same, as we gave one).
         let end = req[..IFNAMSIZ].iter().position(|&b| b == 0).unwrap_or(0);
         let name = String::from_utf8_lossy(&req[..end]).into_owned();
@@ -207,7 +207,7 @@ impl Tap {
     /// Which offloads frames read from the TAP may use (`TUN_F_*`).
     pub fn set_offload(&self, flags: u32) -> Result<(), TapError> {
         // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int);
-        // no memory is passed.
+        // no memory is passed. (By value, so not through `ioctl_with_ptr`.)
         let rc = unsafe {
             libc::ioctl(
                 self.file.as_raw_fd(),
@@ -228,19 +228,8 @@ impl Tap {
         let mut n: libc::c_int = size as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points
         // at a live local for the duration of the call.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                TUNSETVNETHDRSZ as _,
-                &mut n as *mut libc::c_int,
-            )
-        };
-        if rc < 0 {
-            return Err(TapError::VnetHdrSize {
-                size,
-                source: io::Error::last_os_error(),
-            });
-        }
+        unsafe { ioctl_with_ptr(&self.file, TUNSETVNETHDRSZ, &mut n) }
+            .map_err(|source| TapError::VnetHdrSize { size, source })?;
         Ok(())
     }
 
@@ -333,10 +322,7 @@ fn net_ioctl(
     let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     // SAFETY: the interface ioctls read and write one `struct ifreq`; `req` is a
     // buffer of its size that lives through the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req.as_mut_ptr()) };
-    if rc < 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
+    unsafe { ioctl_with_ptr(&sock, request, req.as_mut_ptr()) }.map_err(err)?;
     Ok(())
 }
 
