@@ -44,7 +44,7 @@ pub use ctrl::{AffinityKind, CtrlError, DomainControl, DomainInfo, PhysInfo, Xen
 pub use evtchn::{Evtchn, EvtchnError};
 pub use gntalloc::{Gntalloc, GntallocError, GrantShare};
 pub use gntdev::{Gntdev, GntdevError, GrantMapping, GrantPiece};
-pub use mem::{MappedMemory, MemError};
+pub use mem::{FileImage, MappedMemory, MemError};
 pub use privcmd::{Privcmd, PrivcmdError};
 pub use ring::{BackRing, FrontRing, RingError};
 pub use tap::{Tap, TapError, VirtioNetHdr};
