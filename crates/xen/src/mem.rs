@@ -23,6 +23,9 @@ pub enum MemError {
     /// The access is not aligned for its type.
     #[error("access at offset {offset} is not aligned to {align} bytes")]
     Misaligned { offset: usize, align: usize },
+    /// Opening or inspecting a file to map failed.
+    #[error("cannot open the file")]
+    Open(#[source] io::Error),
     /// Reading a mapped file failed (it was shortened, or an I/O error).
     #[error("reading the file at offset {offset} failed")]
     Read {
@@ -394,11 +397,10 @@ impl FileImage {
 
     /// Opens and maps the whole of the file at `path`.
     pub fn open(path: &std::path::Path) -> Result<Self, MemError> {
-        let mmap_err = |source| MemError::Mmap { len: 0, source };
-        let file = std::fs::File::open(path).map_err(mmap_err)?;
-        let size = file.metadata().map_err(mmap_err)?.len();
+        let file = std::fs::File::open(path).map_err(MemError::Open)?;
+        let size = file.metadata().map_err(MemError::Open)?.len();
         let len = usize::try_from(size).map_err(|_| {
-            mmap_err(io::Error::new(
+            MemError::Open(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{size} bytes do not fit the address space"),
             ))
@@ -578,5 +580,6 @@ mod tests {
         assert_eq!(empty.addr(0, 0).expect("empty range"), 0);
         assert!(empty.addr(0, 1).is_err());
         let _ = std::fs::remove_file(&path);
+        assert!(matches!(FileImage::open(&path), Err(MemError::Open(_))));
     }
 }
