@@ -4,15 +4,22 @@
 //! A frontend in the same thread fills the ring (32 slots) the way Linux
 //! blkfront does: a sequential 1 MiB I/O as requests of 11 full pages (44 KiB,
 //! the last one shorter), random 4 KiB I/O as one-page requests, 32 in flight.
-//! The backend ([`BlkRing::process`]) validates each request, reads or writes the
-//! backing file and copies the data to or from the "guest's" granted pages (the
-//! fake grant table: a `memcpy` where Xen's grant copy would run). The peer does
-//! only the disk calls of the same requests: one `pread`/`pwrite` per request
-//! into one buffer. Both run on the same file, in alternating rounds; the
-//! reported time of each is its median round.
+//! The backend ([`BlkRing::process`]) validates each request, then moves the data
+//! two ways, each on its own ring: "copy" reads or writes the backing file
+//! through its buffer and copies to or from the "guest's" granted pages (the
+//! fake grant table: a `memcpy` where Xen's grant copy would run), as without
+//! persistent grants; "persistent" maps each grant once (the fake's
+//! `map_pages`) and reads or writes the file straight into or out of the mapped
+//! pages (`preadv`/`pwritev`), as with them. The peers do only the disk calls of
+//! the same requests: `plain` one `pread`/`pwrite` per request into one (hot)
+//! buffer; `plain-guest` the same into or out of the pages the frontend gave the
+//! request (where the data must land: the least any backend does);
+//! `plain+copy` into the buffer and then a copy to or from those pages. All run
+//! on the same file, in alternating rounds; the reported time of each is its
+//! median round.
 //!
 //! ```text
-//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N]
+//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N] [--lanes N] [--no-journal] [--only seq-read|seq-write|rand-read|rand-write]
 //! ```
 //! The file (default: in /dev/shm, so that the page cache, not a disk, is the
 //! limit and the backend's own overhead shows) is created and removed.
@@ -32,7 +39,9 @@ use backends::block::journal::{Journal, RingIdent};
 use backends::block::server::BlkRing;
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::fake::FakeGrants;
-use xen::{BackRing, FrontRing, GrantMapper, MappedMemory};
+use xen::{
+    pread_exact_into, pwrite_all_from, BackRing, FrontRing, GrantMapper, IoPiece, MappedMemory,
+};
 
 const GUEST: u16 = 1;
 const RING_GREF: u32 = 1;
@@ -47,6 +56,8 @@ struct Args {
     rounds: usize,
     journal: bool,
     lanes: usize,
+    /// Only this workload (all four when `None`).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -56,6 +67,7 @@ fn args() -> Args {
         rounds: 5,
         journal: true,
         lanes: backends::block::server::MAX_IN_FLIGHT,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -65,6 +77,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
             "--no-journal" => a.journal = false,
             "--lanes" => a.lanes = it.next().unwrap().parse().unwrap(),
+            "--only" => a.only = it.next(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -125,6 +138,7 @@ fn workload(name: &str, disk_pages: u64, total_pages: u64) -> (u8, Vec<(u64, usi
 struct Bench {
     front: FrontRing,
     back: BlkRing<FakeGrants>,
+    journal: Option<PathBuf>,
 }
 
 impl Bench {
@@ -177,6 +191,31 @@ fn plain(file: &std::fs::File, op: u8, reqs: &[(u64, usize)], buf: &mut [u8]) ->
     t.elapsed()
 }
 
+/// The disk calls alone, straight into or out of the pages the frontend gives
+/// request `n` (those of its ring slot, as in [`Bench::run`]).
+fn plain_guest(
+    file: &std::fs::File,
+    op: u8,
+    reqs: &[(u64, usize)],
+    guest: &MappedMemory,
+) -> Duration {
+    use std::os::fd::AsFd;
+    let t = Instant::now();
+    for (n, &(sector, pages)) in reqs.iter().enumerate() {
+        let piece = [IoPiece {
+            mem: guest,
+            offset: (n % 32) * MAX_SEGMENTS * XEN_PAGE_SIZE,
+            len: pages * XEN_PAGE_SIZE,
+        }];
+        if op == OP_READ {
+            pread_exact_into(file.as_fd(), sector * SECTOR_SIZE, piece).unwrap();
+        } else {
+            pwrite_all_from(file.as_fd(), sector * SECTOR_SIZE, piece).unwrap();
+        }
+    }
+    t.elapsed()
+}
+
 /// The disk calls plus the copy to or from the guest's pages that the backend
 /// must make (here with the same volatile copies as the fake grant table), into
 /// the pages the frontend gives request `n` (those of its ring slot, as in
@@ -203,6 +242,44 @@ fn plain_copy(
     t.elapsed()
 }
 
+/// A frontend and backend on a fresh ring (granted as `ring_gref`), the
+/// backend using persistent grants or not.
+fn make_bench(
+    a: &Args,
+    grants: &Arc<FakeGrants>,
+    disk: &Arc<Disk>,
+    ring_gref: u32,
+    persistent: bool,
+) -> Bench {
+    let ring_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
+    grants.grant(GUEST, ring_gref, &ring_mem, 0, true).unwrap();
+    let front = FrontRing::init(ring_mem.clone(), REQUEST_SIZE).unwrap();
+    let mapped = grants.map_grants(GUEST, &[ring_gref], true).unwrap();
+    let ring = BackRing::new((*mapped).clone(), REQUEST_SIZE).unwrap();
+    let mut back = BlkRing::new(ring, Arc::clone(grants), GUEST, Arc::clone(disk), false);
+    back.set_max_lanes(a.lanes);
+    back.set_persistent(persistent);
+    let mut journal = None;
+    if a.journal {
+        let path = a.file.with_extension(format!("journal{ring_gref}"));
+        let ident = RingIdent {
+            domid: GUEST.into(),
+            devid: 51712,
+            first_ring_ref: ring_gref,
+            ring_pages: 1,
+            event_channel: 1,
+            slots: 32,
+        };
+        back.with_journal(Journal::open(&path, ident, false).unwrap(), false);
+        journal = Some(path);
+    }
+    Bench {
+        front,
+        back,
+        journal,
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -220,35 +297,17 @@ fn main() {
             f.write_all_at(&chunk, i << 20).unwrap();
         }
     }
-    let ring_mem = MappedMemory::anonymous(XEN_PAGE_SIZE).unwrap();
     let data = MappedMemory::anonymous(DATA_PAGES * XEN_PAGE_SIZE).unwrap();
     data.fill(0, DATA_PAGES * XEN_PAGE_SIZE, 0xa5).unwrap();
     let grants = Arc::new(FakeGrants::new());
-    grants.grant(GUEST, RING_GREF, &ring_mem, 0, true).unwrap();
     for p in 0..DATA_PAGES {
         grants
             .grant(GUEST, DATA_GREF + p as u32, &data, p, true)
             .unwrap();
     }
-    let front = FrontRing::init(ring_mem.clone(), REQUEST_SIZE).unwrap();
-    let mapped = grants.map_grants(GUEST, &[RING_GREF], true).unwrap();
-    let ring = BackRing::new((*mapped).clone(), REQUEST_SIZE).unwrap();
     let disk = Arc::new(Disk::open(&a.file, false).unwrap());
-    let mut back = BlkRing::new(ring, grants, GUEST, disk, false);
-    back.set_max_lanes(a.lanes);
-    let jpath = a.file.with_extension("journal");
-    if a.journal {
-        let ident = RingIdent {
-            domid: GUEST.into(),
-            devid: 51712,
-            first_ring_ref: RING_GREF,
-            ring_pages: 1,
-            event_channel: 1,
-            slots: 32,
-        };
-        back.with_journal(Journal::open(&jpath, ident, false).unwrap(), false);
-    }
-    let mut bench = Bench { front, back };
+    let mut copy = make_bench(&a, &grants, &disk, RING_GREF, false);
+    let mut persistent = make_bench(&a, &grants, &disk, RING_GREF + 1, true);
     let plain_file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -256,7 +315,7 @@ fn main() {
         .unwrap();
     let mut buf = vec![0xa5u8; MAX_SEGMENTS * XEN_PAGE_SIZE];
     println!(
-        "file {} ({} MiB), {} rounds, journal {}, {} lane(s)",
+        "file {} ({} MiB), {} rounds, journal {}, {} lane(s); copy: grant copy path, persistent: persistent grants",
         a.file.display(),
         a.mib,
         a.rounds,
@@ -264,9 +323,12 @@ fn main() {
         a.lanes
     );
     println!(
-        "workload    MiB  requests  plain_ms  plain+copy_ms  rxblkback_ms  ratio/plain  ratio/plain+copy  rxblkback_MiB/s"
+        "workload    MiB  requests  plain_ms  plain-guest_ms  plain+copy_ms  copy_ms  persistent_ms  copy/plain  copy/plain+copy  persistent/plain  persistent/plain-guest  persistent_MiB/s"
     );
     for name in ["seq-read", "seq-write", "rand-read", "rand-write"] {
+        if a.only.as_ref().is_some_and(|o| o != name) {
+            continue;
+        }
         // Random I/O moves a quarter of the bytes (4 KiB requests are slow).
         let total_pages = if name.starts_with("rand") {
             disk_pages / 4
@@ -277,24 +339,42 @@ fn main() {
         let mut tp = Vec::new();
         let mut tc = Vec::new();
         let mut tb = Vec::new();
+        let mut tm = Vec::new();
+        let mut tg = Vec::new();
         for _ in 0..a.rounds {
             tp.push(plain(&plain_file, op, &reqs, &mut buf));
+            tg.push(plain_guest(&plain_file, op, &reqs, &data));
             tc.push(plain_copy(&plain_file, op, &reqs, &mut buf, &data));
-            tb.push(bench.run(op, &reqs));
+            tb.push(copy.run(op, &reqs));
+            tm.push(persistent.run(op, &reqs));
         }
-        let (p, c, b) = (median(tp), median(tc), median(tb));
+        let (p, c, b, m, g) = (median(tp), median(tc), median(tb), median(tm), median(tg));
         let mib = (total_pages * XEN_PAGE_SIZE as u64) as f64 / f64::from(1 << 20);
         println!(
-            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>14.1} {:>13.1} {:>12.2} {:>17.2} {:>16.0}",
+            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>15.1} {:>14.1} {:>8.1} {:>14.1} {:>11.2} {:>16.2} {:>17.2} {:>23.2} {:>17.0}",
             reqs.len(),
             p.as_secs_f64() * 1e3,
+            g.as_secs_f64() * 1e3,
             c.as_secs_f64() * 1e3,
             b.as_secs_f64() * 1e3,
+            m.as_secs_f64() * 1e3,
             b.as_secs_f64() / p.as_secs_f64(),
             b.as_secs_f64() / c.as_secs_f64(),
-            mib / b.as_secs_f64()
+            m.as_secs_f64() / p.as_secs_f64(),
+            m.as_secs_f64() / g.as_secs_f64(),
+            mib / m.as_secs_f64()
         );
     }
-    bench.back.remove_journal();
+    println!(
+        "persistent ring: {} grants mapped, in {} map call(s)",
+        persistent.back.persistent_grants(),
+        grants.page_map_calls()
+    );
+    for b in [&mut copy, &mut persistent] {
+        b.back.remove_journal();
+        if let Some(j) = &b.journal {
+            let _ = std::fs::remove_file(j);
+        }
+    }
     let _ = std::fs::remove_file(&a.file);
 }

@@ -125,9 +125,10 @@ fn read_u64(xs: &mut Client, path: &str) -> Result<Option<u64>> {
     })
 }
 
-/// The handshake: grant a ring, offer an event channel, move to Initialised and
-/// wait for the backend to connect.
-fn connect(xs: &mut Client, gnt: &Gntalloc, dev: &Device) -> Result<Front> {
+/// The handshake: grant a ring, offer an event channel (and, with `persistent`,
+/// `feature-persistent = 1`: the backend then maps each grant once), move to
+/// Initialised and wait for the backend to connect.
+fn connect(xs: &mut Client, gnt: &Gntalloc, dev: &Device, persistent: bool) -> Result<Front> {
     wait_state(xs, &dev.back_dir, &[STATE_INIT_WAIT])?;
     let ring = gnt
         .share(BACKEND_DOMID, 1, true)
@@ -142,6 +143,10 @@ fn connect(xs: &mut Client, gnt: &Gntalloc, dev: &Device) -> Result<Front> {
     )?;
     xs.write(&format!("{f}/event-channel"), port.to_string().as_bytes())?;
     xs.write(&format!("{f}/protocol"), b"arm-abi")?;
+    xs.write(
+        &format!("{f}/feature-persistent"),
+        if persistent { b"1" } else { b"0" },
+    )?;
     xs.write(
         &format!("{f}/state"),
         STATE_INITIALISED.to_string().as_bytes(),
@@ -260,7 +265,7 @@ pub fn run(report: &mut Report, devid: u32) -> Result<()> {
         .share(BACKEND_DOMID, 1, false)
         .context("granting a read-only page")?;
     let g = data.refs().to_vec();
-    let mut front = connect(&mut xs, &gnt, &dev)?;
+    let mut front = connect(&mut xs, &gnt, &dev, false)?;
     // A grant given and taken back again (after the ring's, so that no page of
     // this connection reuses its number).
     let freed: GrantRef = {
@@ -557,14 +562,29 @@ pub fn run(report: &mut Report, devid: u32) -> Result<()> {
     );
     drop(front);
 
-    // The misbehaving frontend may start over, and then it is served again.
+    // The misbehaving frontend may start over, and then it is served again,
+    // this time with persistent grants: a grant that cannot be mapped (never
+    // granted, or read-only: persistent grants are mapped writable)
+    // fails its request only, and the ring serves on.
     let recovered = (|| -> Result<()> {
         close(&mut xs, &dev)?;
         xs.write(
             &format!("{}/state", dev.front_dir),
             STATE_INITIALISING.to_string().as_bytes(),
         )?;
-        let mut front = connect(&mut xs, &gnt, &dev)?;
+        let mut front = connect(&mut xs, &gnt, &dev, true)?;
+        // (Not `freed`: this connection's new ring grant may reuse its number.)
+        for (what, gref) in [
+            ("never granted", NEVER_GRANTED),
+            ("read-only", ro.refs()[0]),
+        ] {
+            let r = front.call(&RawRequest::new(OP_READ, 9, 0, &[seg(gref, 0, full)]))?;
+            ensure!(
+                r.status == RSP_ERROR,
+                "persistent: read into a grant {what}: status {} (wanted ERROR)",
+                r.status
+            );
+        }
         let pattern = fill(&data, 3, 0xa5)?;
         let w = front.call(&RawRequest::new(OP_WRITE, 7, 32, &[seg(g[3], 0, full)]))?;
         data.fill(4 * XEN_PAGE_SIZE, XEN_PAGE_SIZE, 0)?;
@@ -589,7 +609,7 @@ pub fn run(report: &mut Report, devid: u32) -> Result<()> {
         "blk-reconnect",
         recovered.is_ok(),
         format!(
-            "closed, reconnected, write+read intact, closed: {recovered:?} (backend error node {:?})",
+            "closed, reconnected with persistent grants, reads into grants never granted and read-only refused, write+read intact, closed: {recovered:?} (backend error node {:?})",
             err.map(|e| String::from_utf8_lossy(&e).into_owned())
         ),
     );

@@ -9,6 +9,7 @@
 
 mod blk;
 mod console;
+mod diskbench;
 mod front;
 mod net;
 mod report;
@@ -50,6 +51,24 @@ enum Cmd {
         #[arg(long)]
         peer: std::net::Ipv4Addr,
     },
+    /// Times COUNT O_DIRECT reads or writes of BS bytes on DEVICE (not an
+    /// attack: block-bench's I/O generator); prints `DISK-BENCH ... us=N`.
+    DiskBench {
+        #[arg(long)]
+        device: String,
+        /// Write instead of read.
+        #[arg(long)]
+        write: bool,
+        #[arg(long, default_value_t = 4096)]
+        bs: usize,
+        #[arg(long)]
+        count: u64,
+        /// Random offsets among the first SPAN blocks (default: sequential).
+        #[arg(long)]
+        random_span: Option<u64>,
+        #[arg(long, default_value_t = 12345)]
+        seed: u64,
+    },
     /// Floods the console device for SECONDS.
     ConsoleFlood {
         #[arg(long, default_value = "/dev/hvc0")]
@@ -83,6 +102,33 @@ fn main() -> Result<()> {
                 report.run("net", r);
             }
             "net"
+        }
+        Cmd::DiskBench {
+            device,
+            write,
+            bs,
+            count,
+            random_span,
+            seed,
+        } => {
+            let job = diskbench::Job {
+                device,
+                write,
+                block_size: bs,
+                count,
+                random_span,
+                seed,
+            };
+            let took = diskbench::run(&job)?;
+            println!(
+                "DISK-BENCH device={} op={} bs={} count={} us={}",
+                job.device,
+                if job.write { "write" } else { "read" },
+                job.block_size,
+                job.count,
+                took.as_micros()
+            );
+            return Ok(());
         }
         Cmd::ConsoleFlood { device, seconds } => {
             {

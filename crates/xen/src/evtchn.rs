@@ -184,19 +184,42 @@ impl Evtchn {
 
     /// Takes every pending port and unmasks it again, for a reader that serves all
     /// of its ports on any event (one ring per handle): the next notification then
-    /// wakes it. Returns how many ports were pending. A failed unmask is logged and
-    /// the others still served; a failed read is returned.
+    /// wakes it. Returns how many ports were pending. Up to [`ACK_BATCH`] ports
+    /// are read and unmasked per system call (a short read means none is left,
+    /// so the usual case is one read and one write). A failed unmask is logged
+    /// and the others still served; a failed read is returned.
     pub fn acknowledge_pending(&self) -> Result<usize, EvtchnError> {
         let mut count = 0;
-        while let Some(port) = self.pending()? {
-            count += 1;
-            if let Err(e) = self.unmask(port) {
-                tracing::warn!(port, error = %e, "unmask failed");
+        loop {
+            let mut buf = [0u8; PORT_BYTES * ACK_BATCH];
+            let n = match (&self.file).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
+                Err(e) => return Err(EvtchnError::Read(e)),
+            };
+            if n % PORT_BYTES != 0 {
+                return Err(EvtchnError::Read(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("read of {n} bytes, not whole ports"),
+                )));
+            }
+            if n > 0 {
+                if let Err(e) = (&self.file).write_all(&buf[..n]) {
+                    tracing::warn!(ports = n / PORT_BYTES, error = %e, "unmask failed");
+                }
+            }
+            count += n / PORT_BYTES;
+            if n < buf.len() {
+                return Ok(count);
             }
         }
-        Ok(count)
     }
 }
+
+/// Bytes of one port as `/dev/xen/evtchn` reads and writes them.
+const PORT_BYTES: usize = std::mem::size_of::<EvtchnPort>();
+/// Most ports [`Evtchn::acknowledge_pending`] takes per read.
+pub const ACK_BATCH: usize = 16;
 
 impl AsFd for Evtchn {
     fn as_fd(&self) -> BorrowedFd<'_> {

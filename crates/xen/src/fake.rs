@@ -12,7 +12,7 @@ use crate::evtchn::EvtchnError;
 use crate::gntdev::GntdevError;
 use crate::mem::MappedMemory;
 use crate::privcmd::PrivcmdError;
-use crate::traits::{EventChannels, ForeignMemory, GrantMapper};
+use crate::traits::{EventChannels, ForeignMemory, GrantMapper, GrantPageMapper};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -448,6 +448,32 @@ impl EventChannels for FakeEvtchn {
 #[derive(Debug, Default)]
 pub struct FakeGrants {
     table: Mutex<HashMap<(DomId, GrantRef), (MappedMemory, bool)>>,
+    /// Calls of [`GrantPageMapper::map_pages`] that mapped something (one
+    /// gntdev ioctl and `mmap` each on the real device).
+    page_map_calls: std::sync::atomic::AtomicUsize,
+    /// Pages from [`GrantPageMapper::map_pages`] still mapped.
+    live_pages: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A page from [`FakeGrants`]' [`GrantPageMapper::map_pages`]; counted as
+/// mapped until dropped.
+#[derive(Debug)]
+pub struct FakeGrantPage {
+    mem: MappedMemory,
+    live: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::ops::Deref for FakeGrantPage {
+    type Target = MappedMemory;
+    fn deref(&self) -> &MappedMemory {
+        &self.mem
+    }
+}
+
+impl Drop for FakeGrantPage {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A mapping from [`FakeGrants`].
@@ -478,9 +504,57 @@ impl FakeGrants {
         lock(&self.table).insert((domid, gref), (view, writable));
         Ok(())
     }
-    /// Ends a grant.
+    /// Ends a grant. Pages already mapped stay mapped (as in Xen, where a
+    /// guest cannot end access to a grant a backend has mapped); new mappings
+    /// of it fail.
     pub fn revoke(&self, domid: DomId, gref: GrantRef) {
         lock(&self.table).remove(&(domid, gref));
+    }
+    /// Successful [`GrantPageMapper::map_pages`] calls so far.
+    pub fn page_map_calls(&self) -> usize {
+        self.page_map_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Pages from [`GrantPageMapper::map_pages`] not yet dropped.
+    pub fn live_pages(&self) -> usize {
+        self.live_pages.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl GrantPageMapper for FakeGrants {
+    type Page = FakeGrantPage;
+    /// All or nothing, like gntdev: every ref must be granted by `domid` (and
+    /// writable when asked).
+    fn map_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<FakeGrantPage>, GntdevError> {
+        use std::sync::atomic::Ordering;
+        if refs.is_empty() {
+            return Err(GntdevError::Empty);
+        }
+        let t = lock(&self.table);
+        let mut pages = Vec::with_capacity(refs.len());
+        for r in refs {
+            let (mem, w) = t
+                .get(&(domid, *r))
+                .ok_or(GntdevError::Fake("no such grant"))?;
+            if writable && !w {
+                return Err(GntdevError::Fake("grant is read-only"));
+            }
+            pages.push(mem.clone());
+        }
+        self.page_map_calls.fetch_add(1, Ordering::Relaxed);
+        self.live_pages.fetch_add(pages.len(), Ordering::Relaxed);
+        Ok(pages
+            .into_iter()
+            .map(|mem| FakeGrantPage {
+                mem,
+                live: Arc::clone(&self.live_pages),
+            })
+            .collect())
     }
 }
 

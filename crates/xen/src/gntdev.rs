@@ -3,8 +3,9 @@
 
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
+use crate::ioctl::ioctl_with_ptr;
 use crate::mem::{FileImage, MappedMemory};
-use crate::traits::GrantMapper;
+use crate::traits::{GrantMapper, GrantPageMapper};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -96,6 +97,21 @@ impl Drop for GrantMapping {
     }
 }
 
+/// One page of a [`GrantMapping`] of several grants ([`Gntdev::map_grant_pages`]):
+/// the pages of one mapping stay mapped while any of them lives.
+#[derive(Debug, Clone)]
+pub struct GrantPage {
+    mem: MappedMemory,
+    _mapping: Arc<GrantMapping>,
+}
+
+impl std::ops::Deref for GrantPage {
+    type Target = MappedMemory;
+    fn deref(&self) -> &MappedMemory {
+        &self.mem
+    }
+}
+
 /// Unregisters `count` grants at `index` (`IOCTL_GNTDEV_UNMAP_GRANT_REF`); pages
 /// still mmapped stay valid until their VMA goes.
 fn unmap_index(file: &File, index: u64, count: u32) {
@@ -106,15 +122,8 @@ fn unmap_index(file: &File, index: u64, count: u32) {
     };
     // SAFETY: IOCTL_GNTDEV_UNMAP_GRANT_REF with its argument struct, read during
     // the call only.
-    let rc = unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            IOCTL_GNTDEV_UNMAP_GRANT_REF as _,
-            &mut u as *mut IoctlGntdevUnmapGrantRef,
-        )
-    };
-    if rc < 0 {
-        tracing::warn!("gntdev unmap failed: {}", io::Error::last_os_error());
+    if let Err(e) = unsafe { ioctl_with_ptr(file, IOCTL_GNTDEV_UNMAP_GRANT_REF, &mut u) } {
+        tracing::warn!("gntdev unmap failed: {e}");
     }
 }
 
@@ -140,16 +149,8 @@ impl Gntdev {
     pub fn set_max_grants(&self, count: u32) -> Result<(), GntdevError> {
         let mut a = IoctlGntdevSetMaxGrants { count };
         // SAFETY: the ioctl with its argument struct, read during the call only.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_SET_MAX_GRANTS as _,
-                &mut a as *mut IoctlGntdevSetMaxGrants,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::SetMax(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_SET_MAX_GRANTS, &mut a) }
+            .map_err(GntdevError::SetMax)?;
         Ok(())
     }
 
@@ -174,20 +175,12 @@ impl Gntdev {
         }
         // SAFETY: `buf` holds a map_grant_ref head followed by `count` refs, as
         // the kernel reads (count from the head); it lives across the call.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_MAP_GRANT_REF as _,
-                buf.as_mut_ptr(),
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::Map {
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_MAP_GRANT_REF, buf.as_mut_ptr()) }
+            .map_err(|source| GntdevError::Map {
                 domid,
                 count: refs.len(),
-                source: io::Error::last_os_error(),
-            });
-        }
+                source,
+            })?;
         let index = buf[1];
         let len = refs.len() * XEN_PAGE_SIZE;
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
@@ -221,6 +214,33 @@ impl Gntdev {
         })
     }
 
+    /// Maps grants `refs` of `domid` with one `IOCTL_GNTDEV_MAP_GRANT_REF` and one
+    /// `mmap`, and hands back each page on its own, in the order of `refs`
+    /// (rxblkback's persistent grants). The kernel maps all or none: if one
+    /// grant cannot be mapped, the call fails.
+    pub fn map_grant_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<GrantPage>, GntdevError> {
+        let mapping = Arc::new(self.map_grant_refs(domid, refs, writable)?);
+        (0..refs.len())
+            .map(|i| {
+                let mem = mapping
+                    .mem
+                    .sub(i * XEN_PAGE_SIZE, XEN_PAGE_SIZE)
+                    .map_err(|_| GntdevError::BadOffset {
+                        offset: i * XEN_PAGE_SIZE,
+                    })?;
+                Ok(GrantPage {
+                    mem,
+                    _mapping: Arc::clone(&mapping),
+                })
+            })
+            .collect()
+    }
+
     /// Asks the kernel to clear the byte at `offset` of `mapping` and/or notify
     /// `port` when the mapping goes away (also when this process dies).
     pub fn set_unmap_notify(
@@ -243,16 +263,8 @@ impl Gntdev {
             event_channel_port: port,
         };
         // SAFETY: the ioctl with its argument struct, read during the call only.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_SET_UNMAP_NOTIFY as _,
-                &mut n as *mut IoctlUnmapNotify,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::UnmapNotify(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_SET_UNMAP_NOTIFY, &mut n) }
+            .map_err(GntdevError::UnmapNotify)?;
         Ok(())
     }
 
@@ -270,16 +282,8 @@ impl Gntdev {
         };
         // SAFETY: `c` points at `count` segments that live across the call; the
         // caller guarantees the local addresses inside them.
-        let rc = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTDEV_GRANT_COPY as _,
-                &mut c as *mut IoctlGntdevGrantCopy,
-            )
-        };
-        if rc < 0 {
-            return Err(GntdevError::Copy(io::Error::last_os_error()));
-        }
+        unsafe { ioctl_with_ptr(&self.file, IOCTL_GNTDEV_GRANT_COPY, &mut c) }
+            .map_err(GntdevError::Copy)?;
         if let Some((index, s)) = segments.iter().enumerate().find(|(_, s)| s.status != 0) {
             return Err(GntdevError::CopySegment {
                 index,
@@ -436,6 +440,34 @@ impl Gntdev {
 }
 
 impl Gntdev {
+    /// Copies piece *k* of `pieces` from its own place in `src`,
+    /// `src[at[k]..at[k] + len]`, to `domid`'s grant, all in one
+    /// `IOCTL_GNTDEV_GRANT_COPY` (the receive side of a NIC: several frames
+    /// in one call, each page-sized piece within one local page).
+    pub fn copy_to_grants_at(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+        at: &[usize],
+    ) -> Result<(), GntdevError> {
+        let mut segs = scattered(pieces, at, src.len())?;
+        let base = src.as_ptr() as usize;
+        for ((seg, p), &a) in segs.iter_mut().zip(pieces).zip(at) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::virt(base + a),
+                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                len: p.len,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
+            };
+        }
+        // SAFETY: every local side lies within `src` (`scattered` checked each
+        // `at[k] + len` against its length), borrowed for the call; the kernel
+        // only reads it.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+
     /// Copies each of `pieces` of `domid`'s grants to its own place in `dst`:
     /// piece *k* to `dst[at[k]..at[k] + len]`, all in one
     /// `IOCTL_GNTDEV_GRANT_COPY`. The kernel splits a segment whose local side
@@ -526,5 +558,17 @@ impl GrantMapper for Gntdev {
         writable: bool,
     ) -> Result<GrantMapping, GntdevError> {
         self.map_grant_refs(domid, refs, writable)
+    }
+}
+
+impl GrantPageMapper for Gntdev {
+    type Page = GrantPage;
+    fn map_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<GrantPage>, GntdevError> {
+        self.map_grant_pages(domid, refs, writable)
     }
 }

@@ -448,6 +448,156 @@ impl FileImage {
     }
 }
 
+/// A piece of mapped memory for vectored file I/O: `len` bytes at `offset`
+/// of `mem`.
+#[derive(Debug, Clone, Copy)]
+pub struct IoPiece<'a> {
+    pub mem: &'a MappedMemory,
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// Iovecs gathered on the stack per `preadv`/`pwritev` call (well under Linux's
+/// `UIO_MAXIOV` of 1024); longer piece lists take several calls.
+const IOV_CHUNK: usize = 64;
+
+/// An empty iovec.
+const NO_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// Drops the first `n` bytes of `iov` (after a short transfer): returns the
+/// index of the first iovec left, whose base and length are moved on.
+fn advance(iov: &mut [libc::iovec], mut n: usize) -> usize {
+    for (i, e) in iov.iter_mut().enumerate() {
+        if n < e.iov_len {
+            e.iov_base = (e.iov_base as usize + n) as *mut libc::c_void;
+            e.iov_len -= n;
+            return i;
+        }
+        n -= e.iov_len;
+    }
+    iov.len()
+}
+
+/// Reads exactly the pieces' total length from `fd` at byte `pos` into the
+/// pieces, in order (`preadv`; the kernel writes into the mappings, no Rust
+/// reference to their bytes exists). End of file before that is an
+/// `UnexpectedEof` error. Each piece is checked against its mapping before the
+/// call that uses it; one outside it is an `InvalidInput` error.
+pub fn pread_exact_into<'a>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    pieces: impl IntoIterator<Item = IoPiece<'a>>,
+) -> io::Result<()> {
+    vectored(fd, pos, pieces, false)
+}
+
+/// Writes the pieces, in order, to `fd` at byte `pos` (`pwritev`; the kernel
+/// reads the mappings, which the other side may change meanwhile: the file
+/// then gets whatever bytes were there, as with any shared-memory DMA).
+pub fn pwrite_all_from<'a>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    pieces: impl IntoIterator<Item = IoPiece<'a>>,
+) -> io::Result<()> {
+    vectored(fd, pos, pieces, true)
+}
+
+/// Gathers the pieces' iovecs on the stack (merging pieces that continue each
+/// other in memory) and transfers them, [`IOV_CHUNK`] at a time.
+fn vectored<'a>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    mut pos: u64,
+    pieces: impl IntoIterator<Item = IoPiece<'a>>,
+    write: bool,
+) -> io::Result<()> {
+    let mut iov = [NO_IOV; IOV_CHUNK];
+    let mut n = 0;
+    for p in pieces {
+        if p.len == 0 {
+            continue;
+        }
+        let ptr = p
+            .mem
+            .check(p.offset, p.len, 1)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if n > 0 && iov[n - 1].iov_base as usize + iov[n - 1].iov_len == ptr as usize {
+            iov[n - 1].iov_len += p.len;
+            continue;
+        }
+        if n == IOV_CHUNK {
+            pos = transfer(fd, pos, &mut iov[..n], write)?;
+            n = 0;
+        }
+        iov[n] = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: p.len,
+        };
+        n += 1;
+    }
+    if n > 0 {
+        transfer(fd, pos, &mut iov[..n], write)?;
+    }
+    Ok(())
+}
+
+/// Transfers all of `iov` at `pos` (retrying short transfers and EINTR);
+/// returns the position after it.
+fn transfer(
+    fd: std::os::fd::BorrowedFd<'_>,
+    mut pos: u64,
+    iov: &mut [libc::iovec],
+    write: bool,
+) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut first = 0;
+    while first < iov.len() {
+        let rest = &iov[first..];
+        let off = libc::off_t::try_from(pos).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: every iovec lies inside a live mapping (`vectored` checked each
+        // piece against its `MappedMemory`, which the caller borrows for the
+        // call); the kernel reads or writes those bytes during the call only,
+        // and no Rust reference into them exists. `rest` has at most
+        // IOV_CHUNK entries.
+        let done = unsafe {
+            if write {
+                libc::pwritev(
+                    fd.as_raw_fd(),
+                    rest.as_ptr(),
+                    rest.len() as libc::c_int,
+                    off,
+                )
+            } else {
+                libc::preadv(
+                    fd.as_raw_fd(),
+                    rest.as_ptr(),
+                    rest.len() as libc::c_int,
+                    off,
+                )
+            }
+        };
+        if done < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if done == 0 {
+            return Err(if write {
+                io::ErrorKind::WriteZero.into()
+            } else {
+                io::ErrorKind::UnexpectedEof.into()
+            });
+        }
+        pos += done as u64;
+        first += advance(&mut iov[first..], done as usize);
+    }
+    Ok(pos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,5 +731,127 @@ mod tests {
         assert!(empty.addr(0, 1).is_err());
         let _ = std::fs::remove_file(&path);
         assert!(matches!(FileImage::open(&path), Err(MemError::Open(_))));
+    }
+
+    #[test]
+    fn vectored_file_io_moves_the_pieces_in_order() {
+        use std::os::fd::AsFd;
+        let path = std::env::temp_dir().join(format!("rxen-mem-iov-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        let a = MappedMemory::anonymous(8192).expect("mmap");
+        let b = MappedMemory::anonymous(4096).expect("mmap");
+        a.fill(0, 8192, 1).expect("fill");
+        b.fill(0, 4096, 2).expect("fill");
+        a.write_u32(4096, 0x0a0b_0c0d).expect("write");
+        // Three pieces, the first two adjacent in `a` (merged into one iovec).
+        let pieces = [
+            IoPiece {
+                mem: &a,
+                offset: 512,
+                len: 3584,
+            },
+            IoPiece {
+                mem: &a,
+                offset: 4096,
+                len: 1024,
+            },
+            IoPiece {
+                mem: &b,
+                offset: 100,
+                len: 10,
+            },
+        ];
+        pwrite_all_from(file.as_fd(), 4, pieces).expect("pwritev");
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(bytes.len(), 4 + 3584 + 1024 + 10);
+        assert!(bytes[4..4 + 3584].iter().all(|&x| x == 1));
+        assert_eq!(&bytes[3588..3592], &0x0a0b_0c0du32.to_ne_bytes());
+        assert!(bytes[bytes.len() - 10..].iter().all(|&x| x == 2));
+        // And back, into other places.
+        let c = MappedMemory::anonymous(4096).expect("mmap");
+        let back = [
+            IoPiece {
+                mem: &c,
+                offset: 2000,
+                len: 8,
+            },
+            IoPiece {
+                mem: &c,
+                offset: 0,
+                len: 4,
+            },
+        ];
+        pread_exact_into(file.as_fd(), 3588, back).expect("preadv");
+        assert_eq!(c.read_u32(2000).expect("read"), 0x0a0b_0c0d);
+        assert_eq!(c.read_u32(0).expect("read"), 0x0101_0101);
+        // Past the end of the file: an error, not a short read taken as whole.
+        let past = [IoPiece {
+            mem: &c,
+            offset: 0,
+            len: 4096,
+        }];
+        let e = pread_exact_into(file.as_fd(), 4000, past).expect_err("eof");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // A piece outside its mapping is refused before any I/O.
+        let bad = [IoPiece {
+            mem: &c,
+            offset: 4000,
+            len: 100,
+        }];
+        assert!(pwrite_all_from(file.as_fd(), 0, bad).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn advance_drops_whole_and_partial_iovecs() {
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        let mut iov = [
+            libc::iovec {
+                iov_base: m.addr() as *mut libc::c_void,
+                iov_len: 100,
+            },
+            libc::iovec {
+                iov_base: (m.addr() + 1000) as *mut libc::c_void,
+                iov_len: 50,
+            },
+        ];
+        assert_eq!(advance(&mut iov, 120), 1);
+        assert_eq!(iov[1].iov_len, 30);
+        assert_eq!(iov[1].iov_base as usize, m.addr() + 1020);
+        assert_eq!(advance(&mut iov[1..], 30), 1);
+    }
+
+    #[test]
+    fn many_pieces_take_several_calls_in_order() {
+        use std::os::fd::AsFd;
+        let path = std::env::temp_dir().join(format!("rxen-mem-iov2-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("create");
+        // 200 one-byte pieces, every other byte of the mapping: none merge.
+        let m = MappedMemory::anonymous(4096).expect("mmap");
+        for i in 0..400usize {
+            m.write(i, i as u8).expect("write");
+        }
+        let pieces = (0..200).map(|i| IoPiece {
+            mem: &m,
+            offset: 2 * i,
+            len: 1,
+        });
+        pwrite_all_from(file.as_fd(), 0, pieces).expect("pwritev");
+        let bytes = std::fs::read(&path).expect("read");
+        let want: Vec<u8> = (0..200).map(|i| (2 * i) as u8).collect();
+        assert_eq!(bytes, want);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -253,7 +253,31 @@ impl BackRing {
         fence(Ordering::SeqCst);
         Ok(self.unconsumed_requests()? > 0)
     }
+
+    /// Whether at least `needed` requests are unconsumed; when fewer are, asks
+    /// the frontend for an event on its next request and looks once more
+    /// (Linux xen-netback's `xenvif_rx_ring_slots_available`). `Ok(false)`:
+    /// the caller may sleep until that event. A producer index that keeps
+    /// moving is looked at [`AVAILABLE_RECHECKS`] times, then left to the event.
+    pub fn requests_available_or_ask(&mut self, needed: u32) -> Result<bool, RingError> {
+        for _ in 0..AVAILABLE_RECHECKS {
+            let prod = self.g.mem.read_u32(REQ_PROD)?;
+            if self.unconsumed_requests()? >= needed {
+                return Ok(true);
+            }
+            self.g.mem.write_u32(REQ_EVENT, prod.wrapping_add(1))?;
+            fence(Ordering::SeqCst);
+            if self.g.mem.read_u32(REQ_PROD)? == prod {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
 }
+
+/// How often [`BackRing::requests_available_or_ask`] looks again when the
+/// producer index moved while it asked for an event.
+pub const AVAILABLE_RECHECKS: usize = 4;
 
 /// The frontend side: produces requests, consumes responses.
 #[derive(Debug)]
@@ -401,6 +425,22 @@ mod tests {
         }
         assert!(!f.final_check_for_responses().expect("final"));
         assert_eq!(f.free_requests(), f.size());
+    }
+
+    #[test]
+    fn too_few_requests_ask_for_the_next_one() {
+        let (mut f, mut b, _m) = pair(1, 16);
+        f.put_request(&[1; 16]).expect("put");
+        assert!(f.push_requests().expect("push"));
+        assert!(b.requests_available_or_ask(1).expect("one"));
+        // Two needed, one there: the next request must notify.
+        assert!(!b.requests_available_or_ask(2).expect("two"));
+        f.put_request(&[2; 16]).expect("put");
+        assert!(f.push_requests().expect("push"), "asked for an event");
+        assert!(b.requests_available_or_ask(2).expect("two"));
+        // Nothing consumed: still two, and no event asked for beyond them.
+        f.put_request(&[3; 16]).expect("put");
+        assert!(!f.push_requests().expect("push"));
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub trait GrantMapper {
     ) -> Result<Self::Mapping, GntdevError>;
 }
 
+/// Mapping other domains' grants page by page, all of a call at once (one
+/// ioctl and one `mmap` on gntdev), each page kept as long as it is needed
+/// (persistent grants).
+pub trait GrantPageMapper {
+    /// One mapped page; unmapped when it (and every other page mapped in the
+    /// same call) is dropped.
+    type Page: std::ops::Deref<Target = MappedMemory> + Send + Sync + std::fmt::Debug;
+    /// Maps `refs` of `domid`, one page each, in the order of `refs`; fails as a
+    /// whole when one of them cannot be mapped.
+    fn map_pages(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Vec<Self::Page>, GntdevError>;
+}
+
 /// Mapping other domains' frames by number (`/dev/xen/privcmd`).
 pub trait ForeignMemory {
     /// Maps `gfns` of `domid` contiguously, failing if any frame fails.

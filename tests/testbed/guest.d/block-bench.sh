@@ -40,6 +40,24 @@ random_io() { # random_io DEV read|write
   done
   report "$1" "rand4k-$2" $OPS $(( $(cs) - t0 ))
 }
+# The same tests by one process (rxen-hostile disk-bench: O_DIRECT pread/pwrite in a
+# loop, timed in microseconds), without a dd process per 4 KiB operation; the time
+# is reported in centiseconds with two decimals.
+TOOL_SEQ=64    # MiB per sequential run (the whole image)
+TOOL_OPS=1000  # random 4 KiB operations per run
+tool_io() { # tool_io DEV TEST UNITS ARGS...
+  d=$1; t=$2; u=$3; shift 3
+  IOS0=$(ios "$d")
+  out=$(rxen-hostile disk-bench --device "/dev/$d" "$@") || return 1
+  us=${out##* us=}
+  report "$d" "$t" "$u" "$(awk -v us="$us" 'BEGIN { printf "%.2f", us / 10000 }')"
+}
+tool_rounds() { # tool_rounds DEV
+  tool_io "$1" tool-seq1m-write $TOOL_SEQ --write --bs 1048576 --count $TOOL_SEQ || return 1
+  tool_io "$1" tool-seq1m-read $TOOL_SEQ --bs 1048576 --count $TOOL_SEQ || return 1
+  tool_io "$1" tool-rand4k-read $TOOL_OPS --count $TOOL_OPS --random-span $BLOCKS || return 1
+  tool_io "$1" tool-rand4k-write $TOOL_OPS --write --count $TOOL_OPS --random-span $BLOCKS || return 1
+}
 rounds() { # rounds DEV DEV
   for _ in 1 2; do
     for d in "$@"; do
@@ -49,6 +67,7 @@ rounds() { # rounds DEV DEV
       report $d seq1m-read $MB $(( $(cs) - t0 ))
       random_io $d read || return 1
       random_io $d write || return 1
+      tool_rounds $d || return 1
     done
   done
 }

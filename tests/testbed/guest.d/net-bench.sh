@@ -1,9 +1,19 @@
 # Guest side of net-bench: eth0 is served by the kernel's xen-netback (xl create),
 # eth1 by rxnetback (hot-plugged with `rxl network-attach`), each on its own dom0
 # bridge and link-local subnet. dom0 -> guest: the guest fetches dom0's file over each
-# NIC (busybox wget from dom0's httpd), four rounds, interleaved, and prints the times;
-# guest -> dom0: the guest serves the same amount over httpd and dom0 fetches it.
-MB=8                  # bytes per transfer, MiB (the file lives in RAM on both sides)
+# NIC (busybox wget from dom0's httpd), rxen.bench_rounds rounds, interleaved, and
+# prints the times; guest -> dom0: the guest serves the same amount over httpd and dom0
+# fetches it.
+MB=8                  # the file's size, MiB (it lives in RAM on both sides)
+FETCHES=1             # fetches of it per timed round
+ROUNDS=4
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    rxen.bench_mib=*) MB=${arg#rxen.bench_mib=} ;;
+    rxen.bench_fetches=*) FETCHES=${arg#rxen.bench_fetches=} ;;
+    rxen.bench_rounds=*) ROUNDS=${arg#rxen.bench_rounds=} ;;
+  esac
+done
 PORT=8080
 KERNEL_IP=169.254.1.2 KERNEL_PEER=169.254.1.1
 RX_IP=169.254.2.2     RX_PEER=169.254.2.1
@@ -31,14 +41,20 @@ done
 mkdir -p /tmp/www
 dd if=/dev/zero of=/tmp/www/blob bs=1M count=$MB 2>/dev/null || exit 1
 httpd -p "$PORT" -h /tmp/www || exit 1
-for round in 1 2 3 4; do
+round=0
+while [ "$round" -lt "$ROUNDS" ]; do
+  round=$((round + 1))
   # The order alternates, so that neither NIC always goes first.
   if [ $((round % 2)) = 1 ]; then nics="eth0 eth1"; else nics="eth1 eth0"; fi
   for nic in $nics; do
     if [ $nic = eth0 ]; then peer=$KERNEL_PEER; else peer=$RX_PEER; fi
     t0=$(cs)
-    wget -q -O /dev/null "http://$peer:$PORT/blob" || { echo "BENCH: wget from $peer failed"; exit 1; }
-    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$MB cs=$(( $(cs) - t0 ))"
+    i=0
+    while [ "$i" -lt "$FETCHES" ]; do
+      wget -q -O /dev/null "http://$peer:$PORT/blob" || { echo "BENCH: wget from $peer failed"; exit 1; }
+      i=$((i + 1))
+    done
+    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$((MB * FETCHES)) cs=$(( $(cs) - t0 ))"
   done
 done
 echo "=== BENCH-GUEST-SERVING ==="

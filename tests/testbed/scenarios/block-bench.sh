@@ -4,7 +4,8 @@
 # indirect descriptors (phase 1), then, after a restart of rxblkback with
 # --max-indirect-segments 256, xvdc (phase 2). The guest times sequential 1 MiB and
 # random 4 KiB reads and writes with O_DIRECT on xvda and rxblkback's disk (twice,
-# interleaved); dom0 prints each result, the ratio xen-blkback / rxblkback per phase
+# interleaved), by dd and (tests named tool-*) by one rxen-hostile disk-bench process
+# per test, timed in microseconds; dom0 prints each result, the ratio xen-blkback / rxblkback per phase
 # and rxblkback's ring stats (requests, batches, time in copies and disk calls).
 # timeout: 1200
 
@@ -69,7 +70,7 @@ grep '^BENCH ' /tmp/bench.txt | awk '{ split($2, d, "="); split($3, t, "="); spl
        s[p[2] "," t[2] "," d[2]] += c[2]; n[p[2] "," t[2]] = 1 }
      END { for (k in n) { split(k, pk, ","); r = (pk[1] == 1) ? "xvdb" : "xvdc";
              a = s[k ",xvda"]; b = s[k "," r];
-             if (a > 0 && b > 0) printf "BENCH-RATIO phase=%s indirect=%s test=%s xen-blkback_cs=%d rxblkback_cs=%d ratio=%.2f\n", pk[1], (pk[1] == 1) ? "no" : "256", pk[2], a, b, a / b } }' | sort
+             if (a > 0 && b > 0) printf "BENCH-RATIO phase=%s indirect=%s test=%s xen-blkback_cs=%.2f rxblkback_cs=%.2f ratio=%.2f\n", pk[1], (pk[1] == 1) ? "no" : "256", pk[2], a, b, a / b } }' | sort
 wait_domain_gone "$name" 120
 # The guest powered off with xvdc attached; xl does not know rxl's disk, so rxblkback
 # removes its backend directory itself once the domain is gone.

@@ -55,6 +55,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let rsp_before = ring_mem.read_u32(8).expect("rsp_prod");
     let mut blk = BlkRing::new(ring, grants, GUEST, disk(), data.first() != Some(&0));
+    // Persistent grants (bit 0 of the second byte), with a bound of 2 so that
+    // the grant-copy fallback is reached too.
+    blk.set_persistent_bound(data.get(1).is_some_and(|b| b & 1 == 1), 2);
     // An error is a protocol violation the daemon answers with a disconnect.
     if blk.process().is_ok() {
         let rsp = ring_mem.read_u32(8).expect("rsp_prod");

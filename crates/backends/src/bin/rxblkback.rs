@@ -33,6 +33,10 @@ struct Cli {
     /// none.
     #[arg(long, default_value_t = 1)]
     max_queues: u32,
+    /// Do not offer persistent grants (feature-persistent = 0): every request's
+    /// data then moves by grant copy.
+    #[arg(long)]
+    no_persistent_grants: bool,
     /// More verbose logging (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -46,7 +50,8 @@ fn main() -> anyhow::Result<()> {
     let mut daemon = Daemon::new(
         BlockHandler::new(gntdev, (!cli.no_journal).then_some(cli.state_dir))
             .with_max_indirect_segments(cli.max_indirect_segments)
-            .with_max_queues(cli.max_queues),
+            .with_max_queues(cli.max_queues)
+            .with_persistent_grants(!cli.no_persistent_grants),
         xs,
         DOM0,
         &cli.backend_type,

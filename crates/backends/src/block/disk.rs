@@ -179,6 +179,26 @@ impl Disk {
     pub fn write_at(&self, buf: &[u8], sector: u64) -> io::Result<()> {
         self.file.write_all_at(buf, sector * SECTOR_SIZE)
     }
+    /// Reads into `pieces` (mapped guest pages), in order, from `sector` on
+    /// (`preadv`: the data lands in the pages, no copy).
+    pub fn read_into<'a>(
+        &self,
+        sector: u64,
+        pieces: impl IntoIterator<Item = xen::IoPiece<'a>>,
+    ) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        xen::pread_exact_into(self.file.as_fd(), sector * SECTOR_SIZE, pieces)
+    }
+    /// Writes `pieces` (mapped guest pages), in order, from `sector` on
+    /// (`pwritev`).
+    pub fn write_from<'a>(
+        &self,
+        sector: u64,
+        pieces: impl IntoIterator<Item = xen::IoPiece<'a>>,
+    ) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        xen::pwrite_all_from(self.file.as_fd(), sector * SECTOR_SIZE, pieces)
+    }
     /// Makes written data durable (`fdatasync`).
     pub fn flush(&self) -> io::Result<()> {
         self.file.sync_data()

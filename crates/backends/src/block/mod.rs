@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod disk;
 pub mod journal;
+pub mod persistent;
 pub mod request;
 pub mod server;
 pub mod stats;
@@ -32,7 +33,7 @@ use server::BlkRing;
 use toolstack::device::vbd::{node, BackendConfig};
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::{BackRing, Evtchn, Gntdev, GrantMapper};
-use xenstore::client::Client;
+use xenstore::client::{Client, XsOps};
 
 /// Discard granularity advertised for files (one page, the hole-punch unit).
 pub const DISCARD_GRANULARITY: u32 = 4096;
@@ -55,6 +56,17 @@ pub struct BlockHandler {
     max_indirect_segments: u16,
     /// `multi-queue-max-queues` offered (1: one ring per device).
     max_queues: u32,
+    /// `feature-persistent` offered.
+    persistent: bool,
+}
+
+/// What a block frontend wrote: its rings, and whether it uses persistent
+/// grants.
+#[derive(Debug)]
+pub struct BlockFrontend {
+    pub queues: Vec<FrontendRings>,
+    /// The frontend's `feature-persistent` is 1 (and this backend offered it).
+    pub persistent: bool,
 }
 
 /// Most queues (rings, each with its thread) rxblkback offers a device.
@@ -67,7 +79,15 @@ impl BlockHandler {
             state_dir,
             max_indirect_segments: 0,
             max_queues: 1,
+            persistent: true,
         }
+    }
+
+    /// Offers persistent grants (`feature-persistent = 1`, the default) or not
+    /// (0: grant copy only).
+    pub fn with_persistent_grants(mut self, on: bool) -> Self {
+        self.persistent = on;
+        self
     }
 
     /// Offers up to `n` queues per device (`multi-queue-max-queues`, 1 to
@@ -89,13 +109,20 @@ impl BlockHandler {
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        queues: Vec<FrontendRings>,
+        front: BlockFrontend,
         broken: BrokenNotifier,
         resume: bool,
     ) -> Result<(), BoxError> {
-        let several = queues.len() > 1;
-        for (q, rings) in queues.into_iter().enumerate() {
-            match self.start_queue(id, device, q, several, rings, broken.clone(), resume) {
+        let several = front.queues.len() > 1;
+        let persistent = front.persistent;
+        for (q, rings) in front.queues.into_iter().enumerate() {
+            let queue = Queue {
+                q,
+                several,
+                rings,
+                persistent,
+            };
+            match self.start_queue(id, device, queue, broken.clone(), resume) {
                 Ok(worker) => device.workers.push(worker),
                 Err(e) => {
                     stop_workers(id, device);
@@ -108,17 +135,20 @@ impl BlockHandler {
 
     /// Maps queue `q`'s ring (fresh, or attached at its published responses
     /// when `resume`), binds its event channel and starts its thread.
-    #[allow(clippy::too_many_arguments)]
     fn start_queue(
         &mut self,
         id: &DeviceId,
         device: &BlockDevice,
-        q: usize,
-        several: bool,
-        rings: FrontendRings,
+        queue: Queue,
         broken: BrokenNotifier,
         resume: bool,
     ) -> Result<Worker, BoxError> {
+        let Queue {
+            q,
+            several,
+            rings,
+            persistent,
+        } = queue;
         let domid = id.frontend_domid();
         let qname = if several {
             format!("{}/queue-{q}", id.backend_path)
@@ -149,6 +179,7 @@ impl BlockHandler {
             device.discard,
         );
         blk.set_max_indirect_segments(self.max_indirect_segments);
+        blk.set_persistent(persistent);
         if let Some(dir) = &self.state_dir {
             let path = queue_journal_path(dir, id.key.frontend, id.key.devid, q);
             match Journal::open(&path, ident, resume) {
@@ -176,17 +207,32 @@ impl BlockHandler {
             let _mapping = mapping;
             serve(&mut blk, evtchn, port, &stop2, &broken, resume, &name2);
             log_stats(&name2, blk.stats());
+            let n = blk.unmap_persistent();
+            if n > 0 {
+                tracing::info!("{name2}: unmapped {n} persistent grant(s)");
+            }
             blk.remove_journal();
         })?;
         tracing::info!(
-            "{qname}: {}, ring of {} page(s) ({} bytes), event channel {}",
+            "{qname}: {}, ring of {} page(s) ({} bytes), event channel {}, persistent grants {}",
             if resume { "resumed" } else { "connected" },
             rings.ring_refs.len(),
             rings.ring_refs.len() * XEN_PAGE_SIZE,
-            rings.event_channel
+            rings.event_channel,
+            if persistent { "on" } else { "off" }
         );
         Ok((stop, handle))
     }
+}
+
+/// One queue to start: its index, whether the device has several, its rings
+/// and whether its grants are mapped persistently.
+#[derive(Debug)]
+struct Queue {
+    q: usize,
+    several: bool,
+    rings: FrontendRings,
+    persistent: bool,
 }
 
 /// A ring's thread and its stop flag.
@@ -214,6 +260,9 @@ fn stop_workers(id: &DeviceId, device: &mut BlockDevice) {
 }
 
 /// The features a disk publishes before InitWait (blkif.h "Backend XenBus Nodes").
+///
+/// `feature-persistent` is written 0 here; [`BlockHandler`] overwrites it with
+/// 1 when it offers persistent grants.
 pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
     let mut info = 0;
     if disk.read_only() {
@@ -247,7 +296,7 @@ pub fn features(disk: &Disk, cdrom: bool, discard: bool) -> Features {
 
 impl DeviceHandler for BlockHandler {
     type Device = BlockDevice;
-    type Frontend = Vec<FrontendRings>;
+    type Frontend = BlockFrontend;
 
     fn prepare(
         &mut self,
@@ -285,6 +334,13 @@ impl DeviceHandler for BlockHandler {
             }
         );
         let mut f = features(&disk, cfg.cdrom, cfg.discard);
+        if self.persistent {
+            for (k, v) in &mut f {
+                if k == "feature-persistent" {
+                    *v = "1".to_string();
+                }
+            }
+        }
         if self.max_queues > 1 {
             f.push((
                 "multi-queue-max-queues".to_string(),
@@ -311,23 +367,27 @@ impl DeviceHandler for BlockHandler {
         &mut self,
         xs: &mut Client,
         frontend_path: &str,
-    ) -> Result<Vec<FrontendRings>, BoxError> {
-        Ok(read_frontend_queues(
-            xs,
-            frontend_path,
-            MAX_RING_PAGE_ORDER,
-            self.max_queues,
-        )?)
+    ) -> Result<BlockFrontend, BoxError> {
+        let queues = read_frontend_queues(xs, frontend_path, MAX_RING_PAGE_ORDER, self.max_queues)?;
+        // blkif.h: the frontend writes `feature-persistent = 1` when it will
+        // reuse its grants; both ends must say so.
+        let asked = xs
+            .try_read(&format!("{frontend_path}/feature-persistent"))?
+            .is_some_and(|v| String::from_utf8_lossy(&v).trim() == "1");
+        Ok(BlockFrontend {
+            queues,
+            persistent: self.persistent && asked,
+        })
     }
 
     fn connect(
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        queues: Vec<FrontendRings>,
+        front: BlockFrontend,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        self.start(id, device, queues, broken, false)
+        self.start(id, device, front, broken, false)
     }
 
     fn resumes(&self) -> bool {
@@ -338,10 +398,10 @@ impl DeviceHandler for BlockHandler {
         &mut self,
         id: &DeviceId,
         device: &mut BlockDevice,
-        queues: Vec<FrontendRings>,
+        front: BlockFrontend,
         broken: BrokenNotifier,
     ) -> Result<(), BoxError> {
-        self.start(id, device, queues, broken, true)
+        self.start(id, device, front, broken, true)
     }
 
     fn disconnect(&mut self, id: &DeviceId, device: &mut BlockDevice) {

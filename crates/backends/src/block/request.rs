@@ -112,6 +112,8 @@ pub enum RequestError {
     IndirectSegments { got: u16, max: u16 },
     #[error("copying the indirect segment pages failed")]
     IndirectCopy,
+    #[error("a grant the request names cannot be mapped")]
+    GrantMap,
     #[error(
         "sector {sector} or segment {first}..={last} not aligned to the {size}-byte logical sector"
     )]

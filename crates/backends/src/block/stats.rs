@@ -34,6 +34,13 @@ pub struct RingStats {
     pub flush_ns: AtomicU64,
     /// Nanoseconds from taking a batch to publishing its last response.
     pub busy_ns: AtomicU64,
+    /// Runs served straight from persistently mapped pages (no copy).
+    pub direct_runs: AtomicU64,
+    /// Grants mapped persistently, and the mapping calls that did it.
+    pub grants_mapped: AtomicU64,
+    pub map_calls: AtomicU64,
+    /// Grants left unmapped (copied instead) because the bound was reached.
+    pub over_bound: AtomicU64,
 }
 
 /// A copy of the counters, as taken (and reset) by [`RingStats::take`].
@@ -55,6 +62,10 @@ pub struct Snapshot {
     pub disk_ns: u64,
     pub flush_ns: u64,
     pub busy_ns: u64,
+    pub direct_runs: u64,
+    pub grants_mapped: u64,
+    pub map_calls: u64,
+    pub over_bound: u64,
 }
 
 impl RingStats {
@@ -88,6 +99,10 @@ impl RingStats {
             disk_ns: t(&self.disk_ns),
             flush_ns: t(&self.flush_ns),
             busy_ns: t(&self.busy_ns),
+            direct_runs: t(&self.direct_runs),
+            grants_mapped: t(&self.grants_mapped),
+            map_calls: t(&self.map_calls),
+            over_bound: t(&self.over_bound),
         }
     }
 }
@@ -114,7 +129,8 @@ impl fmt::Display for Snapshot {
             f,
             "requests={} (read={} write={} flush={} discard={} indirect={}) segments={} \
              KiB-read={} KiB-written={} wakeups={} batches={} requests-per-batch={} runs={} \
-             notifies={} busy={} copy={} disk={} fdatasync={}",
+             notifies={} busy={} copy={} disk={} fdatasync={} direct-runs={} \
+             pgrants-mapped={} map-calls={} pgrants-over-bound={}",
             self.requests(),
             self.reads,
             self.writes,
@@ -133,6 +149,10 @@ impl fmt::Display for Snapshot {
             Ms(self.copy_ns),
             Ms(self.disk_ns),
             Ms(self.flush_ns),
+            self.direct_runs,
+            self.grants_mapped,
+            self.map_calls,
+            self.over_bound,
         )
     }
 }

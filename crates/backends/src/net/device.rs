@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::abi::{RX_REQUEST_SIZE, TX_REQUEST_SIZE};
 use super::frontend::{backend_features, read_frontend, NetFrontend, QueueEvents, MAX_QUEUES};
 use super::server::{McastFilter, NetQueue, NetStats, QueueError, RxFeatures, TxRate};
+use super::stats::{ns_since, QueueTimes};
 use crate::xenbus::{BoxError, BrokenNotifier, DeviceHandler, DeviceId, Features};
 use toolstack::device::vif::{node, BackendConfig};
 use xen::abi::xen::EvtchnPort;
@@ -213,7 +214,7 @@ impl DeviceHandler for NetHandler {
                     // The ring mappings live as long as their thread.
                     let _mappings = (txm, rxm);
                     let mut queue = queue;
-                    serve(&mut queue, ports, &evtchn, &tap, &stop, &broken);
+                    serve(&mut queue, ports, &evtchn, &tap, &stop, &broken, &path, i);
                     // Whyever the thread ends (stop or a broken ring).
                     log_stats(&path, i, &queue);
                     tracing::info!("{path}: queue {i} thread ended");
@@ -261,11 +262,13 @@ pub fn tx_rate(config: &BackendConfig) -> Option<TxRate> {
 
 /// Sleeps until an event, the TAP readable (when given) or `timeout_ms` (else
 /// until told to stop), then acknowledges the events. `Ok(false)`: stop.
+/// `on_idle` is called each time [`STOP_POLL_MS`] pass without anything.
 fn wait(
     evtchn: &Evtchn,
     tap: Option<&Tap>,
     timeout_ms: Option<u16>,
     stop: &AtomicBool,
+    mut on_idle: impl FnMut(),
 ) -> Result<bool, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
@@ -281,7 +284,10 @@ fn wait(
         let t = timeout_ms.map_or(STOP_POLL_MS, |t| t.min(STOP_POLL_MS));
         match poll(&mut fds[..n], PollTimeout::from(t)) {
             Ok(0) if timeout_ms.is_some() => break,
-            Ok(0) => continue,
+            Ok(0) => {
+                on_idle();
+                continue;
+            }
             Ok(_) => break,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("polling failed: {e}")),
@@ -328,16 +334,47 @@ fn serve(
     tap: &Tap,
     stop: &AtomicBool,
     broken: &BrokenNotifier,
+    path: &str,
+    index: usize,
 ) {
+    // The serving loop's own counters (wake-ups, sleep, notifications); the
+    // queue's halves count their copies, reads and writes.
+    let mut times = QueueTimes::default();
+    serve_loop(q, ports, evtchn, tap, stop, broken, path, index, &mut times);
+    times += q.take_times();
+    if times.any_work() {
+        tracing::info!("{path}: queue {index} last burst: {times}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_loop(
+    q: &mut NetQueue<Gntdev, Tap>,
+    ports: Ports,
+    evtchn: &Evtchn,
+    tap: &Tap,
+    stop: &AtomicBool,
+    broken: &BrokenNotifier,
+    path: &str,
+    index: usize,
+    times: &mut QueueTimes,
+) {
+    let notify = |times: &mut QueueTimes, port| {
+        let t = Instant::now();
+        let r = evtchn.notify(port);
+        times.notifies += 1;
+        times.notify_ns += ns_since(t);
+        r
+    };
     loop {
         // Transmit responses are signalled as soon as a batch is copied in,
         // before its frames go through dom0's network stack.
         let r = q
-            .process_tx_notifying(|| Ok(evtchn.notify(ports.tx)?))
+            .process_tx_notifying(|| Ok(notify(times, ports.tx)?))
             .and_then(|()| q.process_rx());
         match r {
             Ok(true) => {
-                if let Err(e) = evtchn.notify(ports.rx) {
+                if let Err(e) = notify(times, ports.rx) {
                     broken.report(format!("notifying the frontend failed: {e}"));
                     return;
                 }
@@ -353,7 +390,20 @@ fn serve(
         if let Some(t) = throttle_ms(q.tx_throttled_until()) {
             timeout = Some(timeout.map_or(t, |w| w.min(t)));
         }
-        match wait(evtchn, (!waiting).then_some(tap), timeout, stop) {
+        let slept = std::cell::Cell::new(Instant::now());
+        let woke = wait(evtchn, (!waiting).then_some(tap), timeout, stop, || {
+            // A burst of traffic ended: say where its time went (this sleep
+            // belongs to no burst).
+            slept.set(Instant::now());
+            let mut burst = times.take();
+            burst += q.take_times();
+            if burst.any_work() {
+                tracing::info!("{path}: queue {index} burst: {burst}");
+            }
+        });
+        times.idle_ns += ns_since(slept.get());
+        times.wakeups += 1;
+        match woke {
             Ok(true) => {}
             Ok(false) => return,
             Err(m) => {

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::abi::*;
-use super::offload::{gso_extra, rx_meta, tx_vnet_hdr};
+use super::offload::{gso_extra, rx_meta, tx_vnet_hdr, RxMeta};
 use super::request::{parse_packet, FatalTxError, McastOp, Packet, Parsed, TxItem};
+use super::stats::{ns_since, QueueTimes};
 use xen::abi::xen::DomId;
 use xen::tap::{VirtioNetHdr, VIRTIO_NET_HDR_SIZE};
 use xen::{BackRing, Gntdev, GntdevError, GrantPiece, RingError, Tap};
@@ -40,8 +41,14 @@ pub trait NetGrants {
         at: &[usize],
         dst: &mut [u8],
     ) -> Result<(), GntdevError>;
-    /// Copies consecutive bytes of `src` to `pieces`.
-    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError>;
+    /// Copies `src[at[k]..]` to piece *k* of `pieces`.
+    fn copy_out(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+        at: &[usize],
+    ) -> Result<(), GntdevError>;
 }
 
 impl NetGrants for Gntdev {
@@ -54,8 +61,14 @@ impl NetGrants for Gntdev {
     ) -> Result<(), GntdevError> {
         self.copy_from_grants_at(domid, pieces, at, dst)
     }
-    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError> {
-        self.copy_to_grants(domid, src, pieces)
+    fn copy_out(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+        at: &[usize],
+    ) -> Result<(), GntdevError> {
+        self.copy_to_grants_at(domid, src, pieces, at)
     }
 }
 
@@ -110,6 +123,15 @@ pub const RX_BATCH: usize = 64;
 /// The largest frame read from the TAP: a 64 KiB GSO frame, its Ethernet and
 /// VLAN headers and the vnet header.
 pub const RX_FRAME_MAX: usize = VIRTIO_NET_HDR_SIZE + 65_536 + 64;
+/// Most frames received together: read from the TAP one after another into
+/// slots of the queue's buffer, their grants copied in one call, then answered
+/// (one system call and fewer hypercalls for several frames: gntdev makes one
+/// hypercall per 16 pieces).
+pub const RX_COPY_BATCH: usize = 16;
+/// Bytes of one slot of the rx buffer: the largest frame after its vnet
+/// header, rounded up to whole pages so that every slot starts on a page.
+pub const RX_SLOT_BYTES: usize =
+    (RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE).div_ceil(PAGE_SIZE) * PAGE_SIZE;
 /// How many of a transmitted packet's first bytes are gathered to find its
 /// headers for the offload metadata (Ethernet, VLAN, IPv4/IPv6 with extension
 /// headers, TCP with options fit well within it).
@@ -302,9 +324,24 @@ pub enum QueueError {
     Notify(#[source] BoxedError),
 }
 
-enum Delivery {
-    Done,
-    NoBuffers,
+/// What became of a frame read from the TAP.
+enum Admission {
+    /// Its rx requests taken and its pieces added to the batch.
+    Queued,
+    /// Dropped or filtered (counted).
+    Gone,
+    /// Too few rx buffers posted (it needs this many): it waits.
+    NoBuffers(u32),
+}
+
+/// A frame of an rx batch: its rx requests (in `RxQueue::reqs`), its pieces
+/// (in `RxQueue::pieces`) and what its first slot says.
+#[derive(Debug)]
+struct RxFrame {
+    len: usize,
+    meta: RxMeta,
+    reqs: std::ops::Range<usize>,
+    pieces: std::ops::Range<usize>,
 }
 
 /// Whether the `n`th event of a kind (counted from 1) is worth a warning: the
@@ -342,6 +379,8 @@ pub struct TxQueue<G, F> {
     tx_frames: Vec<TxFrame>,
     /// Its `tx_*` counters.
     pub stats: NetStats,
+    /// Where its time goes.
+    pub times: QueueTimes,
 }
 
 /// The receive half of a queue (dom0 to guest): its rx ring.
@@ -353,16 +392,25 @@ pub struct RxQueue<G, F> {
     io: Arc<F>,
     features: RxFeatures,
     mcast: Arc<McastFilter>,
+    /// The pieces of an rx batch's frames and where each comes from in `rxbuf`.
     pieces: Vec<GrantPiece>,
-    rxhdr: [u8; VIRTIO_NET_HDR_SIZE],
-    /// A received frame's bytes after the vnet header, page-aligned.
+    at: Vec<usize>,
+    /// The rx requests an rx batch's frames took.
+    reqs: Vec<RxRequest>,
+    frames: Vec<RxFrame>,
+    /// The vnet header of the frame in each of `rxbuf`'s slots.
+    rxhdrs: Vec<[u8; VIRTIO_NET_HDR_SIZE]>,
+    /// Received frames' bytes after the vnet header: [`RX_COPY_BATCH`] slots of
+    /// [`RX_SLOT_BYTES`], each page-aligned.
     rxbuf: PageBuf,
-    /// Length of a frame in `rxbuf` still waiting for rx buffers.
+    /// Length of a frame in slot 0 of `rxbuf` still waiting for rx buffers.
     pending: Option<usize>,
     stalled_since: Option<Instant>,
     rx_stall_drop: Duration,
     /// Its `rx_*` counters.
     pub stats: NetStats,
+    /// Where its time goes.
+    pub times: QueueTimes,
 }
 
 /// One queue of one NIC: its two halves (one thread serves both).
@@ -397,6 +445,7 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 txbuf: PageBuf::new(TX_BATCH_SLOTS * PAGE_SIZE),
                 tx_frames: Vec::new(),
                 stats: NetStats::default(),
+                times: QueueTimes::default(),
             },
             rx: RxQueue {
                 domid,
@@ -405,13 +454,17 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 io,
                 features,
                 mcast,
-                pieces: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
-                rxhdr: [0; VIRTIO_NET_HDR_SIZE],
-                rxbuf: PageBuf::new(RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE),
+                pieces: Vec::with_capacity(RX_COPY_BATCH * MAX_SLOTS_PER_PACKET),
+                at: Vec::with_capacity(RX_COPY_BATCH * MAX_SLOTS_PER_PACKET),
+                reqs: Vec::with_capacity(RX_COPY_BATCH * MAX_SLOTS_PER_PACKET),
+                frames: Vec::with_capacity(RX_COPY_BATCH),
+                rxhdrs: vec![[0; VIRTIO_NET_HDR_SIZE]; RX_COPY_BATCH],
+                rxbuf: PageBuf::new(RX_COPY_BATCH * RX_SLOT_BYTES),
                 pending: None,
                 stalled_since: None,
                 rx_stall_drop: RX_STALL_DROP,
                 stats: NetStats::default(),
+                times: QueueTimes::default(),
             },
         }
     }
@@ -458,6 +511,13 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
     /// [`RxQueue::process_rx`].
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
         self.rx.process_rx()
+    }
+
+    /// Both halves' timing counters since the last call (which resets them).
+    pub fn take_times(&mut self) -> QueueTimes {
+        let mut t = self.tx.times.take();
+        t += self.rx.times.take();
+        t
     }
 
     /// Both halves' counters.
@@ -604,13 +664,21 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
             };
             batch.push((parsed, pending));
         }
+        if !batch.is_empty() {
+            self.times.tx_batches += 1;
+            self.times.tx_slots += batch.iter().map(|(p, _)| p.consumed as u64).sum::<u64>();
+        }
         // One copy for the batch; when it fails, packet by packet, so that only
         // the packet with a bad grant is refused.
-        let all_copied = self.pieces.is_empty()
-            || self
+        let all_copied = self.pieces.is_empty() || {
+            let t = Instant::now();
+            let r = self
                 .grants
-                .copy_in(self.domid, &self.pieces, &self.at, self.txbuf.get_mut())
-                .is_ok();
+                .copy_in(self.domid, &self.pieces, &self.at, self.txbuf.get_mut());
+            self.times.tx_copies += 1;
+            self.times.tx_copy_ns += ns_since(t);
+            r.is_ok()
+        };
         for (parsed, pending) in &batch {
             let status = match (&parsed.result, pending) {
                 (_, Pending::Answered(s)) => *s,
@@ -631,10 +699,13 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     fn tx_frame(&mut self, p: &Packet, r: std::ops::Range<usize>, copied: bool) -> i16 {
         if !copied {
             let (pieces, at) = (&self.pieces[r.clone()], &self.at[r.clone()]);
-            if let Err(e) = self
+            let t = Instant::now();
+            let copied = self
                 .grants
-                .copy_in(self.domid, pieces, at, self.txbuf.get_mut())
-            {
+                .copy_in(self.domid, pieces, at, self.txbuf.get_mut());
+            self.times.tx_copies += 1;
+            self.times.tx_copy_ns += ns_since(t);
+            if let Err(e) = copied {
                 count(
                     &mut self.stats.tx_errors,
                     self.domid,
@@ -687,7 +758,11 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
                 parts[j + 1] =
                     IoSlice::new(&buf[self.at[k]..self.at[k] + usize::from(self.pieces[k].len)]);
             }
-            match self.io.write_frame(&parts[..n + 1]) {
+            let t = Instant::now();
+            let written = self.io.write_frame(&parts[..n + 1]);
+            self.times.tap_writes += 1;
+            self.times.tap_write_ns += ns_since(t);
+            match written {
                 Ok(()) => {
                     self.stats.tx_packets += 1;
                     self.stats.tx_bytes += f.len as u64;
@@ -710,55 +785,113 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     }
 
     /// Moves frames from the TAP into the guest's rx buffers (at most
-    /// [`RX_BATCH`]); `Ok(true)` when the frontend must be notified.
+    /// [`RX_BATCH`]), [`RX_COPY_BATCH`] at a time: read one after another, their
+    /// rx requests taken, their grants copied in one call, then answered.
+    /// `Ok(true)` when the frontend must be notified.
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
-        let mut delivered = 0;
+        let mut handled = 0;
         let mut notify = false;
-        while delivered < RX_BATCH {
-            let n = match self.pending {
-                Some(n) => n,
-                None => match self
-                    .io
-                    .read_frame(&mut self.rxhdr, self.rxbuf.get_mut())
-                    .map_err(QueueError::Tap)?
-                {
-                    Some(n) => n,
-                    None => break,
-                },
-            };
-            match self.deliver(n)? {
-                Delivery::Done => {
-                    self.pending = None;
-                    self.stalled_since = None;
-                    delivered += 1;
-                }
-                Delivery::NoBuffers => {
-                    let since = *self.stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.rx_stall_drop {
-                        count(
-                            &mut self.stats.rx_dropped,
-                            self.domid,
-                            format_args!("no rx buffers: dropped a frame"),
-                        );
-                        self.pending = None;
-                        delivered += 1;
-                        continue;
+        loop {
+            self.pieces.clear();
+            self.at.clear();
+            self.reqs.clear();
+            self.frames.clear();
+            let mut slot = 0;
+            // The length of the frame in `slot` when it found too few buffers,
+            // and how many it needs.
+            let mut waiting = None;
+            let mut tap_empty = false;
+            while slot < RX_COPY_BATCH && handled < RX_BATCH {
+                let n = match (slot, self.pending.take()) {
+                    (0, Some(n)) => n,
+                    (_, pending) => {
+                        debug_assert!(pending.is_none(), "a waiting frame is in slot 0");
+                        match self.read_slot(slot)? {
+                            Some(n) => n,
+                            None => {
+                                tap_empty = true;
+                                break;
+                            }
+                        }
                     }
-                    self.pending = Some(n);
-                    // Ask for an event when buffers come, then look once more.
-                    notify |= self.rx.push_responses()?;
-                    if self.rx.final_check_for_requests()? {
-                        continue;
+                };
+                match self.admit(slot, n)? {
+                    Admission::Queued => {
+                        self.stalled_since = None;
+                        slot += 1;
+                        handled += 1;
                     }
-                    break;
+                    Admission::Gone => {
+                        self.stalled_since = None;
+                        handled += 1;
+                    }
+                    Admission::NoBuffers(needed) => {
+                        waiting = Some((n, needed));
+                        break;
+                    }
                 }
             }
+            self.copy_and_answer()?;
+            let Some((n, needed)) = waiting else {
+                if tap_empty || handled >= RX_BATCH {
+                    break;
+                }
+                continue;
+            };
+            // The waiting frame goes to slot 0 for the next round.
+            if slot != 0 {
+                let from = slot * RX_SLOT_BYTES;
+                let len = n - VIRTIO_NET_HDR_SIZE;
+                self.rxbuf.get_mut().copy_within(from..from + len, 0);
+                self.rxhdrs[0] = self.rxhdrs[slot];
+            }
+            let since = *self.stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.rx_stall_drop {
+                count(
+                    &mut self.stats.rx_dropped,
+                    self.domid,
+                    format_args!("no rx buffers: dropped a frame"),
+                );
+                handled += 1;
+                if handled >= RX_BATCH {
+                    break;
+                }
+                continue;
+            }
+            self.pending = Some(n);
+            // Ask for an event when the frontend posts buffers, then look once
+            // more; until they are enough the thread sleeps (no spinning while
+            // the guest posts them a few at a time).
+            notify |= self.rx.push_responses()?;
+            if self.rx.requests_available_or_ask(needed)? {
+                continue;
+            }
+            break;
         }
         notify |= self.rx.push_responses()?;
         Ok(notify)
     }
 
-    fn deliver(&mut self, n: usize) -> Result<Delivery, QueueError> {
+    /// Reads a frame from the TAP into slot `slot`: its total length (vnet
+    /// header included), `None` when none waits.
+    fn read_slot(&mut self, slot: usize) -> Result<Option<usize>, QueueError> {
+        let from = slot * RX_SLOT_BYTES;
+        let data = &mut self.rxbuf.get_mut()[from..from + RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE];
+        let t = Instant::now();
+        let read = self.io.read_frame(&mut self.rxhdrs[slot], data);
+        self.times.tap_read_ns += ns_since(t);
+        let read = read.map_err(QueueError::Tap)?;
+        if read.is_some() {
+            self.times.tap_reads += 1;
+        } else {
+            self.times.tap_empty_reads += 1;
+        }
+        Ok(read)
+    }
+
+    /// Checks the frame of `n` bytes in slot `slot` and, when the frontend
+    /// posted enough rx buffers, takes them and adds its pieces to the batch.
+    fn admit(&mut self, slot: usize, n: usize) -> Result<Admission, QueueError> {
         let domid = self.domid;
         let drop = |stats: &mut NetStats| {
             count(
@@ -766,17 +899,18 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
                 domid,
                 format_args!("dropped a frame the frontend cannot take"),
             );
-            Ok(Delivery::Done)
+            Ok(Admission::Gone)
         };
-        if n < VIRTIO_NET_HDR_SIZE + ETH_HLEN || n > VIRTIO_NET_HDR_SIZE + self.rxbuf.len {
+        if !(VIRTIO_NET_HDR_SIZE + ETH_HLEN..=RX_FRAME_MAX).contains(&n) {
             return drop(&mut self.stats);
         }
-        let vh = VirtioNetHdr::from_bytes(&self.rxhdr);
+        let from = slot * RX_SLOT_BYTES;
+        let vh = VirtioNetHdr::from_bytes(&self.rxhdrs[slot]);
         let mut dest = [0u8; ETH_ALEN];
-        dest.copy_from_slice(&self.rxbuf.get()[..ETH_ALEN]);
+        dest.copy_from_slice(&self.rxbuf.get()[from..from + ETH_ALEN]);
         if !self.mcast.admits(&dest) {
             self.stats.rx_filtered += 1;
-            return Ok(Delivery::Done);
+            return Ok(Admission::Gone);
         }
         let Ok(meta) = rx_meta(&vh, self.features.gso_tcpv4, self.features.gso_tcpv6) else {
             return drop(&mut self.stats);
@@ -788,77 +922,121 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             return drop(&mut self.stats);
         }
         if (self.rx.unconsumed_requests()? as usize) < needed {
-            return Ok(Delivery::NoBuffers);
+            return Ok(Admission::NoBuffers(needed as u32));
         }
-        let mut reqs = [RxRequest { id: 0, gref: 0 }; MAX_SLOTS_PER_PACKET];
+        let first_req = self.reqs.len();
         let mut raw = [0u8; RX_REQUEST_SIZE];
-        for r in reqs.iter_mut().take(needed) {
+        for _ in 0..needed {
             if !self.rx.next_request(&mut raw)? {
                 return Err(QueueError::Ring(RingError::NoRequest));
             }
-            *r = RxRequest::from_bytes(&raw);
+            self.reqs.push(RxRequest::from_bytes(&raw));
         }
         // Data slots: the first request, then those after the extra slot.
         let extra_slots = usize::from(meta.gso.is_some());
-        let data_reqs = std::iter::once(0).chain(1 + extra_slots..needed);
-        self.pieces.clear();
+        let first_piece = self.pieces.len();
         let mut left = len;
-        for i in data_reqs.clone() {
+        for (k, i) in std::iter::once(0)
+            .chain(1 + extra_slots..needed)
+            .enumerate()
+        {
             let chunk = left.min(PAGE_SIZE);
             left -= chunk;
             self.pieces.push(GrantPiece {
-                gref: reqs[i].gref,
+                gref: self.reqs[first_req + i].gref,
                 offset: 0,
                 len: chunk as u16,
             });
+            self.at.push(from + k * PAGE_SIZE);
         }
-        let frame = &self.rxbuf.get()[..len];
-        let ok = match self.grants.copy_out(self.domid, frame, &self.pieces) {
-            Ok(()) => true,
-            Err(e) => {
-                if worth_logging(self.stats.rx_errors + 1) {
-                    tracing::warn!(domid = self.domid, "rx grant copy failed: {e}");
+        self.frames.push(RxFrame {
+            len,
+            meta,
+            reqs: first_req..self.reqs.len(),
+            pieces: first_piece..self.pieces.len(),
+        });
+        Ok(Admission::Queued)
+    }
+
+    /// Copies the batch's frames into their rx buffers (one call; frame by
+    /// frame when that fails, so that a bad grant fails its frame alone) and
+    /// answers their requests.
+    fn copy_and_answer(&mut self) -> Result<(), QueueError> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        let all_copied = self.copy_out(0..self.pieces.len()).is_ok();
+        for f in 0..self.frames.len() {
+            let (len, meta, reqs, pieces) = {
+                let fr = &self.frames[f];
+                (fr.len, fr.meta, fr.reqs.clone(), fr.pieces.clone())
+            };
+            let ok = all_copied || {
+                match self.copy_out(pieces.clone()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        if worth_logging(self.stats.rx_errors + 1) {
+                            tracing::warn!(domid = self.domid, "rx grant copy failed: {e}");
+                        }
+                        false
+                    }
                 }
-                false
-            }
-        };
-        for (k, i) in data_reqs.enumerate() {
-            let mut flags = 0;
-            if k == 0 {
-                flags |= meta.flags;
-                if meta.gso.is_some() {
-                    flags |= NETRXF_EXTRA_INFO;
+            };
+            let data_slots = pieces.len();
+            let extra_slots = usize::from(meta.gso.is_some());
+            let data_reqs = std::iter::once(0).chain(1 + extra_slots..reqs.len());
+            for (k, i) in data_reqs.enumerate() {
+                let mut flags = 0;
+                if k == 0 {
+                    flags |= meta.flags;
+                    if meta.gso.is_some() {
+                        flags |= NETRXF_EXTRA_INFO;
+                    }
+                }
+                if k + 1 < data_slots {
+                    flags |= NETRXF_MORE_DATA;
+                }
+                let status = if ok {
+                    self.pieces[pieces.start + k].len as i16
+                } else {
+                    RSP_ERROR
+                };
+                let rsp = RxResponse {
+                    id: self.reqs[reqs.start + i].id,
+                    offset: 0,
+                    flags,
+                    status,
+                };
+                self.rx.put_response(&rsp.to_bytes())?;
+                if k == 0 {
+                    if let Some(g) = &meta.gso {
+                        // The extra slot's response is the extra info itself.
+                        self.rx.put_response(&gso_extra(g).0)?;
+                    }
                 }
             }
-            if k + 1 < data_slots {
-                flags |= NETRXF_MORE_DATA;
-            }
-            let status = if ok {
-                self.pieces[k].len as i16
+            if ok {
+                self.stats.rx_packets += 1;
+                self.stats.rx_bytes += len as u64;
             } else {
-                RSP_ERROR
-            };
-            let rsp = RxResponse {
-                id: reqs[i].id,
-                offset: 0,
-                flags,
-                status,
-            };
-            self.rx.put_response(&rsp.to_bytes())?;
-            if k == 0 {
-                if let Some(g) = &meta.gso {
-                    // The extra slot's response is the extra info itself.
-                    self.rx.put_response(&gso_extra(g).0)?;
-                }
+                self.stats.rx_errors += 1;
             }
         }
-        if ok {
-            self.stats.rx_packets += 1;
-            self.stats.rx_bytes += len as u64;
-        } else {
-            self.stats.rx_errors += 1;
-        }
-        Ok(Delivery::Done)
+        Ok(())
+    }
+
+    /// One grant copy call for `pieces` of the batch.
+    fn copy_out(&mut self, pieces: std::ops::Range<usize>) -> Result<(), GntdevError> {
+        let t = Instant::now();
+        let r = self.grants.copy_out(
+            self.domid,
+            self.rxbuf.get(),
+            &self.pieces[pieces.clone()],
+            &self.at[pieces],
+        );
+        self.times.rx_copies += 1;
+        self.times.rx_copy_ns += ns_since(t);
+        r
     }
 }
 

@@ -11,9 +11,8 @@
 //! device as the console daemon's (rxconsoled), where xl writes `ioemu` for
 //! QEMU, which rxconsoled leaves alone.
 
-use super::{DeviceError, DeviceNodes, DevicePaths, XenbusState, XenstoreClient, DOM0};
+use super::{DeviceNodes, DevicePaths, XenbusState, DOM0};
 use crate::config::channel::{ChannelSpec, Connection};
-use xenstore::client::{Perm, PermAccess};
 
 /// Frontend device class (Linux hvc_xen binds `device/console/*`).
 pub const KIND: &str = "console";
@@ -48,17 +47,8 @@ pub fn paths(domid: u32, devid: u32) -> DevicePaths {
     }
 }
 
-/// A channel's nodes: the generic device directories plus the frontend
-/// entries owned by dom0.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelNodes {
-    pub device: DeviceNodes,
-    /// Frontend entries dom0 owns and the guest may only read.
-    pub ro_frontend: Vec<(&'static str, String)>,
-}
-
 /// The nodes of channel `spec` as console `devid` (>= 1) of domain `domid`.
-pub fn nodes(domid: u32, devid: u32, spec: &ChannelSpec) -> Result<ChannelNodes, ChannelError> {
+pub fn nodes(domid: u32, devid: u32, spec: &ChannelSpec) -> Result<DeviceNodes, ChannelError> {
     if devid == 0 {
         return Err(ChannelError::Primary(spec.name.clone()));
     }
@@ -89,98 +79,20 @@ pub fn nodes(domid: u32, devid: u32, spec: &ChannelSpec) -> Result<ChannelNodes,
         ("name", spec.name.clone()),
         ("connection", OUTPUT_PTY.to_string()),
     ];
-    Ok(ChannelNodes {
-        device: DeviceNodes {
-            paths,
-            frontend,
-            backend,
-        },
+    Ok(DeviceNodes {
+        paths,
+        frontend,
         ro_frontend,
+        backend,
     })
-}
-
-impl ChannelNodes {
-    /// Permissions of the dom0-owned frontend entries (libxl's
-    /// `ro_frontend_perms`): the backend domain owns, the guest reads.
-    pub fn ro_perms(&self) -> [Perm; 2] {
-        let p = &self.device.paths;
-        [
-            Perm::new(p.backend_domid, PermAccess::None),
-            Perm::new(p.frontend_domid, PermAccess::Read),
-        ]
-    }
-
-    /// Writes both directories in one transaction, the dom0-owned entries with
-    /// their own permissions; fails with [`DeviceError::Exists`] when either
-    /// directory exists already.
-    pub fn write<C: XenstoreClient>(&self, xs: &mut C) -> Result<(), DeviceError> {
-        let d = &self.device;
-        let ro = self.ro_perms();
-        xs.in_transaction(&mut |tx| {
-            let (fe, be) = (d.paths.frontend(), d.paths.backend());
-            for p in [&fe, &be] {
-                if tx.exists(p)? {
-                    return Err(DeviceError::Exists(p.clone()));
-                }
-            }
-            tx.mkdir(&fe)?;
-            tx.set_perms(&fe, &d.frontend_perms())?;
-            tx.mkdir(&be)?;
-            tx.set_perms(&be, &d.backend_perms())?;
-            for (k, v) in &d.frontend {
-                tx.write(&format!("{fe}/{k}"), v.as_bytes())?;
-            }
-            for (k, v) in &self.ro_frontend {
-                let path = format!("{fe}/{k}");
-                tx.write(&path, v.as_bytes())?;
-                tx.set_perms(&path, &ro)?;
-            }
-            for (k, v) in &d.backend {
-                tx.write(&format!("{be}/{k}"), v.as_bytes())?;
-            }
-            Ok(())
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::channel::parse_channel_spec;
-    use xenstore::client::{ClientError, XsOps};
-    use xenstore::wire::{MsgType, XsError};
-
-    /// Records every request; nothing exists.
-    #[derive(Default)]
-    struct Recorder(Vec<(MsgType, Vec<String>)>);
-
-    impl XsOps for Recorder {
-        fn raw_request(&mut self, kind: MsgType, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-            let parts: Vec<String> = payload
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let path = parts.first().cloned().unwrap_or_default();
-            self.0.push((kind, parts));
-            match kind {
-                MsgType::Read | MsgType::GetPerms => Err(ClientError::Xs {
-                    request: kind,
-                    arg: path,
-                    error: XsError::Enoent,
-                }),
-                _ => Ok(Vec::new()),
-            }
-        }
-    }
-
-    impl XenstoreClient for Recorder {
-        fn in_transaction(
-            &mut self,
-            body: &mut dyn FnMut(&mut dyn XsOps) -> Result<(), DeviceError>,
-        ) -> Result<(), DeviceError> {
-            body(self)
-        }
-    }
+    use crate::device::testing::Recorder;
+    use xenstore::wire::MsgType;
 
     fn value<'a>(list: &'a [(&'static str, String)], key: &str) -> &'a str {
         list.iter()
@@ -193,17 +105,16 @@ mod tests {
     fn a_channel_gets_libxl_nodes_with_dom0_owned_entries() {
         let spec = parse_channel_spec("name=org.rxen.agent, connection=pty").unwrap();
         let n = nodes(5, 1, &spec).unwrap();
-        let d = &n.device;
-        assert_eq!(d.paths.frontend(), "/local/domain/5/device/console/1");
-        assert_eq!(d.paths.backend(), "/local/domain/0/backend/console/5/1");
-        assert_eq!(value(&d.frontend, "state"), "1");
-        assert_eq!(value(&d.frontend, "backend-id"), "0");
+        assert_eq!(n.paths.frontend(), "/local/domain/5/device/console/1");
+        assert_eq!(n.paths.backend(), "/local/domain/0/backend/console/5/1");
+        assert_eq!(value(&n.frontend, "state"), "1");
+        assert_eq!(value(&n.frontend, "backend-id"), "0");
         assert_eq!(value(&n.ro_frontend, "name"), "org.rxen.agent");
         assert_eq!(value(&n.ro_frontend, "type"), "xenconsoled");
         assert_eq!(value(&n.ro_frontend, "output"), "pty");
-        assert_eq!(value(&d.backend, "frontend"), d.paths.frontend());
-        assert_eq!(value(&d.backend, "online"), "1");
-        assert_eq!(value(&d.backend, "connection"), "pty");
+        assert_eq!(value(&n.backend, "frontend"), n.paths.frontend());
+        assert_eq!(value(&n.backend, "online"), "1");
+        assert_eq!(value(&n.backend, "connection"), "pty");
 
         let mut xs = Recorder::default();
         n.write(&mut xs).expect("write");

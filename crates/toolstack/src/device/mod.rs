@@ -125,6 +125,9 @@ impl DevicePaths {
 pub struct DeviceNodes {
     pub paths: DevicePaths,
     pub frontend: Vec<(&'static str, String)>,
+    /// Frontend entries the backend domain owns and the guest may only read
+    /// (libxl's `ro_front`, e.g. a NIC's `mtu`, a channel's `name`).
+    pub ro_frontend: Vec<(&'static str, String)>,
     pub backend: Vec<(&'static str, String)>,
 }
 
@@ -144,9 +147,15 @@ impl DeviceNodes {
             Perm::new(self.paths.frontend_domid, PermAccess::Read),
         ]
     }
+    /// The [`DeviceNodes::ro_frontend`] entries (libxl's `ro_frontend_perms`):
+    /// owned by the backend domain, readable by the guest.
+    pub fn ro_frontend_perms(&self) -> [Perm; 2] {
+        self.backend_perms()
+    }
 
-    /// Writes both directories in one transaction (retried on `EAGAIN`); fails
-    /// with [`DeviceError::Exists`] when either directory exists already.
+    /// Writes both directories in one transaction (retried on `EAGAIN`), the
+    /// read-only frontend entries each with [`DeviceNodes::ro_frontend_perms`];
+    /// fails with [`DeviceError::Exists`] when either directory exists already.
     pub fn write<C: XenstoreClient>(&self, xs: &mut C) -> Result<(), DeviceError> {
         xs.in_transaction(&mut |tx| {
             let (fe, be) = (self.paths.frontend(), self.paths.backend());
@@ -162,6 +171,12 @@ impl DeviceNodes {
             tx.set_perms(&be, &self.backend_perms())?;
             for (k, v) in &self.frontend {
                 tx.write(&format!("{fe}/{k}"), v.as_bytes())?;
+            }
+            let ro = self.ro_frontend_perms();
+            for (k, v) in &self.ro_frontend {
+                let path = format!("{fe}/{k}");
+                tx.write(&path, v.as_bytes())?;
+                tx.set_perms(&path, &ro)?;
             }
             for (k, v) in &self.backend {
                 tx.write(&format!("{be}/{k}"), v.as_bytes())?;
@@ -240,6 +255,46 @@ impl XenstoreClient for xenstore::client::Client {
         body: &mut dyn FnMut(&mut dyn XsOps) -> Result<(), DeviceError>,
     ) -> Result<(), DeviceError> {
         self.transaction(|tx| body(tx))
+    }
+}
+
+/// A recording xenstore for the device writers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{DeviceError, XenstoreClient};
+    use xenstore::client::{ClientError, XsOps};
+    use xenstore::wire::{MsgType, XsError};
+
+    /// Records every request; nothing exists.
+    #[derive(Default)]
+    pub struct Recorder(pub Vec<(MsgType, Vec<String>)>);
+
+    impl XsOps for Recorder {
+        fn raw_request(&mut self, kind: MsgType, payload: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+            let parts: Vec<String> = payload
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            let path = parts.first().cloned().unwrap_or_default();
+            self.0.push((kind, parts));
+            match kind {
+                MsgType::Read | MsgType::GetPerms => Err(ClientError::Xs {
+                    request: kind,
+                    arg: path,
+                    error: XsError::Enoent,
+                }),
+                _ => Ok(Vec::new()),
+            }
+        }
+    }
+
+    impl XenstoreClient for Recorder {
+        fn in_transaction(
+            &mut self,
+            body: &mut dyn FnMut(&mut dyn XsOps) -> Result<(), DeviceError>,
+        ) -> Result<(), DeviceError> {
+            body(self)
+        }
     }
 }
 

@@ -99,6 +99,7 @@ pub fn nodes(domid: u32, disk: &DiskSpec) -> Result<DeviceNodes, VbdError> {
     Ok(DeviceNodes {
         paths,
         frontend,
+        ro_frontend: Vec::new(),
         backend,
     })
 }

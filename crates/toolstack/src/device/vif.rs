@@ -86,9 +86,10 @@ pub fn nodes(domid: u32, devid: u32, spec: &VifSpec) -> Result<DeviceNodes, VifE
         (node::MAC, mac.to_string()),
         // Linux netfront reads it (backend trusted); dom0 backends are.
         ("trusted", "1".to_string()),
-        // As libxl: the MTU for the frontend, always (netif.h: 1500 if absent).
-        (node::MTU, spec.mtu.unwrap_or(DEFAULT_MTU).to_string()),
     ];
+    // As libxl: the MTU for the frontend, always (netif.h: 1500 if absent),
+    // dom0's and only readable by the guest (libxl's `ro_front`).
+    let ro_frontend = vec![(node::MTU, spec.mtu.unwrap_or(DEFAULT_MTU).to_string())];
     let mut backend = vec![
         (node::FRONTEND, paths.frontend()),
         (node::FRONTEND_ID, domid.to_string()),
@@ -122,6 +123,7 @@ pub fn nodes(domid: u32, devid: u32, spec: &VifSpec) -> Result<DeviceNodes, VifE
     Ok(DeviceNodes {
         paths,
         frontend,
+        ro_frontend,
         backend,
     })
 }
@@ -273,13 +275,49 @@ mod tests {
         assert_eq!(be("rate"), Some("62500,50000"));
         assert_eq!(be("vifname"), None);
         assert_eq!(be("ip"), None);
-        // The default MTU: the frontend's node only (as libxl).
-        assert_eq!(fe("mtu"), Some("1500"));
+        // The default MTU: the frontend's node only, dom0's (as libxl).
+        assert_eq!(value(&n.ro_frontend, "mtu"), Some("1500"));
+        assert_eq!(fe("mtu"), None);
         assert_eq!(be("mtu"), None);
         let fp: Vec<String> = n.frontend_perms().iter().map(|p| p.to_string()).collect();
         let bp: Vec<String> = n.backend_perms().iter().map(|p| p.to_string()).collect();
         assert_eq!(fp, ["n7", "r0"]);
         assert_eq!(bp, ["n0", "r7"]);
+    }
+
+    #[test]
+    fn the_frontend_mtu_is_written_read_only_for_the_guest() {
+        use crate::device::testing::Recorder;
+        use xenstore::wire::MsgType;
+        let s = parse_vif_spec("mac=00:16:3e:01:02:03,mtu=9000").unwrap();
+        let mut xs = Recorder::default();
+        nodes(7, 0, &s).unwrap().write(&mut xs).expect("write");
+        let perms_of = |path: &str| -> Vec<Vec<String>> {
+            xs.0.iter()
+                .filter(|(k, p)| *k == MsgType::SetPerms && p[0] == path)
+                .map(|(_, p)| p[1..].iter().filter(|x| !x.is_empty()).cloned().collect())
+                .collect()
+        };
+        // As libxl's ro_front: written, then made dom0's, the guest reading.
+        let mtu = "/local/domain/7/device/vif/0/mtu";
+        let i =
+            xs.0.iter()
+                .position(|(k, p)| *k == MsgType::Write && p[0] == mtu)
+                .expect("mtu written");
+        assert_eq!(xs.0[i].1[1], "9000");
+        assert_eq!(xs.0[i + 1].0, MsgType::SetPerms);
+        assert_eq!(perms_of(mtu), [["n0", "r7"]]);
+        // The rest of the frontend directory is the guest's (it writes its
+        // rings, channels and state there); no other entry gets perms of its own.
+        assert_eq!(perms_of("/local/domain/7/device/vif/0"), [["n7", "r0"]]);
+        for entry in ["mac", "handle", "state", "trusted", "backend"] {
+            let p = format!("/local/domain/7/device/vif/0/{entry}");
+            assert!(perms_of(&p).is_empty(), "{p} got permissions of its own");
+        }
+        assert_eq!(
+            perms_of("/local/domain/0/backend/rxvif/7/0"),
+            [["n0", "r7"]]
+        );
     }
 
     #[test]
@@ -333,7 +371,7 @@ mod tests {
     fn mtu_nodes_and_config() {
         let s = parse_vif_spec("mac=00:16:3e:01:02:03,mtu=9000").unwrap();
         let n = nodes(5, 0, &s).unwrap();
-        assert_eq!(value(&n.frontend, "mtu"), Some("9000"));
+        assert_eq!(value(&n.ro_frontend, "mtu"), Some("9000"));
         assert_eq!(value(&n.backend, "mtu"), Some("9000"));
         let c = BackendConfig::from_nodes(5, 0, "00:16:3e:01:02:03", None, None, None).unwrap();
         assert_eq!(c.mtu, None);

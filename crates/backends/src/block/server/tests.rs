@@ -505,7 +505,17 @@ fn a_restart_without_journal_rereads_the_ring() {
 /// served as runs (one disk call and one copy each), data where it belongs.
 #[test]
 fn adjacent_requests_run_together() {
+    adjacent_requests_run_together_with(false);
+}
+
+#[test]
+fn adjacent_requests_run_together_over_persistent_grants() {
+    adjacent_requests_run_together_with(true);
+}
+
+fn adjacent_requests_run_together_with(persistent: bool) {
     let mut g = guest(false);
+    g.back.set_persistent(persistent);
     for p in 0..11 {
         g.data.fill(p * 4096, 4096, 0x40 + p as u8).unwrap();
     }
@@ -555,7 +565,17 @@ fn adjacent_requests_run_together() {
 /// operation; a bad segment page or header is an error for that request only.
 #[test]
 fn indirect_requests_when_offered() {
+    indirect_requests_when_offered_with(false);
+}
+
+#[test]
+fn indirect_requests_over_persistent_grants() {
+    indirect_requests_when_offered_with(true);
+}
+
+fn indirect_requests_when_offered_with(persistent: bool) {
     let mut g = guest(false);
+    g.back.set_persistent(persistent);
     g.back.set_max_indirect_segments(32);
     // 20 segments: pages 0..10 twice, in the indirect page (page 11).
     for p in 0..10 {
@@ -592,4 +612,154 @@ fn indirect_requests_when_offered() {
     g.back.set_max_indirect_segments(0);
     let rsp = g.submit(&[RawRequest::new_indirect(OP_READ, 5, 0, 20, &[ind])]);
     assert_eq!((rsp[0].id, rsp[0].status), (5, RSP_EOPNOTSUPP));
+}
+
+/// Persistent grants: each grant is mapped once, in one call for the batch,
+/// and the data moves between the disk and the mapped pages (no copy).
+#[test]
+fn persistent_grants_are_mapped_once_and_used_directly() {
+    let mut g = guest(false);
+    g.back.set_persistent(true);
+    g.data.fill(0, 4096, 0x11).unwrap();
+    g.data.fill(4096, 4096, 0x22).unwrap();
+    let rsp = g.submit(&[
+        RawRequest::new(OP_WRITE, 1, 0, &[full(0), full(1)]),
+        RawRequest::new(OP_WRITE, 2, 64, &[full(1)]),
+    ]);
+    let got: Vec<(u64, i16)> = rsp.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(got, vec![(1, RSP_OKAY), (2, RSP_OKAY)]);
+    assert_eq!(
+        g.grants.page_map_calls(),
+        1,
+        "one mapping call for the batch"
+    );
+    assert_eq!(g.grants.live_pages(), 2);
+    assert_eq!(g.back.persistent_grants(), 2);
+    let mut page = [0u8; 4096];
+    for (sector, byte) in [(0u64, 0x11u8), (8, 0x22), (64, 0x22)] {
+        g.disk.read_at(&mut page, sector).unwrap();
+        assert!(page.iter().all(|b| *b == byte), "sector {sector}");
+    }
+    // Read back through the same grants: no new mapping.
+    g.data.fill(0, 2 * 4096, 0).unwrap();
+    assert_eq!(
+        g.one(RawRequest::new(OP_READ, 3, 0, &[full(1), full(0)])),
+        RSP_OKAY
+    );
+    assert_eq!(g.grants.page_map_calls(), 1);
+    g.data.read_bytes(0, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x22));
+    g.data.read_bytes(4096, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x11));
+    let st = g.back.stats().take();
+    assert_eq!((st.grants_mapped, st.map_calls, st.over_bound), (2, 1, 0));
+    assert_eq!(st.direct_runs, st.runs, "every run used the mappings");
+    assert_eq!(st.copy_ns, 0, "no grant copy");
+    // Closing the ring unmaps them all.
+    assert_eq!(g.back.unmap_persistent(), 2);
+    assert_eq!(g.grants.live_pages(), 0);
+}
+
+/// A frontend that reuses a grant with other contents gets the contents of
+/// the moment of each request (nothing is cached), both ways.
+#[test]
+fn a_reused_grant_with_new_contents_moves_the_new_contents() {
+    let mut g = guest(false);
+    g.back.set_persistent(true);
+    g.data.fill(0, 4096, 0xa1).unwrap();
+    assert_eq!(g.one(RawRequest::new(OP_WRITE, 1, 0, &[full(0)])), RSP_OKAY);
+    g.data.fill(0, 4096, 0xb2).unwrap();
+    assert_eq!(g.one(RawRequest::new(OP_WRITE, 2, 8, &[full(0)])), RSP_OKAY);
+    let mut page = [0u8; 4096];
+    g.disk.read_at(&mut page, 0).unwrap();
+    assert!(page.iter().all(|b| *b == 0xa1));
+    g.disk.read_at(&mut page, 8).unwrap();
+    assert!(page.iter().all(|b| *b == 0xb2));
+    assert_eq!(g.one(RawRequest::new(OP_READ, 3, 0, &[full(0)])), RSP_OKAY);
+    g.data.read_bytes(0, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0xa1));
+    assert_eq!(g.grants.page_map_calls(), 1);
+}
+
+/// A grant that cannot be mapped fails the requests naming it, and only
+/// them; the ring stays up. One the guest revokes after it was mapped stays
+/// usable (Xen keeps a mapped grant until the backend unmaps it).
+#[test]
+fn an_unmappable_grant_fails_its_request_only() {
+    let mut g = guest(false);
+    g.back.set_persistent(true);
+    assert_eq!(g.one(RawRequest::new(OP_READ, 1, 0, &[full(0)])), RSP_OKAY);
+    g.grants.revoke(GUEST, DATA_GREF);
+    g.grants.revoke(GUEST, DATA_GREF + 3);
+    let rsp = g.submit(&[
+        RawRequest::new(OP_READ, 2, 0, &[full(0)]),
+        RawRequest::new(OP_WRITE, 3, 8, &[full(2), full(3)]),
+        RawRequest::new(OP_READ, 4, 16, &[full(4)]),
+        RawRequest::new(OP_READ, 5, 24, &[full(3)]),
+    ]);
+    let got: Vec<(u64, i16)> = rsp.iter().map(|r| (r.id, r.status)).collect();
+    assert_eq!(
+        got,
+        vec![(2, RSP_OKAY), (3, RSP_ERROR), (4, RSP_OKAY), (5, RSP_ERROR)]
+    );
+    // The failed write wrote nothing.
+    let mut page = [0u8; 4096];
+    g.disk.read_at(&mut page, 8).unwrap();
+    assert!(page[..512].iter().all(|b| *b == 8));
+    // Grants 0, 2 and 4 are mapped (2 in the failed batch call's retries).
+    assert_eq!(g.back.persistent_grants(), 3);
+    assert_eq!(g.one(RawRequest::new(OP_READ, 6, 32, &[full(2)])), RSP_OKAY);
+    g.data.read_bytes(2 * 4096, &mut page).unwrap();
+    assert!(page[..512].iter().all(|b| *b == 32));
+}
+
+/// Beyond the bound, new grants are not mapped: their requests copy, with
+/// the same results.
+#[test]
+fn beyond_the_bound_requests_copy() {
+    let mut g = guest(false);
+    g.back.set_persistent_bound(true, 2);
+    for p in 0..4 {
+        g.data.fill(p * 4096, 4096, 0x30 + p as u8).unwrap();
+    }
+    let rsp = g.submit(&[
+        RawRequest::new(OP_WRITE, 1, 0, &[full(0), full(1)]),
+        RawRequest::new(OP_WRITE, 2, 80, &[full(2), full(3)]),
+    ]);
+    assert!(rsp.iter().all(|r| r.status == RSP_OKAY));
+    assert_eq!(g.back.persistent_grants(), 2);
+    assert_eq!(g.grants.live_pages(), 2);
+    let mut page = [0u8; 4096];
+    for (sector, byte) in [(0u64, 0x30u8), (8, 0x31), (80, 0x32), (88, 0x33)] {
+        g.disk.read_at(&mut page, sector).unwrap();
+        assert!(page.iter().all(|b| *b == byte), "sector {sector}");
+    }
+    let st = g.back.stats().take();
+    assert_eq!((st.grants_mapped, st.over_bound), (2, 2));
+    assert_eq!((st.runs, st.direct_runs), (2, 1));
+    // Reads through grants over the bound copy too.
+    g.data.fill(0, 4 * 4096, 0).unwrap();
+    assert_eq!(
+        g.one(RawRequest::new(OP_READ, 3, 80, &[full(3), full(0)])),
+        RSP_OKAY
+    );
+    g.data.read_bytes(3 * 4096, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x32));
+    g.data.read_bytes(0, &mut page).unwrap();
+    assert!(page.iter().all(|b| *b == 0x33));
+    assert_eq!(g.grants.live_pages(), 2);
+}
+
+/// Dropping the ring (the device disconnects or rxblkback stops) unmaps its
+/// persistent grants.
+#[test]
+fn dropping_the_ring_unmaps_its_grants() {
+    let mut g = guest(false);
+    g.back.set_persistent(true);
+    let all: Vec<RawSegment> = (0..11).map(full).collect();
+    assert_eq!(g.one(RawRequest::new(OP_READ, 1, 0, &all)), RSP_OKAY);
+    assert_eq!(g.grants.live_pages(), 11);
+    let grants = Arc::clone(&g.grants);
+    drop(g);
+    assert_eq!(grants.live_pages(), 0);
 }

@@ -38,16 +38,26 @@ impl NetGrants for FakeGrants {
         }
         Ok(())
     }
-    fn copy_out(&self, domid: DomId, src: &[u8], pieces: &[GrantPiece]) -> Result<(), GntdevError> {
-        let mut at = 0;
-        for p in pieces {
+    fn copy_out(
+        &self,
+        domid: DomId,
+        src: &[u8],
+        pieces: &[GrantPiece],
+        at: &[usize],
+    ) -> Result<(), GntdevError> {
+        assert_eq!(pieces.len(), at.len());
+        for (p, &a) in pieces.iter().zip(at) {
             let m = self.map_grants(domid, &[p.gref], true)?;
             let len = usize::from(p.len);
-            m.write_bytes(usize::from(p.offset), &src[at..at + len])
+            // As gntdev: the local side stays within the buffer.
+            let local = src.get(a..a + len).ok_or(GntdevError::LengthMismatch {
+                pieces: a + len,
+                buffer: src.len(),
+            })?;
+            m.write_bytes(usize::from(p.offset), local)
                 .map_err(|_| GntdevError::BadOffset {
                     offset: usize::from(p.offset),
                 })?;
-            at += len;
         }
         Ok(())
     }
@@ -459,6 +469,112 @@ fn a_frame_waits_for_buffers_then_is_dropped_never_blocking() {
     g.back.process_rx().unwrap();
     assert_eq!(g.back.stats().rx_dropped, 3);
     assert!(g.tap.inbound.lock().unwrap().is_empty());
+}
+
+/// A distinct frame of `len` bytes (a TCP/IPv4 frame whose payload is `fill`).
+fn frame_of(len: usize, fill: u8) -> Vec<u8> {
+    let mut f = tcp4_frame(len - 54);
+    f[54..].fill(fill);
+    f
+}
+
+#[test]
+fn several_frames_go_in_one_grant_copy_each_into_its_own_buffers() {
+    let mut g = guest(all());
+    g.post_rx(0..6);
+    // One page, two pages, one page: four rx buffers of six.
+    let frames = [frame_of(100, 1), frame_of(5000, 2), frame_of(60, 3)];
+    for f in &frames {
+        g.tap
+            .inbound
+            .lock()
+            .unwrap()
+            .push_back(tap_frame(VirtioNetHdr::default(), f));
+    }
+    assert!(g.back.process_rx().unwrap());
+    let times = g.back.take_times();
+    assert_eq!((times.tap_reads, times.rx_copies), (3, 1), "{times}");
+    let rsp: Vec<RxResponse> = g
+        .rx_responses()
+        .iter()
+        .map(RxResponse::from_bytes)
+        .collect();
+    let ids: Vec<u16> = rsp.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [0, 1, 2, 3]);
+    assert_eq!(rsp[0].status, 100);
+    assert_eq!(
+        (rsp[1].status, rsp[1].flags & NETRXF_MORE_DATA),
+        (4096, NETRXF_MORE_DATA)
+    );
+    assert_eq!((rsp[2].status, rsp[2].flags & NETRXF_MORE_DATA), (904, 0));
+    assert_eq!(rsp[3].status, 60);
+    assert_eq!(g.page(0, 100), frames[0]);
+    assert_eq!([g.page(1, 4096), g.page(2, 904)].concat(), frames[1]);
+    assert_eq!(g.page(3, 60), frames[2]);
+    assert_eq!(g.back.stats().rx_packets, 3);
+}
+
+#[test]
+fn a_bad_grant_in_a_batch_fails_its_frame_alone() {
+    let mut g = guest(all());
+    g.post_rx(0..1);
+    g.rx.put_request(&RxRequest { id: 42, gref: 5555 }.to_bytes())
+        .unwrap();
+    g.rx.push_requests().unwrap();
+    g.post_rx(2..3);
+    let frames = [frame_of(100, 1), frame_of(200, 2), frame_of(300, 3)];
+    for f in &frames {
+        g.tap
+            .inbound
+            .lock()
+            .unwrap()
+            .push_back(tap_frame(VirtioNetHdr::default(), f));
+    }
+    g.back.process_rx().unwrap();
+    let rsp: Vec<(u16, i16)> = g
+        .rx_responses()
+        .iter()
+        .map(RxResponse::from_bytes)
+        .map(|r| (r.id, r.status))
+        .collect();
+    assert_eq!(rsp, [(0, 100), (42, RSP_ERROR), (2, 300)]);
+    assert_eq!(g.page(0, 100), frames[0]);
+    assert_eq!(g.page(2, 300), frames[2]);
+    let s = g.back.stats();
+    assert_eq!((s.rx_packets, s.rx_errors), (2, 1));
+}
+
+#[test]
+fn a_frame_that_finds_too_few_buffers_mid_batch_waits_intact() {
+    let mut g = guest(all());
+    g.post_rx(0..2);
+    // The first frame takes one buffer; the second needs two and finds one.
+    let frames = [frame_of(100, 1), frame_of(5000, 2), frame_of(80, 3)];
+    for f in &frames {
+        g.tap
+            .inbound
+            .lock()
+            .unwrap()
+            .push_back(tap_frame(VirtioNetHdr::default(), f));
+    }
+    g.back.process_rx().unwrap();
+    assert!(g.back.rx_waiting());
+    assert_eq!(g.rx_responses().len(), 1);
+    assert_eq!(g.page(0, 100), frames[0]);
+    // The third stays in the TAP while the second waits.
+    assert_eq!(g.tap.inbound.lock().unwrap().len(), 1);
+    g.post_rx(2..5);
+    g.back.process_rx().unwrap();
+    assert!(!g.back.rx_waiting());
+    let ids: Vec<u16> = g
+        .rx_responses()
+        .iter()
+        .map(|b| RxResponse::from_bytes(b).id)
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!([g.page(1, 4096), g.page(2, 904)].concat(), frames[1]);
+    assert_eq!(g.page(3, 80), frames[2]);
+    assert_eq!(g.back.stats().rx_packets, 3);
 }
 
 #[test]
