@@ -10,7 +10,7 @@ use xenstore::client::{Client, ClientError, XsOps};
 
 use crate::arm::fdt::RNG_SEED_SIZE;
 use crate::arm::loader::{KernelImage, LoaderError};
-use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory};
+use crate::builder::{self, BuildError, BuildInput, BuiltDomain, GuestMemory, ImageBytes};
 use crate::config::{self, ConfigError, DomainConfig};
 use crate::device::console::{self as channel, ChannelError};
 use crate::device::{vbd, vbd::VbdError, vif, vif::VifError, DeviceError};
@@ -37,11 +37,11 @@ pub enum LifecycleError {
         #[source]
         source: LoaderError,
     },
-    #[error("cannot read ramdisk {path}")]
+    #[error("cannot map ramdisk {path}")]
     Ramdisk {
         path: String,
         #[source]
-        source: std::io::Error,
+        source: xen::MemError,
     },
     #[error("no kernel in the config")]
     NoKernel,
@@ -144,7 +144,7 @@ pub struct CreateRequest<'a> {
     /// The config's kernel, already read and probed (`rxl create` reads it to
     /// validate before opening Xen); `None`: `create` reads it. A 30 MiB kernel
     /// read twice cost ~100 ms under TCG.
-    pub kernel: Option<(KernelImage, &'a [u8])>,
+    pub kernel: Option<(KernelImage, ImageBytes<'a>)>,
 }
 
 /// Creates, describes in xenstore, introduces and (unless paused) unpauses a domain.
@@ -168,20 +168,22 @@ pub fn create<C: DomainControl, M: GuestMemory>(
     let (kernel, kernel_bytes) = match req.kernel {
         Some((k, bytes)) => (k, bytes),
         None => {
-            loaded = KernelImage::load(kernel_path).map_err(|source| LifecycleError::Kernel {
+            loaded = KernelImage::open(kernel_path).map_err(|source| LifecycleError::Kernel {
                 path: kernel_path.display().to_string(),
                 source,
             })?;
-            step("kernel read");
-            (loaded.0, loaded.1.as_slice())
+            step("kernel mapped");
+            (loaded.0, ImageBytes::file(&loaded.1))
         }
     };
     let initrd = match &cfg.ramdisk {
         None => None,
-        Some(p) => Some(std::fs::read(p).map_err(|source| LifecycleError::Ramdisk {
-            path: p.display().to_string(),
-            source,
-        })?),
+        Some(p) => Some(
+            xen::FileImage::open(p).map_err(|source| LifecycleError::Ramdisk {
+                path: p.display().to_string(),
+                source,
+            })?,
+        ),
     };
     // Disks are checked before anything is made (the domain id only fills in paths).
     for disk in &cfg.disks {
@@ -202,7 +204,7 @@ pub fn create<C: DomainControl, M: GuestMemory>(
         cfg,
         kernel,
         kernel_bytes,
-        initrd: initrd.as_deref(),
+        initrd: initrd.as_ref().map(ImageBytes::file),
         rng_seed: crate::rand::bytes::<RNG_SEED_SIZE>()?,
         xen_version: req.xen_version,
     };

@@ -4,7 +4,7 @@
 use crate::abi::linux::*;
 use crate::abi::xen::{DomId, GrantRef, XEN_PAGE_SIZE};
 use crate::ioctl::ioctl_with_ptr;
-use crate::mem::MappedMemory;
+use crate::mem::{FileImage, MappedMemory};
 use crate::traits::{GrantMapper, GrantPageMapper};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -398,6 +398,43 @@ impl Gntdev {
         // SAFETY: every local side lies within `src` (`batch` checked that the
         // pieces add up to its length), borrowed for the call; the kernel only
         // reads it.
+        unsafe { self.grant_copy(&mut segs) }
+    }
+
+    /// Copies the bytes of `src` from `offset` on (exactly the pieces' total
+    /// length) to `pieces` of `domid`'s grants, in one `IOCTL_GNTDEV_GRANT_COPY`,
+    /// straight from the file's mapping: the kernel pins its pages, nothing is
+    /// read into a buffer first.
+    pub fn copy_file_to_grants(
+        &self,
+        domid: DomId,
+        src: &FileImage,
+        offset: usize,
+        pieces: &[GrantPiece],
+    ) -> Result<(), GntdevError> {
+        let total: usize = pieces.iter().map(|p| usize::from(p.len)).sum();
+        let base = src
+            .addr(offset, total)
+            .map_err(|_| GntdevError::LengthMismatch {
+                pieces: total,
+                buffer: src.len().saturating_sub(offset),
+            })?;
+        let mut segs = batch(pieces, total)?;
+        let mut at = 0usize;
+        for (seg, p) in segs.iter_mut().zip(pieces) {
+            *seg = GrantCopySegment {
+                source: GntdevCopyPtr::virt(base + at),
+                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+                len: p.len,
+                flags: GNTCOPY_DEST_GREF,
+                ..Default::default()
+            };
+            at += usize::from(p.len);
+        }
+        // SAFETY: every local side lies within `total` bytes of `src`'s mapping
+        // from `offset` (`addr` checked the range), which `src` keeps mapped for
+        // the call; it is never referenced by Rust references, and the kernel only
+        // reads it (a page of a file shortened meanwhile fails the copy).
         unsafe { self.grant_copy(&mut segs) }
     }
 }

@@ -44,7 +44,7 @@ pub use ctrl::{AffinityKind, CtrlError, DomainControl, DomainInfo, PhysInfo, Xen
 pub use evtchn::{Evtchn, EvtchnError};
 pub use gntalloc::{Gntalloc, GntallocError, GrantShare};
 pub use gntdev::{Gntdev, GntdevError, GrantMapping, GrantPage, GrantPiece};
-pub use mem::{pread_exact_into, pwrite_all_from, IoPiece, MappedMemory, MemError};
+pub use mem::{pread_exact_into, pwrite_all_from, FileImage, IoPiece, MappedMemory, MemError};
 pub use privcmd::{Privcmd, PrivcmdError};
 pub use ring::{BackRing, FrontRing, RingError};
 pub use tap::{Tap, TapError, VirtioNetHdr};

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+use xen::FileImage;
+
 use super::layout::Range;
 
 /// arm64 Image header (booting.rst): code0, code1, text_offset @8, image_size @16,
@@ -41,6 +43,11 @@ pub const ZIMAGE32_LOAD_OFFSET: u64 = 0x8000;
 
 /// The largest kernel file read (libxenguest's decompression limit is 1 GiB too).
 pub const MAX_KERNEL_SIZE: u64 = 1 << 30;
+
+/// How many of a kernel's first bytes [`KernelImage::probe_header`] looks at: up
+/// to the end of an x86 bzImage's "HdrS" magic (0x202..0x206), the furthest
+/// check (the arm64 and arm32 headers are shorter).
+pub const PROBE_BYTES: usize = 0x206;
 
 /// Guest architecture: decides address size, boot registers and FDT compatibles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +103,12 @@ pub enum LoaderError {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot map kernel {path}")]
+    Map {
+        path: String,
+        #[source]
+        source: xen::MemError,
     },
     #[error("kernel is larger than {MAX_KERNEL_SIZE} bytes")]
     TooLarge,
@@ -173,10 +186,15 @@ fn identify_other(b: &[u8]) -> Option<LoaderError> {
 impl KernelImage {
     /// Probes a kernel's bytes (hostile input: every read is bounds-checked first).
     pub fn probe(b: &[u8]) -> Result<KernelImage, LoaderError> {
+        Self::probe_header(b, b.len() as u64)
+    }
+
+    /// Probes a kernel of `file_size` bytes from its first bytes `b` (at least
+    /// [`PROBE_BYTES`] of them, or the whole file when it is shorter).
+    pub fn probe_header(b: &[u8], file_size: u64) -> Result<KernelImage, LoaderError> {
         if let Some(e) = identify_other(b) {
             return Err(e);
         }
-        let file_size = b.len() as u64;
         if b.len() >= ZIMAGE32_HEADER_SIZE && le32(b, ZIMAGE32_MAGIC_OFFSET) == ZIMAGE32_MAGIC {
             let start = le32(b, ZIMAGE32_START_OFFSET);
             let end = le32(b, ZIMAGE32_END_OFFSET);
@@ -223,6 +241,33 @@ impl KernelImage {
             return Err(LoaderError::TooSmall(b.len()));
         }
         Err(LoaderError::Unknown)
+    }
+
+    /// Maps a kernel file (see [`FileImage`]: its pages go to the guest by grant
+    /// copy without a read pass) and probes its header, copied out once with
+    /// `pread`: the checks only ever look at that copy.
+    pub fn open(path: &Path) -> Result<(KernelImage, FileImage), LoaderError> {
+        let map_err = |source| LoaderError::Map {
+            path: path.display().to_string(),
+            source,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|source| LoaderError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        if len > MAX_KERNEL_SIZE {
+            return Err(LoaderError::TooLarge);
+        }
+        let image = FileImage::open(path).map_err(map_err)?;
+        if image.len() as u64 > MAX_KERNEL_SIZE {
+            return Err(LoaderError::TooLarge);
+        }
+        let mut header = vec![0u8; image.len().min(PROBE_BYTES)];
+        image.read_at(0, &mut header).map_err(map_err)?;
+        let k = Self::probe_header(&header, image.len() as u64)?;
+        Ok((k, image))
     }
 
     /// Reads and probes a kernel file.
@@ -349,6 +394,46 @@ pub fn zimage32_header(start: u32, end: u32) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::arm::layout::GUEST_RAM0_BASE;
+
+    #[test]
+    fn open_maps_the_file_and_probes_the_header_it_copied_out() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("rxl-loader-open-{}", std::process::id()));
+        // arm64, longer than the bytes probed: the size is the file's.
+        let mut b = arm64_header(0, 0x2a0_0000, 0b1010);
+        b.resize(3 * PROBE_BYTES + 17, 0x5a);
+        std::fs::write(&path, &b).expect("write");
+        let (k, image) = KernelImage::open(&path).expect("open");
+        assert_eq!(k, KernelImage::probe(&b).expect("probe"));
+        assert_eq!(k.file_size, b.len() as u64);
+        assert_eq!(image.len(), b.len());
+        // A zImage whose end lies past the file is refused as with the bytes.
+        let mut z = zimage32_header(0, 5000);
+        z.resize(4000, 0);
+        std::fs::write(&path, &z).expect("write");
+        assert!(matches!(
+            KernelImage::open(&path),
+            Err(LoaderError::ZimageTruncated { have: 4000, .. })
+        ));
+        // An x86 bzImage (the furthest check) and a tiny file, by name.
+        let mut x = vec![0u8; PROBE_BYTES + 100];
+        x[0x202..0x206].copy_from_slice(b"HdrS");
+        std::fs::write(&path, &x).expect("write");
+        assert!(matches!(
+            KernelImage::open(&path),
+            Err(LoaderError::WrongFormat(_))
+        ));
+        std::fs::write(&path, b"tiny").expect("write");
+        assert!(matches!(
+            KernelImage::open(&path),
+            Err(LoaderError::TooSmall(4))
+        ));
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(
+            KernelImage::open(&path),
+            Err(LoaderError::Read { .. })
+        ));
+    }
 
     #[test]
     fn arm64_image_header_is_read() {

@@ -33,8 +33,8 @@ use xen::abi::xen::GrantRef;
 use xen::abi::xen::{DomId, EvtchnPort, XenPfn, XEN_PAGE_SIZE};
 use xen::ctrl::CreateDomain;
 use xen::{
-    AffinityKind, CtrlError, DomainControl, Gntdev, GntdevError, GrantPiece, MappedMemory,
-    MemError, Privcmd, PrivcmdError,
+    AffinityKind, CtrlError, DomainControl, FileImage, Gntdev, GntdevError, GrantPiece,
+    MappedMemory, MemError, Privcmd, PrivcmdError,
 };
 
 use crate::arm::fdt::RNG_SEED_SIZE;
@@ -107,6 +107,89 @@ pub trait GuestMemory: Sync {
     ) -> Option<Result<(), GntdevError>> {
         None
     }
+    /// Like [`GuestMemory::copy_to_grants`], from `src`'s bytes at `offset` on,
+    /// straight from the file's mapping; `None` when this memory cannot (the
+    /// builder then reads those bytes into a buffer and uses `copy_to_grants`).
+    fn copy_file_to_grants(
+        &self,
+        _domid: DomId,
+        _src: &FileImage,
+        _offset: usize,
+        _pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        None
+    }
+}
+
+/// An image's bytes as the builder copies them in: in memory (the DTB) or a
+/// file mapped by [`FileImage`] (kernel and initrd: Xen's grant copy reads
+/// them from the page cache, with no read pass into a buffer first).
+#[derive(Debug, Clone, Copy)]
+pub enum ImageBytes<'a> {
+    Memory(&'a [u8]),
+    File {
+        image: &'a FileImage,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl<'a> ImageBytes<'a> {
+    /// The whole of a mapped file.
+    pub fn file(image: &'a FileImage) -> Self {
+        Self::File {
+            image,
+            offset: 0,
+            len: image.len(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Memory(b) => b.len(),
+            Self::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` bytes from `at` (clamped to what there is).
+    fn slice(self, at: usize, len: usize) -> Self {
+        let at = at.min(self.len());
+        let len = len.min(self.len() - at);
+        match self {
+            Self::Memory(b) => Self::Memory(&b[at..at + len]),
+            Self::File { image, offset, .. } => Self::File {
+                image,
+                offset: offset + at,
+                len,
+            },
+        }
+    }
+
+    /// Consecutive pieces of `size` bytes (the last one shorter).
+    fn chunks(self, size: usize) -> impl Iterator<Item = ImageBytes<'a>> {
+        let size = size.max(1);
+        (0..self.len().div_ceil(size)).map(move |i| self.slice(i * size, size))
+    }
+
+    /// The bytes themselves: borrowed from memory, or read from the file (once,
+    /// with `pread`) into `buf`.
+    fn bytes<'b>(self, buf: &'b mut Vec<u8>) -> Result<&'b [u8], MemError>
+    where
+        'a: 'b,
+    {
+        match self {
+            Self::Memory(b) => Ok(b),
+            Self::File { image, offset, len } => {
+                buf.resize(len, 0);
+                image.read_at(offset, buf)?;
+                Ok(buf)
+            }
+        }
+    }
 }
 
 /// Guest memory on real Xen: privcmd's foreign mappings, and the grant device for
@@ -154,6 +237,19 @@ impl GuestMemory for XenGuestMemory<'_> {
         pieces: &[GrantPiece],
     ) -> Option<Result<(), GntdevError>> {
         Some(self.gntdev.as_ref()?.copy_to_grants(domid, src, pieces))
+    }
+    fn copy_file_to_grants(
+        &self,
+        domid: DomId,
+        src: &FileImage,
+        offset: usize,
+        pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        Some(
+            self.gntdev
+                .as_ref()?
+                .copy_file_to_grants(domid, src, offset, pieces),
+        )
     }
 }
 
@@ -226,8 +322,8 @@ fn mem_step(step: &'static str) -> impl FnOnce(MemError) -> BuildError {
 pub struct BuildInput<'a> {
     pub cfg: &'a DomainConfig,
     pub kernel: KernelImage,
-    pub kernel_bytes: &'a [u8],
-    pub initrd: Option<&'a [u8]>,
+    pub kernel_bytes: ImageBytes<'a>,
+    pub initrd: Option<ImageBytes<'a>>,
     pub rng_seed: [u8; RNG_SEED_SIZE],
     /// Xen's (major, minor), for the DTB.
     pub xen_version: (u32, u32),
@@ -604,7 +700,7 @@ fn finish_started<C: DomainControl, M: GuestMemory>(
     }
     copier.copy_in(
         plan.layout.dtb.start,
-        &plan.dtb,
+        ImageBytes::Memory(&plan.dtb),
         "copying the device tree into guest memory",
     )?;
     copier.finish()?;
@@ -742,7 +838,12 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
     }
 
     /// Copies `bytes` to guest physical address `addr` (page aligned).
-    fn copy_in(&mut self, addr: u64, bytes: &[u8], step: &'static str) -> Result<(), BuildError> {
+    fn copy_in(
+        &mut self,
+        addr: u64,
+        bytes: ImageBytes<'_>,
+        step: &'static str,
+    ) -> Result<(), BuildError> {
         if addr % PAGE_SIZE != 0 {
             return Err(BuildError::Refused {
                 step,
@@ -785,7 +886,7 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
     fn copy_granted(
         &mut self,
         first: XenPfn,
-        bytes: &[u8],
+        bytes: ImageBytes<'_>,
         stats: &mut CopyStats,
         step: &'static str,
     ) -> Result<usize, BuildError> {
@@ -802,7 +903,7 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
                 first_ref: GRANT_COPY_FIRST_REF,
                 step,
             };
-            match window.copy(first, &bytes[..head], stats)? {
+            match window.copy(first, bytes.slice(0, head), stats)? {
                 Some(Ok(())) => self.granted = true,
                 Some(Err(e)) => {
                     tracing::warn!(
@@ -819,7 +920,8 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
         let lanes = copy_lanes();
         let lane_pages = GRANT_COPY_WINDOW / lanes;
         let rest_first = first + (head / XEN_PAGE_SIZE) as u64;
-        let chunks: Vec<(XenPfn, &[u8])> = bytes[head..]
+        let chunks: Vec<(XenPfn, ImageBytes<'_>)> = bytes
+            .slice(head, bytes.len())
             .chunks(lane_pages * XEN_PAGE_SIZE)
             .enumerate()
             .map(|(i, c)| (rest_first + (i * lane_pages) as u64, c))
@@ -834,7 +936,7 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
                 step,
             };
             for (pfn, chunk) in chunks.iter().skip(l).step_by(lanes) {
-                match window.copy(*pfn, chunk, stats)? {
+                match window.copy(*pfn, *chunk, stats)? {
                     Some(Ok(())) => {}
                     Some(Err(source)) => return Err(BuildError::GrantCopy { step, source }),
                     None => {
@@ -884,14 +986,19 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
     fn copy_mapped(
         &self,
         first: XenPfn,
-        bytes: &[u8],
+        bytes: ImageBytes<'_>,
         done: usize,
         stats: &mut CopyStats,
         step: &'static str,
     ) -> Result<(), BuildError> {
         let chunk_bytes = (COPY_CHUNK_PAGES * PAGE_SIZE) as usize;
         let first = first + (done / XEN_PAGE_SIZE) as u64;
-        for (i, chunk) in bytes[done..].chunks(chunk_bytes).enumerate() {
+        let mut buf = Vec::new();
+        for (i, chunk) in bytes
+            .slice(done, bytes.len())
+            .chunks(chunk_bytes)
+            .enumerate()
+        {
             let start = first + i as u64 * COPY_CHUNK_PAGES;
             let pages = chunk.len().div_ceil(XEN_PAGE_SIZE) as u64;
             let gfns: Vec<XenPfn> = (start..start + pages).collect();
@@ -902,6 +1009,7 @@ impl<'m, M: GuestMemory> Copier<'m, M> {
                 .map_err(map_step(step))?;
             stats.map += t.elapsed();
             let t = std::time::Instant::now();
+            let chunk = chunk.bytes(&mut buf).map_err(mem_step(step))?;
             m.write_bytes(0, chunk).map_err(mem_step(step))?;
             stats.copy += t.elapsed();
             let t = std::time::Instant::now();
@@ -959,7 +1067,7 @@ impl<M: GuestMemory> Window<'_, M> {
     fn copy(
         &self,
         first: XenPfn,
-        chunk: &[u8],
+        chunk: ImageBytes<'_>,
         stats: &mut CopyStats,
     ) -> Result<Option<Result<(), GntdevError>>, BuildError> {
         let step = self.step;
@@ -998,7 +1106,22 @@ impl<M: GuestMemory> Window<'_, M> {
         }
         stats.map += t.elapsed();
         let t = std::time::Instant::now();
-        let result = self.mem.copy_to_grants(self.domid, chunk, &pieces);
+        let result = match chunk {
+            ImageBytes::Memory(b) => self.mem.copy_to_grants(self.domid, b, &pieces),
+            ImageBytes::File { image, offset, len } => {
+                match self
+                    .mem
+                    .copy_file_to_grants(self.domid, image, offset, &pieces)
+                {
+                    Some(r) => Some(r),
+                    None => {
+                        let mut buf = vec![0u8; len];
+                        image.read_at(offset, &mut buf).map_err(mem_step(step))?;
+                        self.mem.copy_to_grants(self.domid, &buf, &pieces)
+                    }
+                }
+            }
+        };
         stats.copy += t.elapsed();
         stats.calls += 1;
         // The copy is synchronous: Xen holds none of the entries any more.

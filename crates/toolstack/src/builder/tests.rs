@@ -25,6 +25,10 @@ struct FakeGuest {
     grant_copy: Option<bool>,
     /// Grant copy calls, and the most pieces one call carried.
     grant_copies: std::sync::Mutex<(u32, usize)>,
+    /// Offer grant copy straight from a mapped file
+    /// ([`GuestMemory::copy_file_to_grants`]); the calls and bytes it took.
+    file_copy: bool,
+    file_copies: std::sync::Mutex<(u32, usize)>,
 }
 
 impl FakeGuest {
@@ -44,6 +48,8 @@ impl FakeGuest {
             fail_grant_table: false,
             grant_copy: None,
             grant_copies: std::sync::Mutex::new((0, 0)),
+            file_copy: false,
+            file_copies: std::sync::Mutex::new((0, 0)),
         }
     }
     fn at(&self, gpa: u64, len: usize) -> Vec<u8> {
@@ -110,6 +116,55 @@ impl GuestMemory for FakeGuest {
         assert_eq!(at, src.len(), "pieces cover the source");
         Some(Ok(()))
     }
+    /// Reads the file's bytes itself (as the kernel would through the mapping)
+    /// and checks that the range lies within the mapping.
+    fn copy_file_to_grants(
+        &self,
+        domid: DomId,
+        src: &FileImage,
+        offset: usize,
+        pieces: &[GrantPiece],
+    ) -> Option<Result<(), GntdevError>> {
+        if !self.file_copy {
+            return None;
+        }
+        let total: usize = pieces.iter().map(|p| usize::from(p.len)).sum();
+        src.addr(offset, total)
+            .expect("the range is within the mapping");
+        let mut buf = vec![0u8; total];
+        src.read_at(offset, &mut buf).expect("read");
+        {
+            let mut c = self.file_copies.lock().expect("counter");
+            *c = (c.0 + 1, c.1 + total);
+        }
+        self.copy_to_grants(domid, &buf, pieces)
+    }
+}
+
+/// A file holding `bytes`, mapped, and the path to remove afterwards.
+fn mapped(name: &str, bytes: &[u8]) -> (FileImage, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("rxl-builder-{name}-{}", std::process::id()));
+    std::fs::write(&path, bytes).expect("write");
+    (FileImage::open(&path).expect("map"), path)
+}
+
+fn run_mapped(
+    ctl: &Flaky,
+    guest: &FakeGuest,
+    cfg: &DomainConfig,
+    kernel: &FileImage,
+    probe: &[u8],
+    initrd: &FileImage,
+) -> Result<BuiltDomain, BuildError> {
+    let input = BuildInput {
+        cfg,
+        kernel: KernelImage::probe(probe).expect("probe"),
+        kernel_bytes: ImageBytes::file(kernel),
+        initrd: Some(ImageBytes::file(initrd)),
+        rng_seed: [7; RNG_SEED_SIZE],
+        xen_version: (4, 17),
+    };
+    build(ctl, guest, &input)
 }
 
 /// A [`FakeXen`] that fails one named operation and can short superpages.
@@ -279,8 +334,8 @@ fn run(
     let input = BuildInput {
         cfg,
         kernel: KernelImage::probe(kernel).expect("probe"),
-        kernel_bytes: kernel,
-        initrd: Some(initrd),
+        kernel_bytes: ImageBytes::Memory(kernel),
+        initrd: Some(ImageBytes::Memory(initrd)),
         rng_seed: [7; RNG_SEED_SIZE],
         xen_version: (4, 17),
     };
@@ -883,7 +938,10 @@ fn a_monitor_started_before_the_create_takes_the_domain_id_later() {
             cfg: &cfg,
             paused: false,
             xen_version: (4, 17),
-            kernel: Some((KernelImage::probe(&image).expect("probe"), &image)),
+            kernel: Some((
+                KernelImage::probe(&image).expect("probe"),
+                ImageBytes::Memory(&image),
+            )),
         };
         let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
             .expect("create with the kernel given")
@@ -947,4 +1005,78 @@ fn a_build_failing_after_the_tree_was_written_meanwhile_leaves_no_nodes() {
     ] {
         assert!(!xs.exists(&p).expect("exists"), "{p} left behind");
     }
+}
+
+#[test]
+fn mapped_files_go_in_by_grant_copy_straight_from_the_mapping() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(true);
+    guest.file_copy = true;
+    // The first window alone, then lanes; a partial last page.
+    let kernel = kernel_of(700 * XEN_PAGE_SIZE + 501);
+    let initrd: Vec<u8> = (0..9000u32).map(|i| (i % 11) as u8 + 3).collect();
+    let (k, kp) = mapped("file-k", &kernel);
+    let (i, ip) = mapped("file-i", &initrd);
+    let b = run_mapped(&ctl, &guest, &cfg, &k, &kernel, &i).expect("build");
+    let l = &b.plan.layout;
+    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
+    let r = l.initrd.expect("initrd");
+    assert_eq!(guest.at(r.start, initrd.len()), initrd);
+    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    // Every byte of kernel and initrd went by the file's grant copy; only the
+    // DTB (in memory) by the plain one.
+    let (file_calls, file_bytes) = *guest.file_copies.lock().expect("counter");
+    assert_eq!(file_bytes, kernel.len() + initrd.len());
+    let (calls, _) = *guest.grant_copies.lock().expect("counter");
+    assert_eq!(calls, file_calls + 1, "the DTB's copy besides");
+    assert!(borrowed_entries_clear(&guest));
+    let _ = std::fs::remove_file(kp);
+    let _ = std::fs::remove_file(ip);
+}
+
+#[test]
+fn mapped_files_go_in_through_a_buffer_or_mappings_without_file_copy() {
+    let kernel = kernel_of(300 * XEN_PAGE_SIZE + 9);
+    let initrd: Vec<u8> = (0..5000u32).map(|i| (i % 5) as u8 + 1).collect();
+    let (k, kp) = mapped("buf-k", &kernel);
+    let (i, ip) = mapped("buf-i", &initrd);
+    // Grant copy without the file variant (pread into a buffer), then refused
+    // grant copy (foreign mappings, as RXL_COPY=map).
+    for grant_copy in [Some(true), Some(false), None] {
+        let ctl = Flaky::new("");
+        let cfg = config(64, "");
+        let mut guest = FakeGuest::new(1, 64 * MIB);
+        guest.grant_copy = grant_copy;
+        let b = run_mapped(&ctl, &guest, &cfg, &k, &kernel, &i).expect("build");
+        let l = &b.plan.layout;
+        assert_eq!(
+            guest.at(l.kernel.start, kernel.len()),
+            kernel,
+            "{grant_copy:?}"
+        );
+        let r = l.initrd.expect("initrd");
+        assert_eq!(guest.at(r.start, initrd.len()), initrd, "{grant_copy:?}");
+        assert_eq!(guest.file_copies.lock().expect("counter").0, 0);
+    }
+    let _ = std::fs::remove_file(kp);
+    let _ = std::fs::remove_file(ip);
+}
+
+#[test]
+fn a_file_shortened_under_the_builder_fails_the_build_and_destroys_the_domain() {
+    let ctl = Flaky::new("");
+    let cfg = config(64, "");
+    let mut guest = FakeGuest::new(1, 64 * MIB);
+    guest.grant_copy = Some(true);
+    let kernel = kernel_of(300 * XEN_PAGE_SIZE);
+    let (k, kp) = mapped("short-k", &kernel);
+    let (i, ip) = mapped("short-i", b"initrd");
+    std::fs::write(&kp, &kernel[..4096]).expect("shorten");
+    let err = run_mapped(&ctl, &guest, &cfg, &k, &kernel, &i).expect_err("shortened");
+    assert!(matches!(err, BuildError::Memory { .. }), "{err}");
+    assert!(ctl.inner.domain_info(1).is_err(), "destroyed");
+    let _ = std::fs::remove_file(kp);
+    let _ = std::fs::remove_file(ip);
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
 use toolstack::arm::loader::KernelImage;
-use toolstack::builder::XenGuestMemory;
+use toolstack::builder::{ImageBytes, XenGuestMemory};
 use toolstack::config::DomainConfig;
 use toolstack::lifecycle::{self, ConfigSource, CreateRequest};
 use xen::{DomainControl, XenCtrl};
@@ -22,7 +22,7 @@ const MONITOR_LOG_DIR: &str = "/var/log/xen";
 pub fn create_real(
     args: &CreateArgs,
     cfg: &DomainConfig,
-    kernel: (KernelImage, &[u8]),
+    kernel: (KernelImage, ImageBytes<'_>),
 ) -> anyhow::Result<()> {
     let src = ConfigSource {
         path: std::fs::canonicalize(&args.config).unwrap_or_else(|_| args.config.clone()),
