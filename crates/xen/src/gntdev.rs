@@ -382,19 +382,7 @@ impl Gntdev {
         src: &[u8],
         pieces: &[GrantPiece],
     ) -> Result<(), GntdevError> {
-        let mut segs = batch(pieces, src.len())?;
-        let base = src.as_ptr() as usize;
-        let mut at = 0usize;
-        for (seg, p) in segs.iter_mut().zip(pieces) {
-            *seg = GrantCopySegment {
-                source: GntdevCopyPtr::virt(base + at),
-                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
-                len: p.len,
-                flags: GNTCOPY_DEST_GREF,
-                ..Default::default()
-            };
-            at += usize::from(p.len);
-        }
+        let mut segs = to_grants_from(domid, src.as_ptr() as usize, src.len(), pieces)?;
         // SAFETY: every local side lies within `src` (`batch` checked that the
         // pieces add up to its length), borrowed for the call; the kernel only
         // reads it.
@@ -419,18 +407,7 @@ impl Gntdev {
                 pieces: total,
                 buffer: src.len().saturating_sub(offset),
             })?;
-        let mut segs = batch(pieces, total)?;
-        let mut at = 0usize;
-        for (seg, p) in segs.iter_mut().zip(pieces) {
-            *seg = GrantCopySegment {
-                source: GntdevCopyPtr::virt(base + at),
-                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
-                len: p.len,
-                flags: GNTCOPY_DEST_GREF,
-                ..Default::default()
-            };
-            at += usize::from(p.len);
-        }
+        let mut segs = to_grants_from(domid, base, total, pieces)?;
         // SAFETY: every local side lies within `total` bytes of `src`'s mapping
         // from `offset` (`addr` checked the range), which `src` keeps mapped for
         // the call; it is never referenced by Rust references, and the kernel only
@@ -521,6 +498,29 @@ fn scattered(
         }
     }
     Ok(vec![GrantCopySegment::default(); pieces.len()])
+}
+
+/// The segments of a copy of `len` local bytes at address `base`, in order, to
+/// `pieces` of `domid`'s grants (`batch` checks that the pieces add up to `len`).
+fn to_grants_from(
+    domid: DomId,
+    base: usize,
+    len: usize,
+    pieces: &[GrantPiece],
+) -> Result<Vec<GrantCopySegment>, GntdevError> {
+    let mut segs = batch(pieces, len)?;
+    let mut at = 0usize;
+    for (seg, p) in segs.iter_mut().zip(pieces) {
+        *seg = GrantCopySegment {
+            source: GntdevCopyPtr::virt(base + at),
+            dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
+            len: p.len,
+            flags: GNTCOPY_DEST_GREF,
+            ..Default::default()
+        };
+        at += usize::from(p.len);
+    }
+    Ok(segs)
 }
 
 /// Segments for `pieces` (each within its page, adding up to `buffer` bytes).
