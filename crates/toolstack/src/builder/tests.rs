@@ -156,11 +156,30 @@ fn run_mapped(
     probe: &[u8],
     initrd: &FileImage,
 ) -> Result<BuiltDomain, BuildError> {
+    build_images(
+        ctl,
+        guest,
+        cfg,
+        probe,
+        ImageBytes::file(kernel),
+        ImageBytes::file(initrd),
+    )
+}
+
+/// Builds with the kernel whose header is `probe` and the images given.
+fn build_images(
+    ctl: &Flaky,
+    guest: &FakeGuest,
+    cfg: &DomainConfig,
+    probe: &[u8],
+    kernel: ImageBytes<'_>,
+    initrd: ImageBytes<'_>,
+) -> Result<BuiltDomain, BuildError> {
     let input = BuildInput {
         cfg,
         kernel: KernelImage::probe(probe).expect("probe"),
-        kernel_bytes: ImageBytes::file(kernel),
-        initrd: Some(ImageBytes::file(initrd)),
+        kernel_bytes: kernel,
+        initrd: Some(initrd),
         rng_seed: [7; RNG_SEED_SIZE],
         xen_version: (4, 17),
     };
@@ -331,15 +350,14 @@ fn run(
     kernel: &[u8],
     initrd: &[u8],
 ) -> Result<BuiltDomain, BuildError> {
-    let input = BuildInput {
+    build_images(
+        ctl,
+        guest,
         cfg,
-        kernel: KernelImage::probe(kernel).expect("probe"),
-        kernel_bytes: ImageBytes::Memory(kernel),
-        initrd: Some(ImageBytes::Memory(initrd)),
-        rng_seed: [7; RNG_SEED_SIZE],
-        xen_version: (4, 17),
-    };
-    build(ctl, guest, &input)
+        kernel,
+        ImageBytes::Memory(kernel),
+        ImageBytes::Memory(initrd),
+    )
 }
 
 #[test]
