@@ -70,6 +70,14 @@ struct FakeTap {
     inbound: Mutex<VecDeque<Vec<u8>>>,
 }
 
+impl FakeTap {
+    /// Queues `frames` for the backend to read, each with a plain vnet header.
+    fn push_plain(&self, frames: &[Vec<u8>]) {
+        let mut q = self.inbound.lock().unwrap();
+        q.extend(frames.iter().map(|f| tap_frame(VirtioNetHdr::default(), f)));
+    }
+}
+
 impl FrameIo for FakeTap {
     fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<()> {
         self.written
@@ -484,13 +492,7 @@ fn several_frames_go_in_one_grant_copy_each_into_its_own_buffers() {
     g.post_rx(0..6);
     // One page, two pages, one page: four rx buffers of six.
     let frames = [frame_of(100, 1), frame_of(5000, 2), frame_of(60, 3)];
-    for f in &frames {
-        g.tap
-            .inbound
-            .lock()
-            .unwrap()
-            .push_back(tap_frame(VirtioNetHdr::default(), f));
-    }
+    g.tap.push_plain(&frames);
     assert!(g.back.process_rx().unwrap());
     let times = g.back.take_times();
     assert_eq!((times.tap_reads, times.rx_copies), (3, 1), "{times}");
@@ -523,13 +525,7 @@ fn a_bad_grant_in_a_batch_fails_its_frame_alone() {
     g.rx.push_requests().unwrap();
     g.post_rx(2..3);
     let frames = [frame_of(100, 1), frame_of(200, 2), frame_of(300, 3)];
-    for f in &frames {
-        g.tap
-            .inbound
-            .lock()
-            .unwrap()
-            .push_back(tap_frame(VirtioNetHdr::default(), f));
-    }
+    g.tap.push_plain(&frames);
     g.back.process_rx().unwrap();
     let rsp: Vec<(u16, i16)> = g
         .rx_responses()
@@ -550,13 +546,7 @@ fn a_frame_that_finds_too_few_buffers_mid_batch_waits_intact() {
     g.post_rx(0..2);
     // The first frame takes one buffer; the second needs two and finds one.
     let frames = [frame_of(100, 1), frame_of(5000, 2), frame_of(80, 3)];
-    for f in &frames {
-        g.tap
-            .inbound
-            .lock()
-            .unwrap()
-            .push_back(tap_frame(VirtioNetHdr::default(), f));
-    }
+    g.tap.push_plain(&frames);
     g.back.process_rx().unwrap();
     assert!(g.back.rx_waiting());
     assert_eq!(g.rx_responses().len(), 1);
