@@ -83,6 +83,22 @@ info_field() {
   }'
 }
 
+# ---------------------------------------------------------------- bridges
+# make_bridges MAC_PREFIX NAME:ADDRESS... -- a bridge NAME per argument, up, with
+# ADDRESS/24 and the MAC MAC_PREFIX followed by its position (0, 1, ...): an address
+# and MAC of the bridge's own, as the TAPs on it all carry fe:ff:ff:ff:ff:ff.
+make_bridges() {
+  _mb_prefix=$1; shift
+  _mb_n=0
+  for _mb in "$@"; do
+    run brctl addbr "${_mb%%:*}"
+    run ip link set "${_mb%%:*}" address "$_mb_prefix$_mb_n"
+    run ip addr add "${_mb#*:}/24" dev "${_mb%%:*}"
+    run ip link set "${_mb%%:*}" up
+    _mb_n=$((_mb_n + 1))
+  done
+}
+
 # ---------------------------------------------------------------- kernel modules
 # load_module NAME... -- insmod Debian's modules (xen-blkback, xen-netback, loop, tun,
 # bridge, ...) with their dependencies; modules already loaded are skipped.

@@ -54,10 +54,7 @@ sleep 0.5
 kill -0 "$(cat /var/run/rxblkback.pid)" 2>/dev/null || { cat /tmp/rxblkback.log; fail "rxblkback exited at start"; }
 # The NICs: bridge xenbr0 (169.254.1.1) in dom0, rxnetback for both guests' vifs.
 load_module xen-gntdev tun bridge || fail "loading xen-gntdev, tun, bridge"
-run brctl addbr xenbr0
-run ip link set xenbr0 address 02:52:58:00:00:10
-run ip addr add 169.254.1.1/24 dev xenbr0
-run ip link set xenbr0 up
+make_bridges 02:52:58:00:00:1 xenbr0:169.254.1.1
 rxnetback >> /tmp/rxnetback.log 2>&1 &
 echo $! > /var/run/rxnetback.pid
 sleep 0.5

@@ -19,10 +19,7 @@ mkdir -p /var/lib/rxen
 rxblkback >> /tmp/rxblkback.log 2>&1 &
 echo $! > /var/run/rxblkback.pid
 load_module tun bridge || fail "loading tun and bridge"
-run brctl addbr xenbr0
-run ip link set xenbr0 address 02:52:58:00:00:00
-run ip addr add 169.254.1.1/24 dev xenbr0
-run ip link set xenbr0 up
+make_bridges 02:52:58:00:00:0 xenbr0:169.254.1.1
 rxnetback >> /tmp/rxnetback.log 2>&1 &
 echo $! > /var/run/rxnetback.pid
 sleep 0.5

@@ -19,16 +19,7 @@ fail() {
 start_debian_xenstored
 start_xenconsoled
 load_module xen-gntdev tun bridge || fail "loading xen-gntdev, tun, bridge"
-# Bridges with addresses of their own (their ports, the TAPs, all carry
-# xen-netback's fe:ff:ff:ff:ff:ff).
-n=0
-for br in xenbr0:169.254.1.1 xenbr1:169.254.2.1; do
-  run brctl addbr "${br%%:*}"
-  run ip link set "${br%%:*}" address "02:52:58:00:00:0$n"
-  run ip addr add "${br#*:}/24" dev "${br%%:*}"
-  run ip link set "${br%%:*}" up
-  n=$((n + 1))
-done
+make_bridges 02:52:58:00:00:0 xenbr0:169.254.1.1 xenbr1:169.254.2.1
 
 rxnetback >> /tmp/rxnetback.log 2>&1 &
 NETPID=$!

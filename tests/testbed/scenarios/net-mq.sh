@@ -19,14 +19,7 @@ PORT=8080
 start_debian_xenstored
 start_xenconsoled
 load_module xen-gntdev tun bridge || fail "loading xen-gntdev, tun, bridge"
-n=0
-for br in xenbr0:169.254.1.1 xenbr1:169.254.2.1; do
-  run brctl addbr "${br%%:*}"
-  run ip link set "${br%%:*}" address "02:52:58:00:01:0$n"
-  run ip addr add "${br#*:}/24" dev "${br%%:*}"
-  run ip link set "${br%%:*}" up
-  n=$((n + 1))
-done
+make_bridges 02:52:58:00:01:0 xenbr0:169.254.1.1 xenbr1:169.254.2.1
 # A bridge takes the smallest MTU of its ports: xenbr0's own may stay 1500, but
 # the TAP gets the NIC's.
 ifconfig lo 127.0.0.1 up
