@@ -19,7 +19,7 @@
 //! median round.
 //!
 //! ```text
-//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N] [--lanes N] [--no-journal] [--only seq-read|seq-write|rand-read|rand-write]
+//! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N] [--lanes N] [--no-journal] [--only seq-read|seq-write|rand-read|rand-write] [--rings copy,persistent]
 //! ```
 //! The file (default: in /dev/shm, so that the page cache, not a disk, is the
 //! limit and the backend's own overhead shows) is created and removed.
@@ -40,14 +40,17 @@ use backends::block::server::BlkRing;
 use xen::abi::xen::XEN_PAGE_SIZE;
 use xen::fake::FakeGrants;
 use xen::{
-    pread_exact_into, pwrite_all_from, BackRing, FrontRing, GrantMapper, IoPiece, MappedMemory,
+    pread_exact_into, pwrite_all_from, thread_cpu_time, BackRing, FrontRing, GrantMapper, IoPiece,
+    MappedMemory,
 };
 
 const GUEST: u16 = 1;
 const RING_GREF: u32 = 1;
 const DATA_GREF: u32 = 1000;
 /// Granted data pages: enough for a full ring of 11-page requests.
-const DATA_PAGES: usize = 32 * MAX_SEGMENTS;
+const DATA_PAGES: usize = RING_SLOTS * MAX_SEGMENTS;
+/// Slots of the one-page ring (requests in flight).
+const RING_SLOTS: usize = 32;
 const SECTORS_PER_PAGE: u64 = XEN_PAGE_SIZE as u64 / SECTOR_SIZE;
 
 struct Args {
@@ -58,6 +61,9 @@ struct Args {
     lanes: usize,
     /// Only this workload (all four when `None`).
     only: Option<String>,
+    /// The backend rings to run (`copy`, `persistent`; both by default; one
+    /// alone is for profiles).
+    rings: Vec<String>,
 }
 
 fn args() -> Args {
@@ -68,6 +74,7 @@ fn args() -> Args {
         journal: true,
         lanes: backends::block::server::MAX_IN_FLIGHT,
         only: None,
+        rings: vec!["copy".into(), "persistent".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -78,6 +85,7 @@ fn args() -> Args {
             "--no-journal" => a.journal = false,
             "--lanes" => a.lanes = it.next().unwrap().parse().unwrap(),
             "--only" => a.only = it.next(),
+            "--rings" => a.rings = it.next().unwrap().split(',').map(str::to_string).collect(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -141,54 +149,124 @@ struct Bench {
     journal: Option<PathBuf>,
 }
 
+/// What one round of a workload cost: its wall time, and the CPU time of the
+/// calls that count as the backend's (or the peer's) work.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Times the thread CPU of `f` (see [`Clock`]).
+struct Clock {
+    /// The CPU time an empty interval measures (half of each of its two clock
+    /// reads), taken off every interval.
+    empty: Duration,
+}
+
+impl Clock {
+    fn calibrate() -> Self {
+        let mut v: Vec<Duration> = (0..2001)
+            .map(|_| {
+                let t = thread_cpu_time();
+                thread_cpu_time().saturating_sub(t)
+            })
+            .collect();
+        v.sort();
+        Clock { empty: v[v.len() / 2] }
+    }
+
+    /// Runs `f`, adding its thread CPU time (less an empty interval's) to `cpu`.
+    fn time<T>(&self, cpu: &mut Duration, f: impl FnOnce() -> T) -> T {
+        let t = thread_cpu_time();
+        let out = f();
+        *cpu += thread_cpu_time().saturating_sub(t).saturating_sub(self.empty);
+        out
+    }
+}
+
 impl Bench {
-    /// Runs the requests through the ring, 32 in flight; every answer must be OK.
-    fn run(&mut self, op: u8, reqs: &[(u64, usize)]) -> Duration {
+    /// Runs the requests through the ring, 32 in flight; every answer must be
+    /// OK. The CPU time is that of the backend's `process` calls (one per 32
+    /// requests): the frontend's half of the ring, which a guest runs on its
+    /// own vCPU, is not charged to the backend (the wall time includes it).
+    fn run(&mut self, op: u8, reqs: &[(u64, usize)], clock: &Clock) -> Cost {
         let t = Instant::now();
+        let mut cpu = Duration::ZERO;
         let mut next = 0;
         let mut done = 0;
         let mut slot = 0usize;
         let mut rsp = [0u8; RESPONSE_SIZE];
+        let mut segs = [RawSegment::default(); MAX_SEGMENTS];
         while done < reqs.len() {
             while next < reqs.len() && self.front.free_requests() > 0 {
                 let (sector, pages) = reqs[next];
-                let base = (slot % 32) * MAX_SEGMENTS;
-                let segs: Vec<RawSegment> = (0..pages)
-                    .map(|p| RawSegment {
+                let base = (slot % RING_SLOTS) * MAX_SEGMENTS;
+                for (p, s) in segs[..pages].iter_mut().enumerate() {
+                    *s = RawSegment {
                         gref: DATA_GREF + (base + p) as u32,
                         first_sect: 0,
                         last_sect: (SECTORS_PER_PAGE - 1) as u8,
-                    })
-                    .collect();
-                let r = RawRequest::new(op, next as u64, sector, &segs);
+                    };
+                }
+                let r = RawRequest::new(op, next as u64, sector, &segs[..pages]);
                 self.front.put_request(&r.0).unwrap();
                 next += 1;
                 slot += 1;
             }
             self.front.push_requests().unwrap();
-            self.back.process().unwrap();
+            clock.time(&mut cpu, || self.back.process()).unwrap();
             while self.front.next_response(&mut rsp).unwrap() {
                 let r = Response::from_bytes(&rsp);
                 assert_eq!(r.status, RSP_OKAY, "request {}", r.id);
                 done += 1;
             }
         }
-        t.elapsed()
+        Cost {
+            wall: t.elapsed(),
+            cpu,
+        }
+    }
+}
+
+/// Runs `one` for each request; the CPU time is taken per 32 requests (as the
+/// backend's per `process` call of a full ring), the wall time over all.
+fn peer(
+    reqs: &[(u64, usize)],
+    clock: &Clock,
+    mut one: impl FnMut(usize, u64, usize),
+) -> Cost {
+    let t = Instant::now();
+    let mut cpu = Duration::ZERO;
+    for (c, chunk) in reqs.chunks(RING_SLOTS).enumerate() {
+        clock.time(&mut cpu, || {
+            for (k, &(sector, pages)) in chunk.iter().enumerate() {
+                one(c * RING_SLOTS + k, sector, pages);
+            }
+        });
+    }
+    Cost {
+        wall: t.elapsed(),
+        cpu,
     }
 }
 
 /// The same disk calls without the backend: one pread/pwrite per request.
-fn plain(file: &std::fs::File, op: u8, reqs: &[(u64, usize)], buf: &mut [u8]) -> Duration {
-    let t = Instant::now();
-    for &(sector, pages) in reqs {
+fn plain(
+    file: &std::fs::File,
+    op: u8,
+    reqs: &[(u64, usize)],
+    buf: &mut [u8],
+    clock: &Clock,
+) -> Cost {
+    peer(reqs, clock, |_, sector, pages| {
         let b = &mut buf[..pages * XEN_PAGE_SIZE];
         if op == OP_READ {
             file.read_exact_at(b, sector * SECTOR_SIZE).unwrap();
         } else {
             file.write_all_at(b, sector * SECTOR_SIZE).unwrap();
         }
-    }
-    t.elapsed()
+    })
 }
 
 /// The disk calls alone, straight into or out of the pages the frontend gives
@@ -198,13 +276,13 @@ fn plain_guest(
     op: u8,
     reqs: &[(u64, usize)],
     guest: &MappedMemory,
-) -> Duration {
+    clock: &Clock,
+) -> Cost {
     use std::os::fd::AsFd;
-    let t = Instant::now();
-    for (n, &(sector, pages)) in reqs.iter().enumerate() {
+    peer(reqs, clock, |n, sector, pages| {
         let piece = [IoPiece {
             mem: guest,
-            offset: (n % 32) * MAX_SEGMENTS * XEN_PAGE_SIZE,
+            offset: (n % RING_SLOTS) * MAX_SEGMENTS * XEN_PAGE_SIZE,
             len: pages * XEN_PAGE_SIZE,
         }];
         if op == OP_READ {
@@ -212,8 +290,7 @@ fn plain_guest(
         } else {
             pwrite_all_from(file.as_fd(), sector * SECTOR_SIZE, piece).unwrap();
         }
-    }
-    t.elapsed()
+    })
 }
 
 /// The disk calls plus the copy to or from the guest's pages that the backend
@@ -226,11 +303,11 @@ fn plain_copy(
     reqs: &[(u64, usize)],
     buf: &mut [u8],
     guest: &MappedMemory,
-) -> Duration {
-    let t = Instant::now();
-    for (n, &(sector, pages)) in reqs.iter().enumerate() {
+    clock: &Clock,
+) -> Cost {
+    peer(reqs, clock, |n, sector, pages| {
         let b = &mut buf[..pages * XEN_PAGE_SIZE];
-        let at = (n % 32) * MAX_SEGMENTS * XEN_PAGE_SIZE;
+        let at = (n % RING_SLOTS) * MAX_SEGMENTS * XEN_PAGE_SIZE;
         if op == OP_READ {
             file.read_exact_at(b, sector * SECTOR_SIZE).unwrap();
             guest.write_bytes(at, b).unwrap();
@@ -238,8 +315,7 @@ fn plain_copy(
             guest.read_bytes(at, b).unwrap();
             file.write_all_at(b, sector * SECTOR_SIZE).unwrap();
         }
-    }
-    t.elapsed()
+    })
 }
 
 /// A frontend and backend on a fresh ring (granted as `ring_gref`), the
@@ -285,6 +361,14 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The median wall and the median CPU time of the rounds.
+fn medians(v: &[Cost]) -> Cost {
+    Cost {
+        wall: median(v.iter().map(|c| c.wall).collect()),
+        cpu: median(v.iter().map(|c| c.cpu).collect()),
+    }
+}
+
 fn main() {
     let a = args();
     let bytes = a.mib << 20;
@@ -314,6 +398,7 @@ fn main() {
         .open(&a.file)
         .unwrap();
     let mut buf = vec![0xa5u8; MAX_SEGMENTS * XEN_PAGE_SIZE];
+    let clock = Clock::calibrate();
     println!(
         "file {} ({} MiB), {} rounds, journal {}, {} lane(s); copy: grant copy path, persistent: persistent grants",
         a.file.display(),
@@ -322,9 +407,7 @@ fn main() {
         if a.journal { "on" } else { "off" },
         a.lanes
     );
-    println!(
-        "workload    MiB  requests  plain_ms  plain-guest_ms  plain+copy_ms  copy_ms  persistent_ms  copy/plain  copy/plain+copy  persistent/plain  persistent/plain-guest  persistent_MiB/s"
-    );
+    let mut rows = Vec::new();
     for name in ["seq-read", "seq-write", "rand-read", "rand-write"] {
         if a.only.as_ref().is_some_and(|o| o != name) {
             continue;
@@ -336,35 +419,71 @@ fn main() {
             disk_pages
         };
         let (op, reqs) = workload(name, disk_pages, total_pages);
-        let mut tp = Vec::new();
-        let mut tc = Vec::new();
-        let mut tb = Vec::new();
-        let mut tm = Vec::new();
-        let mut tg = Vec::new();
+        let (mut tp, mut tg, mut tc, mut tb, mut tm) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..a.rounds {
-            tp.push(plain(&plain_file, op, &reqs, &mut buf));
-            tg.push(plain_guest(&plain_file, op, &reqs, &data));
-            tc.push(plain_copy(&plain_file, op, &reqs, &mut buf, &data));
-            tb.push(copy.run(op, &reqs));
-            tm.push(persistent.run(op, &reqs));
+            tp.push(plain(&plain_file, op, &reqs, &mut buf, &clock));
+            tg.push(plain_guest(&plain_file, op, &reqs, &data, &clock));
+            tc.push(plain_copy(&plain_file, op, &reqs, &mut buf, &data, &clock));
+            if a.rings.iter().any(|r| r == "copy") {
+                tb.push(copy.run(op, &reqs, &clock));
+            }
+            if a.rings.iter().any(|r| r == "persistent") {
+                tm.push(persistent.run(op, &reqs, &clock));
+            }
         }
-        let (p, c, b, m, g) = (median(tp), median(tc), median(tb), median(tm), median(tg));
+        let or_zero = |v: &[Cost]| if v.is_empty() { Cost::default() } else { medians(v) };
         let mib = (total_pages * XEN_PAGE_SIZE as u64) as f64 / f64::from(1 << 20);
-        println!(
-            "{name:<10} {mib:>5.0} {:>9} {:>9.1} {:>15.1} {:>14.1} {:>8.1} {:>14.1} {:>11.2} {:>16.2} {:>17.2} {:>23.2} {:>17.0}",
+        rows.push((
+            name,
+            mib,
             reqs.len(),
-            p.as_secs_f64() * 1e3,
-            g.as_secs_f64() * 1e3,
-            c.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3,
-            m.as_secs_f64() * 1e3,
-            b.as_secs_f64() / p.as_secs_f64(),
-            b.as_secs_f64() / c.as_secs_f64(),
-            m.as_secs_f64() / p.as_secs_f64(),
-            m.as_secs_f64() / g.as_secs_f64(),
-            mib / m.as_secs_f64()
-        );
+            [
+                medians(&tp),
+                medians(&tg),
+                medians(&tc),
+                or_zero(&tb),
+                or_zero(&tm),
+            ],
+        ));
     }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    for (title, pick) in [
+        (
+            "wall time (the rings' time includes the frontend's half of the ring, run in the same thread)",
+            (|c: &Cost| c.wall) as fn(&Cost) -> Duration,
+        ),
+        (
+            "thread CPU time (rings: the backend's process() calls only; peers: their disk calls), per 32 requests, less an empty interval's",
+            |c: &Cost| c.cpu,
+        ),
+    ] {
+        println!("{title}:");
+        println!(
+            "workload    MiB  requests  plain_ms  plain-guest_ms  plain+copy_ms  copy_ms  persistent_ms  copy/plain  copy/plain+copy  persistent/plain  persistent/plain-guest  persistent_MiB/s"
+        );
+        for (name, mib, n, costs) in &rows {
+            let [p, g, c, b, m] = costs.each_ref().map(pick);
+            println!(
+                "{name:<10} {mib:>5.0} {n:>9} {:>9.1} {:>15.1} {:>14.1} {:>8.1} {:>14.1} {:>11.2} {:>16.2} {:>17.2} {:>23.2} {:>17.0}",
+                ms(p),
+                ms(g),
+                ms(c),
+                ms(b),
+                ms(m),
+                ratio(b, p),
+                ratio(b, c),
+                ratio(m, p),
+                ratio(m, g),
+                mib / m.as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "empty CPU-time interval: {} ns (taken off each interval)",
+        clock.empty.as_nanos()
+    );
     println!(
         "persistent ring: {} grants mapped, in {} map call(s)",
         persistent.back.persistent_grants(),

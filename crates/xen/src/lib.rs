@@ -25,6 +25,7 @@
 //!   [`XenbusBackend::map_interface`].
 
 pub mod abi;
+mod clock;
 pub mod ctrl;
 pub mod evtchn;
 #[cfg(any(test, feature = "fake"))]
@@ -40,6 +41,7 @@ pub mod tap;
 pub mod traits;
 pub mod xenbus_backend;
 
+pub use clock::thread_cpu_time;
 pub use ctrl::{AffinityKind, CtrlError, DomainControl, DomainInfo, PhysInfo, XenCtrl, XenVersion};
 pub use evtchn::{Evtchn, EvtchnError};
 pub use gntalloc::{Gntalloc, GntallocError, GrantShare};

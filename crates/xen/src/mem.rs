@@ -556,13 +556,21 @@ fn transfer(
     while first < iov.len() {
         let rest = &iov[first..];
         let off = libc::off_t::try_from(pos).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // One iovec (a 4 KiB request, or pages that follow each other) goes by
+        // `pread`/`pwrite`: the kernel then skips copying in the iovec array.
         // SAFETY: every iovec lies inside a live mapping (`vectored` checked each
         // piece against its `MappedMemory`, which the caller borrows for the
         // call); the kernel reads or writes those bytes during the call only,
         // and no Rust reference into them exists. `rest` has at most
         // IOV_CHUNK entries.
         let done = unsafe {
-            if write {
+            if let [one] = rest {
+                if write {
+                    libc::pwrite(fd.as_raw_fd(), one.iov_base, one.iov_len, off)
+                } else {
+                    libc::pread(fd.as_raw_fd(), one.iov_base, one.iov_len, off)
+                }
+            } else if write {
                 libc::pwritev(
                     fd.as_raw_fd(),
                     rest.as_ptr(),

@@ -49,6 +49,88 @@ impl Segment {
     }
 }
 
+/// A request's validated segments: inline up to [`MAX_SEGMENTS`] (a direct
+/// request: no allocation per request on the hot path), on the heap beyond
+/// (an indirect request's up to 256). Used as a slice.
+#[derive(Debug, Clone)]
+pub enum Segments {
+    Inline {
+        len: u8,
+        segs: [Segment; MAX_SEGMENTS],
+    },
+    Heap(Vec<Segment>),
+}
+
+/// An unused inline slot.
+const NO_SEGMENT: Segment = Segment {
+    gref: 0,
+    first_sect: 0,
+    last_sect: 0,
+};
+
+impl Segments {
+    /// Empty, with room for `n` segments (inline when `n` fits).
+    pub fn with_capacity(n: usize) -> Self {
+        if n <= MAX_SEGMENTS {
+            Segments::Inline {
+                len: 0,
+                segs: [NO_SEGMENT; MAX_SEGMENTS],
+            }
+        } else {
+            Segments::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    /// Appends `s` (moving to the heap when the inline room is full).
+    pub fn push(&mut self, s: Segment) {
+        match self {
+            Segments::Inline { len, segs } => {
+                if let Some(slot) = segs.get_mut(usize::from(*len)) {
+                    *slot = s;
+                    *len += 1;
+                } else {
+                    let mut v = Vec::with_capacity(2 * MAX_SEGMENTS);
+                    v.extend_from_slice(&segs[..]);
+                    v.push(s);
+                    *self = Segments::Heap(v);
+                }
+            }
+            Segments::Heap(v) => v.push(s),
+        }
+    }
+}
+
+impl Default for Segments {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl std::ops::Deref for Segments {
+    type Target = [Segment];
+    fn deref(&self) -> &[Segment] {
+        match self {
+            Segments::Inline { len, segs } => &segs[..usize::from(*len)],
+            Segments::Heap(v) => v,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Segments {
+    type Item = &'a Segment;
+    type IntoIter = std::slice::Iter<'a, Segment>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Segments {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+impl Eq for Segments {}
+
 /// What a valid request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -68,7 +150,7 @@ pub struct Request {
     pub operation: u8,
     pub kind: Kind,
     pub sector: u64,
-    pub segments: Vec<Segment>,
+    pub segments: Segments,
 }
 
 impl Request {
@@ -181,7 +263,7 @@ pub fn parse(raw: &RawRequest, limits: &DiskLimits) -> Result<Request, RequestEr
                 operation,
                 kind: Kind::Discard { nr_sectors },
                 sector: raw.sector(),
-                segments: Vec::new(),
+                segments: Segments::default(),
             });
         }
         other => return Err(RequestError::UnsupportedOperation(other)),
@@ -205,7 +287,7 @@ fn validate(
     segs: impl Iterator<Item = RawSegment>,
     limits: &DiskLimits,
 ) -> Result<Request, RequestError> {
-    let mut segments = Vec::with_capacity(segs.size_hint().0);
+    let mut segments = Segments::with_capacity(segs.size_hint().0);
     for (index, s) in segs.enumerate() {
         if s.first_sect > s.last_sect {
             return Err(RequestError::SegmentInverted {
@@ -610,5 +692,34 @@ mod tests {
                     .all(|s| s.first_sect <= s.last_sect && s.last_sect <= 7));
             }
         }
+    }
+
+    #[test]
+    fn segments_stay_inline_up_to_a_direct_request_then_move_to_the_heap() {
+        let seg = |g: u32| Segment {
+            gref: g,
+            first_sect: 0,
+            last_sect: 7,
+        };
+        let mut s = Segments::with_capacity(MAX_SEGMENTS);
+        for g in 0..MAX_SEGMENTS as u32 {
+            s.push(seg(g));
+        }
+        assert!(matches!(s, Segments::Inline { .. }));
+        assert_eq!(s.len(), MAX_SEGMENTS);
+        s.push(seg(99));
+        assert!(matches!(s, Segments::Heap(_)));
+        let grefs: Vec<u32> = s.iter().map(|x| x.gref).collect();
+        let mut want: Vec<u32> = (0..MAX_SEGMENTS as u32).collect();
+        want.push(99);
+        assert_eq!(grefs, want);
+        // Equality is by content, whatever the storage.
+        let mut heap = Segments::with_capacity(MAX_SEGMENTS + 1);
+        for g in want {
+            heap.push(seg(g));
+        }
+        assert!(matches!(heap, Segments::Heap(_)));
+        assert_eq!(s, heap);
+        assert!(Segments::default().is_empty());
     }
 }
