@@ -14,9 +14,15 @@
 //! churns through more grants only gets copies for the excess.
 //!
 //! A grant that cannot be mapped (never granted, revoked, read-only) fails the
-//! requests that name it (BLKIF_RSP_ERROR); the ring stays up.
+//! requests that name it (BLKIF_RSP_ERROR); the ring stays up. It is then
+//! remembered (at most [`FAILED_GRANTS`] of them, for [`FAILED_TTL_GROUPS`]
+//! groups of requests): a request naming it again in that time fails without
+//! another gntdev call, and it stays out of the one call that maps a group's
+//! new grants (gntdev maps all or nothing, so one bad grant would send the
+//! whole group's new grants down the one-by-one path every time). After that
+//! it is tried again, so a grant the frontend has granted meanwhile maps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use xen::abi::xen::{DomId, GrantRef};
@@ -25,6 +31,12 @@ use xen::GrantPageMapper;
 /// Most grants one ring keeps mapped (Linux xen-blkback's `max_pgrants`
 /// default).
 pub const MAX_PERSISTENT_GRANTS: usize = 1056;
+
+/// Grants remembered as unmappable (the oldest is forgotten first).
+pub const FAILED_GRANTS: usize = 64;
+/// For how many groups of requests ([`PersistentGrants::map_missing`] calls)
+/// a grant that failed to map is not tried again.
+pub const FAILED_TTL_GROUPS: u64 = 256;
 
 /// Hashes a grant reference by one multiplication (Fibonacci hashing): every
 /// segment of every request looks its grant up, and SipHash's cost showed per
@@ -56,6 +68,11 @@ impl Hasher for GrefHasher {
 pub struct PersistentGrants<P> {
     pages: HashMap<GrantRef, P, BuildHasherDefault<GrefHasher>>,
     max: usize,
+    /// Grants that failed to map, with the group ([`Self::groups`]) in which
+    /// they did, oldest first.
+    failed: VecDeque<(GrantRef, u64)>,
+    /// Calls of [`PersistentGrants::map_missing`] so far.
+    groups: u64,
 }
 
 /// What [`PersistentGrants::map_missing`] did.
@@ -65,9 +82,12 @@ pub struct MapOutcome {
     pub mapped: usize,
     /// Mapping calls made (one gntdev ioctl and `mmap` each).
     pub calls: usize,
-    /// Grants that could not be mapped, sorted: the requests naming them
-    /// fail ([`MapOutcome::failed`]).
+    /// Grants that could not be mapped (by this call, or remembered from an
+    /// earlier one), sorted: the requests naming them fail
+    /// ([`MapOutcome::failed`]).
     pub failed: Vec<GrantRef>,
+    /// Of those, the ones refused from memory, without a call.
+    pub remembered: usize,
     /// Grants left unmapped because the bound was reached: their requests
     /// copy.
     pub over_bound: usize,
@@ -86,6 +106,8 @@ impl<P> PersistentGrants<P> {
         Self {
             pages: HashMap::default(),
             max,
+            failed: VecDeque::with_capacity(FAILED_GRANTS),
+            groups: 0,
         }
     }
 
@@ -111,7 +133,8 @@ impl<P> PersistentGrants<P> {
     /// Maps those of `grefs` not mapped yet (duplicates ignored), as many as
     /// the bound leaves room for, in one call of `mapper`. When that call
     /// fails (one bad grant fails all of them), maps them one by one, so that
-    /// only the requests naming a bad grant fail.
+    /// only the requests naming a bad grant fail. A grant that failed in the
+    /// last [`FAILED_TTL_GROUPS`] calls fails again without a call.
     pub fn map_missing<M>(
         &mut self,
         mapper: &M,
@@ -123,8 +146,24 @@ impl<P> PersistentGrants<P> {
     {
         let mut out = MapOutcome::default();
         let mut new: Vec<GrantRef> = Vec::new();
+        self.groups += 1;
+        while self
+            .failed
+            .front()
+            .is_some_and(|&(_, at)| self.groups - at > FAILED_TTL_GROUPS)
+        {
+            self.failed.pop_front();
+        }
         for g in grefs {
             if self.pages.contains_key(&g) || new.contains(&g) {
+                continue;
+            }
+            // Only grants not mapped get here: none on a working ring's hot path.
+            if self.failed.iter().any(|&(b, _)| b == g) {
+                if !out.failed.contains(&g) {
+                    out.failed.push(g);
+                    out.remembered += 1;
+                }
                 continue;
             }
             if self.pages.len() + new.len() >= self.max {
@@ -154,17 +193,28 @@ impl<P> PersistentGrants<P> {
                             out.mapped += 1;
                             self.pages.extend(p.pop().map(|p| (g, p)));
                         }
-                        Ok(_) => out.failed.push(g),
+                        Ok(_) => self.remember_failed(g, &mut out),
                         Err(e) => {
                             tracing::debug!("grant {g} of domain {domid}: {e}");
-                            out.failed.push(g);
+                            self.remember_failed(g, &mut out);
                         }
                     }
                 }
             }
         }
         out.failed.sort_unstable();
+        out.failed.dedup();
         out
+    }
+
+    /// Records that `g` failed to map, in `out` and in the memory of failed
+    /// grants (forgetting the oldest when full).
+    fn remember_failed(&mut self, g: GrantRef, out: &mut MapOutcome) {
+        out.failed.push(g);
+        if self.failed.len() == FAILED_GRANTS {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((g, self.groups));
     }
 }
 
@@ -218,6 +268,46 @@ mod tests {
         assert_eq!(o.calls, 5);
         assert!(pg.get(10).is_some() && pg.get(12).is_some() && pg.get(11).is_none());
         assert_eq!(g.live_pages(), 2);
+    }
+
+    #[test]
+    fn a_failed_grant_is_not_retried_for_a_while_and_does_not_poison_the_group() {
+        let (g, mem) = granted(4);
+        g.revoke(DOM, 11);
+        let mut pg = PersistentGrants::new(MAX_PERSISTENT_GRANTS);
+        let o = pg.map_missing(&g, DOM, [10, 11]);
+        assert_eq!((o.failed.clone(), o.calls, o.remembered), (vec![11], 3, 0));
+        // The same bad grant again, with a new good one: one call, for 12 alone.
+        let o = pg.map_missing(&g, DOM, [11, 12, 11]);
+        assert_eq!(o.failed, vec![11]);
+        assert_eq!((o.mapped, o.calls, o.remembered), (1, 1, 1));
+        // Only the bad grant: no call at all, for as long as it is remembered.
+        for _ in 0..FAILED_TTL_GROUPS - 2 {
+            let o = pg.map_missing(&g, DOM, [11]);
+            assert_eq!((o.failed.as_slice(), o.calls), (&[11][..], 0));
+        }
+        // The frontend grants it now: once forgotten, it maps.
+        g.grant(DOM, 11, &mem, 1, true).expect("grant");
+        let o = pg.map_missing(&g, DOM, [11]);
+        assert_eq!((o.failed.as_slice(), o.calls), (&[11][..], 0), "still remembered");
+        let o = pg.map_missing(&g, DOM, [11]);
+        assert_eq!((o.mapped, o.calls), (1, 1));
+        assert!(o.failed.is_empty() && pg.get(11).is_some());
+    }
+
+    #[test]
+    fn the_memory_of_failed_grants_is_bounded() {
+        let (g, _mem) = granted(1);
+        let mut pg = PersistentGrants::new(MAX_PERSISTENT_GRANTS);
+        // More bad grants than remembered: the oldest are tried again.
+        let bad: Vec<GrantRef> = (1000..1000 + FAILED_GRANTS as u32 + 8).collect();
+        let o = pg.map_missing(&g, DOM, bad.iter().copied());
+        assert_eq!(o.failed.len(), bad.len());
+        assert_eq!(pg.failed.len(), FAILED_GRANTS);
+        let o = pg.map_missing(&g, DOM, bad.iter().copied());
+        assert_eq!(o.failed.len(), bad.len());
+        // The 8 forgotten ones cost a call each after the failed group call.
+        assert_eq!((o.remembered, o.calls), (FAILED_GRANTS, 1 + 8));
     }
 
     #[test]
