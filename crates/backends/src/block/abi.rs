@@ -43,6 +43,11 @@ pub const MAX_SECT_IN_PAGE: u8 = 7;
 pub const REQUEST_SIZE: usize = 112;
 /// Size of `struct blkif_response`.
 pub const RESPONSE_SIZE: usize = 16;
+/// A request slot as 8-byte words: the ring and the journal move it with
+/// word-sized volatile accesses.
+pub const REQUEST_WORDS: usize = REQUEST_SIZE / 8;
+/// A response slot as 8-byte words.
+pub const RESPONSE_WORDS: usize = RESPONSE_SIZE / 8;
 /// Offsets in `struct blkif_request`.
 const OFF_OPERATION: usize = 0;
 const OFF_NR_SEGMENTS: usize = 1;
@@ -81,6 +86,24 @@ pub struct RawSegment {
 pub struct RawRequest(pub [u8; REQUEST_SIZE]);
 
 impl RawRequest {
+    /// The request from its slot's words (native byte order, as in memory).
+    pub fn from_words(words: [u64; REQUEST_WORDS]) -> Self {
+        let mut r = RawRequest([0; REQUEST_SIZE]);
+        for (b, w) in r.0.chunks_exact_mut(8).zip(words) {
+            b.copy_from_slice(&w.to_ne_bytes());
+        }
+        r
+    }
+    /// The slot's words of the request ([`RawRequest::from_words`]'s inverse).
+    pub fn to_words(&self) -> [u64; REQUEST_WORDS] {
+        let mut w = [0u64; REQUEST_WORDS];
+        for (w, b) in w.iter_mut().zip(self.0.chunks_exact(8)) {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(b);
+            *w = u64::from_ne_bytes(x);
+        }
+        w
+    }
     fn u64_at(&self, off: usize) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[off..off + 8]);
@@ -227,6 +250,17 @@ impl Response {
         b[10..12].copy_from_slice(&self.status.to_ne_bytes());
         b
     }
+    /// The response slot's words ([`Response::to_bytes`] as 8-byte words).
+    pub fn to_words(self) -> [u64; RESPONSE_WORDS] {
+        let b = self.to_bytes();
+        let mut w = [0u64; RESPONSE_WORDS];
+        for (w, b) in w.iter_mut().zip(b.chunks_exact(8)) {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(b);
+            *w = u64::from_ne_bytes(x);
+        }
+        w
+    }
     pub fn from_bytes(b: &[u8; RESPONSE_SIZE]) -> Self {
         let mut id = [0u8; 8];
         id.copy_from_slice(&b[0..8]);
@@ -235,5 +269,34 @@ impl Response {
             operation: b[8],
             status: i16::from_ne_bytes([b[10], b[11]]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_carry_the_same_bytes() {
+        let segs = [RawSegment {
+            gref: 0x0102_0304,
+            first_sect: 1,
+            last_sect: 6,
+        }];
+        let r = RawRequest::new(OP_WRITE, 0x1122_3344_5566_7788, 0xabcd, &segs);
+        assert_eq!(RawRequest::from_words(r.to_words()), r);
+        let w = r.to_words();
+        assert_eq!(w[1], 0x1122_3344_5566_7788, "id at byte 8");
+        let rsp = Response {
+            id: 7,
+            operation: OP_READ,
+            status: RSP_ERROR,
+        };
+        let words = rsp.to_words();
+        let mut bytes = [0u8; RESPONSE_SIZE];
+        bytes[..8].copy_from_slice(&words[0].to_ne_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_ne_bytes());
+        assert_eq!(bytes, rsp.to_bytes());
+        assert_eq!(Response::from_bytes(&bytes), rsp);
     }
 }

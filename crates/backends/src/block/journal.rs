@@ -21,7 +21,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::abi::{RawRequest, REQUEST_SIZE};
+use super::abi::{RawRequest, REQUEST_WORDS};
 use xen::{MappedMemory, MemError};
 
 /// File magic (`RXBLKJ01`).
@@ -160,7 +160,7 @@ impl Journal {
     /// process killed half-way leaves an entry that does not match).
     pub fn record(&self, idx: u32, req: &RawRequest) -> Result<(), MemError> {
         let at = self.entry(idx);
-        self.mem.write_bytes(at + OFF_REQUEST, &req.0)?;
+        self.mem.write(at + OFF_REQUEST, req.to_words())?;
         self.mem
             .write::<u64>(at + OFF_TAG, TAG_VALID | u64::from(idx))
     }
@@ -176,9 +176,8 @@ impl Journal {
             if self.mem.read::<u64>(at + OFF_TAG)? != TAG_VALID | u64::from(idx) {
                 break;
             }
-            let mut r = RawRequest([0; REQUEST_SIZE]);
-            self.mem.read_bytes(at + OFF_REQUEST, &mut r.0)?;
-            out.push(r);
+            let w = self.mem.read::<[u64; REQUEST_WORDS]>(at + OFF_REQUEST)?;
+            out.push(RawRequest::from_words(w));
         }
         Ok(out)
     }

@@ -306,15 +306,15 @@ impl<G: Grants> BlkRing<G> {
     /// the journal before anything is answered.
     fn take_batch(&mut self) -> Result<(), RingError> {
         self.batch.clear();
-        let mut raw = RawRequest([0; REQUEST_SIZE]);
         loop {
             let idx = self.ring.req_cons();
-            if !self.ring.next_request(&mut raw.0)? {
+            let Some(words) = self.ring.next_request_as::<[u64; REQUEST_WORDS]>()? else {
                 return Ok(());
-            }
-            if let Some(r) = self.replay.pop_front() {
-                raw = r;
-            }
+            };
+            let raw = match self.replay.pop_front() {
+                Some(r) => r,
+                None => RawRequest::from_words(words),
+            };
             if let Some(j) = &self.journal {
                 if let Err(e) = j.record(idx, &raw) {
                     tracing::warn!("journalling request {idx} failed, journal off: {e}");
@@ -361,7 +361,7 @@ impl<G: Grants> BlkRing<G> {
                     &self.batch[start..end],
                     &mut self.lanes,
                 ) {
-                    self.ring.put_response(&rsp.to_bytes())?;
+                    self.ring.put_response_as(rsp.to_words())?;
                     self.completed += 1;
                 }
                 notify |= self.ring.push_responses()?;
