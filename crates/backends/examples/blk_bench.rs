@@ -173,14 +173,18 @@ impl Clock {
             })
             .collect();
         v.sort();
-        Clock { empty: v[v.len() / 2] }
+        Clock {
+            empty: v[v.len() / 2],
+        }
     }
 
     /// Runs `f`, adding its thread CPU time (less an empty interval's) to `cpu`.
     fn time<T>(&self, cpu: &mut Duration, f: impl FnOnce() -> T) -> T {
         let t = thread_cpu_time();
         let out = f();
-        *cpu += thread_cpu_time().saturating_sub(t).saturating_sub(self.empty);
+        *cpu += thread_cpu_time()
+            .saturating_sub(t)
+            .saturating_sub(self.empty);
         out
     }
 }
@@ -231,11 +235,7 @@ impl Bench {
 
 /// Runs `one` for each request; the CPU time is taken per 32 requests (as the
 /// backend's per `process` call of a full ring), the wall time over all.
-fn peer(
-    reqs: &[(u64, usize)],
-    clock: &Clock,
-    mut one: impl FnMut(usize, u64, usize),
-) -> Cost {
+fn peer(reqs: &[(u64, usize)], clock: &Clock, mut one: impl FnMut(usize, u64, usize)) -> Cost {
     let t = Instant::now();
     let mut cpu = Duration::ZERO;
     for (c, chunk) in reqs.chunks(RING_SLOTS).enumerate() {
@@ -432,7 +432,13 @@ fn main() {
                 tm.push(persistent.run(op, &reqs, &clock));
             }
         }
-        let or_zero = |v: &[Cost]| if v.is_empty() { Cost::default() } else { medians(v) };
+        let or_zero = |v: &[Cost]| {
+            if v.is_empty() {
+                Cost::default()
+            } else {
+                medians(v)
+            }
+        };
         let mib = (total_pages * XEN_PAGE_SIZE as u64) as f64 / f64::from(1 << 20);
         rows.push((
             name,

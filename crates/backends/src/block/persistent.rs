@@ -289,7 +289,11 @@ mod tests {
         // The frontend grants it now: once forgotten, it maps.
         g.grant(DOM, 11, &mem, 1, true).expect("grant");
         let o = pg.map_missing(&g, DOM, [11]);
-        assert_eq!((o.failed.as_slice(), o.calls), (&[11][..], 0), "still remembered");
+        assert_eq!(
+            (o.failed.as_slice(), o.calls),
+            (&[11][..], 0),
+            "still remembered"
+        );
         let o = pg.map_missing(&g, DOM, [11]);
         assert_eq!((o.mapped, o.calls), (1, 1));
         assert!(o.failed.is_empty() && pg.get(11).is_some());
