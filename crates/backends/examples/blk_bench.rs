@@ -18,6 +18,14 @@
 //! on the same file, in alternating rounds; the reported time of each is its
 //! median round.
 //!
+//! Two measures, side by side: the wall time of a round (for the rings, this
+//! includes the frontend's half of the ring, which runs in the same thread
+//! here but on the guest's own vCPU on Xen), and the thread CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`) of the backend's `process()` calls only (one
+//! per 32 requests), against the peers' CPU time taken the same way around
+//! each 32 of their disk calls. Each interval has the CPU time of an empty
+//! interval (its two clock reads, calibrated at start and printed) taken off.
+//!
 //! ```text
 //! cargo run --release -p backends --features fake --example blk_bench -- [--file PATH] [--mib N] [--rounds N] [--lanes N] [--no-journal] [--only seq-read|seq-write|rand-read|rand-write] [--rings copy,persistent]
 //! ```
