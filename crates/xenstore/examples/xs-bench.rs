@@ -68,6 +68,12 @@ struct Args {
     /// kernel, each measurement lands in one mode or the other, at random.
     #[arg(long, value_enum, default_value_t = Placement::Same)]
     one_client: Placement,
+    /// The same for the measurements with more than one client, default `free`:
+    /// left to the kernel, a 16-client run lands in one of two regimes (see the
+    /// regime table it prints); `split` forces the "saturated" one (daemon alone
+    /// on CPU 1, all clients on CPU 0), for diagnosis, not for the verdict.
+    #[arg(long, value_enum, default_value_t = Placement::Free)]
+    many_clients: Placement,
     /// Skip the watch fan-out measurement.
     #[arg(long)]
     no_fanout: bool,
@@ -736,7 +742,7 @@ fn main() -> Result<()> {
                 let cpus = if clients == 1 {
                     args.one_client.cpus()
                 } else {
-                    None
+                    args.many_clients.cpus()
                 };
                 let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
                 for rep in 0..reps {
