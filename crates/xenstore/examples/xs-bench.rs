@@ -38,8 +38,9 @@ struct Args {
     /// the daemons take turns, so a burst of other load hits both alike.
     #[arg(long, default_value_t = 0.2)]
     secs: f64,
-    /// Daemons to compare, in order: rx, c, ocaml, or rx:PATH (another
-    /// rxenstored binary, e.g. an earlier build, for before/after figures).
+    /// Daemons to compare, in order: rx, c, ocaml, rx:PATH (another
+    /// rxenstored binary, e.g. an earlier build, for before/after figures) or
+    /// rx+OPTION (this rxenstored with `--OPTION`, e.g. `rx+batch-replies`).
     #[arg(long, value_delimiter = ',', default_value = "rx,c,ocaml")]
     daemons: Vec<String>,
     /// The rxenstored binary (default: beside this example's directory).
@@ -164,8 +165,11 @@ fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
     // `rx:PATH` is another rxenstored binary (an earlier build, for a
     // before/after comparison under the same load).
     let other_rx = kind.strip_prefix("rx:").map(PathBuf::from);
+    // `rx+OPTION` is this build's rxenstored with `--OPTION` (an experimental
+    // switch against the default, under the same load).
+    let rx_option = kind.strip_prefix("rx+").map(|o| format!("--{o}"));
     let (name, mut child) = match kind {
-        _ if kind == "rx" || other_rx.is_some() => {
+        _ if kind == "rx" || other_rx.is_some() || rx_option.is_some() => {
             let bin = match (&other_rx, &args.rxenstored) {
                 (Some(p), _) | (None, Some(p)) => p.clone(),
                 (None, None) => std::env::current_exe()?
@@ -177,13 +181,15 @@ fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
             let child = Command::new(&bin)
                 .args(["--no-fork", "--socket"])
                 .arg(&socket)
+                .args(&rx_option)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
-            let name = match &other_rx {
-                Some(p) => format!("rxenstored {}", p.display()),
-                None => "rxenstored".to_string(),
+            let name = match (&other_rx, &rx_option) {
+                (Some(p), _) => format!("rxenstored {}", p.display()),
+                (None, Some(o)) => format!("rxenstored {o}"),
+                (None, None) => "rxenstored".to_string(),
             };
             (name, child)
         }
@@ -406,6 +412,10 @@ struct Sample {
     idle_other_cpus: f64,
     /// Transaction attempts per commit (0 for the other workloads).
     attempts: f64,
+    /// Idle entries per operation of the CPU the daemon was on, and of the
+    /// others together (each entry a halt the next wake-up must end).
+    halts_daemon_cpu: f64,
+    halts_other_cpus: f64,
     /// 1.0 if the measurement was in the saturated regime (see [`Regime`]).
     saturated: f64,
 }
@@ -472,6 +482,26 @@ fn idle_fractions(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
         .collect()
 }
 
+/// Idle entries (halts and polls) of each CPU so far, from cpuidle's per-state
+/// `usage` counters (empty where cpuidle is not available).
+fn idle_entries() -> Vec<u64> {
+    let mut v = Vec::new();
+    for cpu in 0.. {
+        let dir = format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle");
+        let Ok(states) = std::fs::read_dir(&dir) else {
+            break;
+        };
+        let mut n = 0u64;
+        for st in states.flatten() {
+            if let Ok(s) = std::fs::read_to_string(st.path().join("usage")) {
+                n += s.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        v.push(n);
+    }
+    v
+}
+
 /// The CPU a process's main thread last ran on (/proc/<pid>/stat field 39).
 fn last_cpu(pid: u32) -> Option<usize> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -528,6 +558,7 @@ fn throughput(
     let cpu0 = cpu_secs(pid)?;
     let sw0 = ctx_switches(pid)?;
     let stat0 = cpu_times()?;
+    let halts0 = idle_entries();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
@@ -537,6 +568,11 @@ fn throughput(
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let idle = idle_fractions(&stat0, &cpu_times()?);
+    let halts: Vec<f64> = halts0
+        .iter()
+        .zip(idle_entries())
+        .map(|(a, b)| b.saturating_sub(*a) as f64)
+        .collect();
     let cpu = cpu_secs(pid)? - cpu0;
     let switches = ctx_switches(pid)?.saturating_sub(sw0) as f64;
     let dcpu = last_cpu(pid).filter(|c| *c < idle.len()).unwrap_or(0);
@@ -564,9 +600,20 @@ fn throughput(
         );
     }
     let per_op = |x: f64| if ops > 0.0 { x / ops } else { f64::INFINITY };
+    let halts_daemon_cpu = per_op(halts.get(dcpu).copied().unwrap_or(f64::NAN));
+    let halts_other_cpus = per_op(
+        halts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != dcpu)
+            .map(|(_, x)| *x)
+            .sum(),
+    );
     let daemon_share = cpu / elapsed;
     let regime = Regime::of(per_op(switches), daemon_share);
     Ok(Sample {
+        halts_daemon_cpu,
+        halts_other_cpus,
         daemon_share,
         idle_daemon_cpu,
         idle_other_cpus,
@@ -751,7 +798,7 @@ fn main() -> Result<()> {
                         let s = throughput(&d.socket, d.child.id(), w, clients, args.secs, cpus)
                             .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
                         eprintln!(
-                            "{:12} {:18} clients {clients:2} idle {idle:4} rep {rep}: {:10.0} ops/s {:8.2} us CPU/op {:6.3} switches/op, clients {:6.2} us CPU/op; {} (daemon {:.2} CPU, idle {:.0} % of its CPU, {:.0} % of the others) (load {})",
+                            "{:12} {:18} clients {clients:2} idle {idle:4} rep {rep}: {:10.0} ops/s {:8.2} us CPU/op {:6.3} switches/op, clients {:6.2} us CPU/op; {} (daemon {:.2} CPU, idle {:.0} % of its CPU, {:.0} % of the others; halts/op {:.2} / {:.2}) (load {})",
                             d.name,
                             w.name(),
                             s.rate,
@@ -762,6 +809,8 @@ fn main() -> Result<()> {
                             s.daemon_share,
                             100.0 * s.idle_daemon_cpu,
                             100.0 * s.idle_other_cpus,
+                            s.halts_daemon_cpu,
+                            s.halts_other_cpus,
                             load_average()
                         );
                         samples[di].push(s);
@@ -782,6 +831,8 @@ fn main() -> Result<()> {
                         idle_daemon_cpu: med(v, |s| s.idle_daemon_cpu),
                         idle_other_cpus: med(v, |s| s.idle_other_cpus),
                         attempts: med(v, |s| s.attempts),
+                        halts_daemon_cpu: med(v, |s| s.halts_daemon_cpu),
+                        halts_other_cpus: med(v, |s| s.halts_other_cpus),
                         // The fraction of the repetitions that were saturated.
                         saturated: v.iter().map(|s| s.saturated).sum::<f64>()
                             / v.len().max(1) as f64,
@@ -983,7 +1034,7 @@ fn print_regimes(
         "| workload | clients | idle conns | {} |",
         names
             .iter()
-            .map(|d| format!("{d}: saturated reps, daemon CPUs, idle % own CPU / others, txn attempts per commit"))
+            .map(|d| format!("{d}: saturated reps, daemon CPUs, idle % own CPU / others, halts per op own CPU / others, txn attempts per commit"))
             .collect::<Vec<_>>()
             .join(" | ")
     );
@@ -993,11 +1044,13 @@ fn print_regimes(
             "| {label} | {} |",
             s.iter()
                 .map(|s| format!(
-                    "{:.0} %, {:.2}, {:.0} / {:.0}, {}",
+                    "{:.0} %, {:.2}, {:.0} / {:.0}, {:.2} / {:.2}, {}",
                     100.0 * s.saturated,
                     s.daemon_share,
                     100.0 * s.idle_daemon_cpu,
                     100.0 * s.idle_other_cpus,
+                    s.halts_daemon_cpu,
+                    s.halts_other_cpus,
                     if s.attempts > 0.0 {
                         format!("{:.2}", s.attempts)
                     } else {
