@@ -698,7 +698,7 @@ fn conflict_cases() -> Vec<Step> {
             vec![one(1, Read, 2, "/t/k0"), w(1, 2, "/t/k0", "2")],
             vec![w(2, 0, "/t/k0", "x")],
         ),
-        // 3. a sibling created (the parent's children change).
+        // 3. a sibling created (the parent's children change; C: no conflict).
         (
             vec![one(1, Read, 3, "/t/k0"), w(1, 3, "/t/k0", "3")],
             vec![w(2, 0, "/t/new", "n")],
@@ -780,6 +780,7 @@ fn transaction_conflicts_as_c_xenstored() {
     let steps = conflict_cases();
     let want = run(&c, &steps);
     let got = run(&rx, &steps);
+    // XS_DIFF_SHOW=1 prints C's transcript (which commits failed), to read the cases.
     if std::env::var_os("XS_DIFF_SHOW").is_some() {
         eprintln!("{}", want.join("\n"));
     }
