@@ -13,3 +13,4 @@ pub mod dtb;
 pub mod lifecycle;
 pub mod monitor;
 pub mod rand;
+pub mod uptime;
