@@ -12,7 +12,10 @@
 //! and the median of the repetitions is reported, so that the load of a shared
 //! machine hits every daemon alike. Besides operations per second: the daemon's
 //! CPU, context switches and the clients' CPU per operation, and operations per
-//! CPU-second of daemon and clients (the rate on a saturated machine).
+//! CPU-second of daemon and clients (the rate on a saturated machine). Each
+//! measurement is classed in one of the two scheduling regimes of 16-client runs
+//! (see [`Regime`]), with the per-CPU idle time and idle entries behind it, and a
+//! table gives each daemon's throughput per regime (docs/PERFORMANCE.md, "Session 5").
 //!
 //! Workloads (each with 1 and 16 client threads, and with 0 and 1000 idle
 //! connections open): READ and WRITE of 1 and 2000 bytes, DIRECTORY of 10 and 2000
