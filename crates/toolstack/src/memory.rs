@@ -74,8 +74,9 @@ fn read_kib(xs: &mut impl XsOps, domid: u32, node: &'static str) -> Result<Optio
         .map_err(|_| MemError::NotANumber { domid, node, value })
 }
 
-fn require(v: Option<u64>, domid: u32, node: &'static str) -> Result<u64, MemError> {
-    v.ok_or(MemError::Missing { domid, node })
+/// [`read_kib`] of a node the domain must have.
+fn read_required_kib(xs: &mut impl XsOps, domid: u32, node: &'static str) -> Result<u64, MemError> {
+    read_kib(xs, domid, node)?.ok_or(MemError::Missing { domid, node })
 }
 
 /// `xl mem-set`: sets the balloon target of `domid` to `target_kib`, in one
@@ -89,16 +90,8 @@ pub fn set_target(
 ) -> Result<(), MemError> {
     let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
     xs.transaction(|tx| {
-        require(
-            read_kib(tx, domid, "memory/target")?,
-            domid,
-            "memory/target",
-        )?;
-        let max_kib = require(
-            read_kib(tx, domid, "memory/static-max")?,
-            domid,
-            "memory/static-max",
-        )?;
+        read_required_kib(tx, domid, "memory/target")?;
+        let max_kib = read_required_kib(tx, domid, "memory/static-max")?;
         let videoram = read_kib(tx, domid, "memory/videoram")?.unwrap_or(0);
         let target = target_kib.saturating_sub(videoram);
         if target > max_kib {
@@ -135,11 +128,7 @@ pub fn set_max(
 ) -> Result<(), MemError> {
     let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
     xs.transaction(|tx| {
-        let target_kib = require(
-            read_kib(tx, domid, "memory/target")?,
-            domid,
-            "memory/target",
-        )?;
+        let target_kib = read_required_kib(tx, domid, "memory/target")?;
         if max_kib < target_kib {
             return Err(MemError::BelowTarget {
                 max_kib,
