@@ -1,6 +1,8 @@
-//! `rxl dmesg`, `rxl debug-keys`, `rxl uptime` and `rxl sysrq` (tools/xl/xl_info.c,
-//! xl_misc.c): the hypervisor's console ring and debug keys through sysctls, a
-//! domain's uptime from xenstore, a sysrq through the guest's `control/sysrq`.
+//! `rxl dmesg`, `rxl debug-keys`, `rxl uptime`, `rxl sysrq`, `rxl mem-set` and
+//! `rxl mem-max` (tools/xl/xl_info.c, xl_misc.c, xl_mem.c): the hypervisor's
+//! console ring and debug keys through sysctls, a domain's uptime from xenstore,
+//! a sysrq through the guest's `control/sysrq`, memory through
+//! [`toolstack::memory`].
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -126,4 +128,36 @@ pub fn sysrq(args: &SysrqArgs) -> anyhow::Result<()> {
     let path = format!("{}/control/sysrq", dom_path(id));
     xs.write(&path, key.to_string().as_bytes())
         .with_context(|| format!("writing {path}"))
+}
+
+#[derive(Debug, Args)]
+pub struct MemArgs {
+    /// The domain (name or id).
+    pub domain: String,
+    /// The size: a number with an optional unit b, k, m (the default), g or t.
+    pub size: String,
+}
+
+/// `rxl mem-set` (`max == false`) and `rxl mem-max`.
+pub fn mem(args: &MemArgs, max: bool) -> anyhow::Result<()> {
+    let kib = toolstack::memory::parse_size_kib(&args.size)?;
+    let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
+    let mut xs = domain::connect().context("connecting to xenstored")?;
+    let ids = lifecycle::domids(&ctl)?;
+    let id = domain::resolve(&mut xs, &ids, &args.domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if max {
+        toolstack::memory::set_max(&ctl, &mut xs, id, kib).with_context(|| {
+            format!(
+                "cannot set domain {id}'s static max memory to {}",
+                args.size
+            )
+        })
+    } else {
+        toolstack::memory::set_target(&ctl, &mut xs, id, kib).with_context(|| {
+            format!(
+                "cannot set domain {id}'s dynamic max memory to {}",
+                args.size
+            )
+        })
+    }
 }

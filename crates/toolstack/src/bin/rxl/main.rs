@@ -92,6 +92,10 @@ enum Command {
         /// The domain's id.
         domid: String,
     },
+    /// Set a domain's memory target, which its balloon driver follows (like `xl mem-set`).
+    MemSet(hostcmds::MemArgs),
+    /// Set a domain's maximum memory (like `xl mem-max`).
+    MemMax(hostcmds::MemArgs),
     /// Print uptime for all or some domains (like `xl uptime`).
     Uptime(hostcmds::UptimeArgs),
     /// Send a sysrq to a domain (like `xl sysrq`).
@@ -128,6 +132,8 @@ fn main() -> anyhow::Result<()> {
         Command::Reboot(args) => lifecycle_cmds::shutdown(&args, "reboot"),
         Command::Domid { domain } => lifecycle_cmds::domid(&domain),
         Command::Domname { domid } => lifecycle_cmds::domname(&domid),
+        Command::MemSet(args) => hostcmds::mem(&args, false),
+        Command::MemMax(args) => hostcmds::mem(&args, true),
         Command::Uptime(args) => hostcmds::uptime(&args),
         Command::Sysrq(args) => hostcmds::sysrq(&args),
         Command::Dmesg(args) => hostcmds::dmesg(&args),
