@@ -4,26 +4,21 @@
 
 use std::time::Duration;
 
+use nix::time::{clock_gettime, ClockId};
+
 /// CPU time the calling thread has used so far (nanosecond resolution on
 /// Linux: the scheduler's runtime of the thread, brought up to date by the
 /// call). One system call.
 pub fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec` for the duration of the
-    // call and the kernel writes nothing else; the clock id is a constant.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
+    match clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID) {
+        Ok(ts) => Duration::new(
+            u64::try_from(ts.tv_sec()).unwrap_or(0),
+            u32::try_from(ts.tv_nsec()).unwrap_or(0),
+        ),
         // Linux always has this clock; a zero makes every interval empty
         // rather than wrong.
-        return Duration::ZERO;
+        Err(_) => Duration::ZERO,
     }
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
 }
 
 #[cfg(test)]
