@@ -128,6 +128,12 @@ pub const RX_FRAME_MAX: usize = VIRTIO_NET_HDR_SIZE + 65_536 + 64;
 /// (one system call and fewer hypercalls for several frames: gntdev makes one
 /// hypercall per 16 pieces).
 pub const RX_COPY_BATCH: usize = 16;
+/// Most grant copy pieces of one rx batch before it is copied and its
+/// responses pushed (xen-netback's `COPY_BATCH_SIZE`: 64 copy operations, ~4
+/// frames of 64 KiB): the guest's ring holds ~17 such frames, and pushing
+/// only when it is full would leave the guest idle while the backend fills
+/// it and the backend idle while the guest empties it.
+pub const RX_COPY_PIECES: usize = 64;
 /// Bytes of one slot of the rx buffer: the largest frame after its vnet
 /// header, rounded up to whole pages so that every slot starts on a page.
 pub const RX_SLOT_BYTES: usize =
@@ -513,6 +519,14 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         self.rx.process_rx()
     }
 
+    /// [`RxQueue::process_rx_notifying`].
+    pub fn process_rx_notifying(
+        &mut self,
+        notify: impl FnMut() -> Result<(), BoxedError>,
+    ) -> Result<(), QueueError> {
+        self.rx.process_rx_notifying(notify)
+    }
+
     /// Both halves' timing counters since the last call (which resets them).
     pub fn take_times(&mut self) -> QueueTimes {
         let mut t = self.tx.times.take();
@@ -788,9 +802,29 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     /// [`RX_BATCH`]), [`RX_COPY_BATCH`] at a time: read one after another, their
     /// rx requests taken, their grants copied in one call, then answered.
     /// `Ok(true)` when the frontend must be notified.
+    /// [`RxQueue::process_rx_notifying`] with the notifications gathered into
+    /// one (the tests' entry).
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
-        let mut handled = 0;
         let mut notify = false;
+        self.process_rx_notifying(|| {
+            notify = true;
+            Ok(())
+        })?;
+        Ok(notify)
+    }
+
+    /// Moves frames from the TAP into the guest's rx buffers (at most
+    /// [`RX_BATCH`]), a copy batch at a time ([`RX_COPY_BATCH`] frames or
+    /// [`RX_COPY_PIECES`] pieces): read one after another, their rx requests
+    /// taken, their grants copied in one call, then answered, the responses
+    /// pushed and, when the ring asks for it, `notify` called, batch by batch
+    /// (xen-netback's `xenvif_rx_copy_flush`), so that the guest takes the
+    /// first frames while the next are copied.
+    pub fn process_rx_notifying(
+        &mut self,
+        mut notify: impl FnMut() -> Result<(), BoxedError>,
+    ) -> Result<(), QueueError> {
+        let mut handled = 0;
         loop {
             self.pieces.clear();
             self.at.clear();
@@ -801,7 +835,7 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             // and how many it needs.
             let mut waiting = None;
             let mut tap_empty = false;
-            while slot < RX_COPY_BATCH && handled < RX_BATCH {
+            while slot < RX_COPY_BATCH && handled < RX_BATCH && self.pieces.len() < RX_COPY_PIECES {
                 let n = match (slot, self.pending.take()) {
                     (0, Some(n)) => n,
                     (_, pending) => {
@@ -832,6 +866,9 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
                 }
             }
             self.copy_and_answer()?;
+            if self.rx.push_responses()? {
+                notify().map_err(QueueError::Notify)?;
+            }
             let Some((n, needed)) = waiting else {
                 if tap_empty || handled >= RX_BATCH {
                     break;
@@ -861,15 +898,14 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             self.pending = Some(n);
             // Ask for an event when the frontend posts buffers, then look once
             // more; until they are enough the thread sleeps (no spinning while
-            // the guest posts them a few at a time).
-            notify |= self.rx.push_responses()?;
+            // the guest posts them a few at a time). The batch's responses
+            // were pushed above.
             if self.rx.requests_available_or_ask(needed)? {
                 continue;
             }
             break;
         }
-        notify |= self.rx.push_responses()?;
-        Ok(notify)
+        Ok(())
     }
 
     /// Reads a frame from the TAP into slot `slot`: its total length (vnet

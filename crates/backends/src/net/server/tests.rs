@@ -756,3 +756,44 @@ fn a_batch_with_a_bad_grant_refuses_that_packet_only_and_notifies_before_writing
     assert!(w.iter().all(|f| f[VIRTIO_NET_HDR_SIZE..] == frame[..]));
     assert_eq!(g.back.stats().tx_errors, 1);
 }
+
+#[test]
+fn rx_responses_are_pushed_after_each_copy_batch() {
+    // As xen-netback's xenvif_rx_copy_flush: the guest sees a batch's frames
+    // while the next batch is copied, not only when the TAP is empty.
+    let mut g = guest(all());
+    let frame = tcp4_frame(20_000); // 20054 bytes: five pages, five pieces
+    let frames = 20;
+    g.tap.push_plain(&vec![frame; frames]);
+    for i in 0..frames * 5 {
+        let r = RxRequest {
+            id: i as u16,
+            gref: DATA_GREF + (i % DATA_PAGES) as u32,
+        };
+        g.rx.put_request(&r.to_bytes()).unwrap();
+    }
+    g.rx.push_requests().unwrap();
+    let mut seen = Vec::new();
+    let (rx, back) = (&mut g.rx, &mut g.back);
+    back.process_rx_notifying(|| {
+        // The frontend's interrupt: it takes every response and asks for an
+        // event on the next.
+        let mut b = [0u8; RX_RESPONSE_SIZE];
+        let mut n = 0;
+        loop {
+            while rx.next_response(&mut b).unwrap() {
+                n += 1;
+            }
+            if !rx.final_check_for_responses().unwrap() {
+                break;
+            }
+        }
+        seen.push(n);
+        Ok(())
+    })
+    .unwrap();
+    // A batch ends once it holds RX_COPY_PIECES pieces: 13 frames of 5.
+    let first = RX_COPY_PIECES.div_ceil(5) * 5;
+    assert_eq!(seen, vec![first, frames * 5 - first]);
+    assert_eq!(g.back.stats().rx_packets, frames as u64);
+}
