@@ -281,6 +281,14 @@ impl Credit {
 /// buffer (1 MiB).
 pub const TX_BATCH_SLOTS: usize = 256;
 
+/// A transmit batch of at least this many bytes has its responses signalled
+/// before its frames are written to the TAP (the guest gets its buffers back
+/// and sends on while dom0's stack takes the frames); a smaller one (the
+/// acknowledgements of a download, pings) is written first: its write runs
+/// dom0's TCP, which sends the next data the guest waits for, and the
+/// notification's hypercall would only delay it.
+pub const TX_EARLY_NOTIFY_BYTES: usize = 16_384;
+
 /// An error of the caller's notification.
 pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -580,10 +588,11 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     /// Sends every packet on the tx ring, a batch of at most
     /// [`TX_BATCH_SLOTS`] slots at a time: each packet validated, the batch's
     /// grants copied in one call, its responses pushed and, when the ring asks
-    /// for it, `notify` called, all before its frames are written to the TAP.
-    /// So the guest frees its buffers (and its TCP sends on) while dom0's
-    /// network stack takes the frames, as it does with xen-netback's copied
-    /// slots. A frame the TAP then refuses is counted as dropped.
+    /// for it, `notify` called before its frames are written to the TAP when
+    /// the batch has [`TX_EARLY_NOTIFY_BYTES`] (so the guest frees its buffers,
+    /// and its TCP sends on, while dom0's network stack takes the frames, as
+    /// it does with xen-netback's copied slots), after them when it has fewer.
+    /// A frame the TAP then refuses is counted as dropped.
     pub fn process_tx_notifying(
         &mut self,
         mut notify: impl FnMut() -> Result<(), BoxedError>,
@@ -598,10 +607,16 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
                 }
             }
             let throttled = self.tx_batch()?;
-            if self.tx.push_responses()? {
+            let bytes: usize = self.tx_frames.iter().map(|f| f.len).sum();
+            let early = bytes >= TX_EARLY_NOTIFY_BYTES;
+            let must_notify = self.tx.push_responses()?;
+            if must_notify && early {
                 notify().map_err(QueueError::Notify)?;
             }
             self.write_tx_frames();
+            if must_notify && !early {
+                notify().map_err(QueueError::Notify)?;
+            }
             if throttled {
                 return Ok(());
             }
