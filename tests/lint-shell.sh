@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 rc=0
 shellcheck -S warning -s bash .ci/run tests/*.sh tests/testbed/run.sh tests/testbed/selftest.sh || rc=1
 shellcheck -S warning -s dash tests/testbed/dom0/init tests/testbed/dom0/run-scenarios \
-  tests/testbed/dom0/lib.sh tests/testbed/guest/init || rc=1
+  tests/testbed/dom0/lib.sh tests/testbed/guest/init tests/testbed/guest/lib.sh || rc=1
 shellcheck -S warning -s dash -e SC2154 tests/testbed/scenarios/*.sh tests/testbed/guest.d/*.sh || rc=1
 [ "$rc" = 0 ] && echo "shellcheck: clean"
 exit "$rc"

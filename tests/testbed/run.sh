@@ -261,13 +261,14 @@ WORK=$OUT/work; rm -rf "$WORK"; mkdir -p "$WORK"
 # its own block frontend).
 GUEST_MODULES="drivers/block/xen-blkfront.ko drivers/net/xen-netfront.ko drivers/xen/xen-evtchn.ko drivers/xen/xen-gntalloc.ko"
 # guest_initramfs ROOTFS MODDIR OUT [BINS] -- the guest initramfs (busybox, /init, the
-# guest.d scripts, GUEST_MODULES, and rxen's guest programs BINS in /bin) from one
-# architecture's unpacked packages.
+# guest.d scripts and their /guest-lib.sh, GUEST_MODULES, and rxen's guest programs
+# BINS in /bin) from one architecture's unpacked packages.
 guest_initramfs() {
   local G=$WORK/guest-root m
   rm -rf "$G"; mkdir -p "$G"/{bin,sbin,proc,sys,dev,tmp,guest.d,lib/modules}
   cp "$1/bin/busybox" "$G/bin/busybox"
   cp "$HERE/guest/init" "$G/init"; chmod 755 "$G/init"
+  cp "$HERE/guest/lib.sh" "$G/guest-lib.sh"
   cp "$HERE"/guest.d/*.sh "$G/guest.d/"
   for m in ${4:-}; do cp "$BINDIR/$m" "$G/bin/"; done
   for m in $GUEST_MODULES; do

@@ -11,5 +11,7 @@ pub mod device;
 pub mod domain;
 pub mod dtb;
 pub mod lifecycle;
+pub mod memory;
 pub mod monitor;
 pub mod rand;
+pub mod uptime;

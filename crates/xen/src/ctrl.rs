@@ -22,9 +22,10 @@ use crate::abi::memory::{
     XENMEM_POPULATE_PHYSMAP,
 };
 use crate::abi::sysctl::{
-    XenSysctl, XenSysctlCpupoolOp, XenSysctlGetDomainInfoList, XenSysctlPhysinfo, XenSysctlSchedId,
-    XenctlBitmap, XEN_SYSCTL_CPUPOOL_OP, XEN_SYSCTL_CPUPOOL_OP_FREEINFO,
-    XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_INTERFACE_VERSION_4_17, XEN_SYSCTL_PHYSINFO,
+    XenSysctl, XenSysctlCpupoolOp, XenSysctlDebugKeys, XenSysctlGetDomainInfoList,
+    XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId, XenctlBitmap, XEN_SYSCTL_CPUPOOL_OP,
+    XEN_SYSCTL_CPUPOOL_OP_FREEINFO, XEN_SYSCTL_DEBUG_KEYS, XEN_SYSCTL_GETDOMAININFOLIST,
+    XEN_SYSCTL_INTERFACE_VERSION_4_17, XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_READCONSOLE,
     XEN_SYSCTL_SCHED_ID,
 };
 use crate::abi::version::*;
@@ -314,6 +315,11 @@ pub fn scheduler_name(id: u32) -> Option<&'static str> {
     }
 }
 
+/// The buffer of one console ring read: libxl's size, Xen's default ring.
+pub const CONSOLE_CHUNK: u32 = 16384;
+/// Where [`DomainControl::read_console`] stops.
+pub const MAX_CONSOLE_READ: usize = 64 << 20;
+
 /// Domain control and host queries. Implemented by [`XenCtrl`] over privcmd and
 /// by `fake::FakeXen` (feature `fake`) for unit tests.
 pub trait DomainControl {
@@ -325,6 +331,44 @@ pub trait DomainControl {
     fn sched_id(&self) -> Result<u32, CtrlError>;
     /// The CPUs that belong to no cpupool.
     fn free_cpus(&self) -> Result<Vec<u32>, CtrlError>;
+    /// One read of the hypervisor's console ring (`XEN_SYSCTL_readconsole`,
+    /// incremental): up to `max` bytes from `index` (or from the oldest byte
+    /// still in the ring, if that is later), and the index after them. `clear`
+    /// empties the ring after the read.
+    fn read_console_chunk(
+        &self,
+        index: u32,
+        max: u32,
+        clear: bool,
+    ) -> Result<(Vec<u8>, u32), CtrlError>;
+    /// Presses `keys` on the hypervisor's debug console (`xl debug-keys`): each
+    /// runs its handler, whose output goes to the console ring.
+    fn send_debug_keys(&self, keys: &[u8]) -> Result<(), CtrlError>;
+    /// The whole console ring, as `xl dmesg` reads it, in chunks of
+    /// [`CONSOLE_CHUNK`] bytes (at most [`MAX_CONSOLE_READ`] in all, so that a
+    /// hypervisor logging as fast as it is read cannot keep the reader going for
+    /// ever). With `clear` the ring is emptied after the read. Xen clears up to
+    /// where the ring ended when a read began, even when that read stopped
+    /// short of it at a full buffer (libxl asks for the clear on every read,
+    /// which loses all but the first 16 KiB of a larger ring), so the clear
+    /// is asked for only once the reads have caught up.
+    fn read_console(&self, clear: bool) -> Result<Vec<u8>, CtrlError> {
+        let mut all = Vec::new();
+        let mut index = 0;
+        let mut caught_up = false;
+        while all.len() < MAX_CONSOLE_READ {
+            let clear_now = clear && caught_up;
+            let (chunk, next) = self.read_console_chunk(index, CONSOLE_CHUNK, clear_now)?;
+            all.extend_from_slice(&chunk);
+            index = next;
+            let short = chunk.len() < CONSOLE_CHUNK as usize;
+            if short && (clear_now || !clear) {
+                break;
+            }
+            caught_up = short;
+        }
+        Ok(all)
+    }
     /// One domain's state.
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError>;
     /// Up to `max` domains with ids from `first` on, in id order.
@@ -667,6 +711,41 @@ impl DomainControl for XenCtrl {
         p.sharing_freed_pages = count(XENMEM_GET_SHARING_FREED_PAGES);
         p.sharing_used_frames = count(XENMEM_GET_SHARING_SHARED_PAGES);
         Ok(p)
+    }
+
+    fn read_console_chunk(
+        &self,
+        index: u32,
+        max: u32,
+        clear: bool,
+    ) -> Result<(Vec<u8>, u32), CtrlError> {
+        let buf = self.privcmd.alloc_buffer(max.max(1) as usize)?;
+        let req = XenSysctlReadconsole {
+            clear: u8::from(clear),
+            incremental: 1,
+            index,
+            buffer: buf.addr() as u64,
+            count: max,
+            ..Default::default()
+        };
+        // `buf` stays alive across the call.
+        let out = self.sysctl(XEN_SYSCTL_READCONSOLE, req)?;
+        let mut bytes = vec![0u8; out.count.min(max) as usize];
+        buf.read_bytes(0, &mut bytes)?;
+        Ok((bytes, out.index))
+    }
+
+    fn send_debug_keys(&self, keys: &[u8]) -> Result<(), CtrlError> {
+        let buf = self.privcmd.alloc_buffer(keys.len().max(1))?;
+        buf.write_bytes(0, keys)?;
+        let req = XenSysctlDebugKeys {
+            keys: buf.addr() as u64,
+            nr_keys: u32::try_from(keys.len()).map_err(|_| CtrlError::Invalid("too many keys"))?,
+            ..Default::default()
+        };
+        // `buf` stays alive across the call.
+        self.sysctl(XEN_SYSCTL_DEBUG_KEYS, req)?;
+        Ok(())
     }
 
     fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {

@@ -38,6 +38,10 @@ struct FakeXenState {
     vcpus: HashMap<(DomId, u32), crate::abi::arch::arm::VcpuGuestContext>,
     address_size: HashMap<DomId, u32>,
     affinity: HashMap<(DomId, u32, AffinityKind), Vec<u32>>,
+    /// The hypervisor's console: everything ever written, and where the ring's
+    /// oldest byte is (a clear moves it to the end).
+    console: Vec<u8>,
+    console_start: usize,
 }
 
 impl FakeXen {
@@ -87,6 +91,11 @@ impl FakeXen {
         lock(&self.state).address_size.get(&domid).copied()
     }
 
+    /// Appends to the hypervisor's console ring (what `read_console` reads).
+    pub fn console_write(&self, bytes: &[u8]) {
+        lock(&self.state).console.extend_from_slice(bytes);
+    }
+
     pub fn populated(&self, domid: DomId) -> Vec<XenPfn> {
         lock(&self.state)
             .populated
@@ -120,6 +129,31 @@ impl DomainControl for FakeXen {
     }
     fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {
         Ok(Vec::new())
+    }
+    fn send_debug_keys(&self, keys: &[u8]) -> Result<(), CtrlError> {
+        // What Xen's handlers print first: which key was pressed.
+        let mut s = lock(&self.state);
+        for &k in keys {
+            let line = format!("(XEN) '{}' pressed -> fake handler\n", k as char);
+            s.console.extend_from_slice(line.as_bytes());
+        }
+        Ok(())
+    }
+    fn read_console_chunk(
+        &self,
+        index: u32,
+        max: u32,
+        clear: bool,
+    ) -> Result<(Vec<u8>, u32), CtrlError> {
+        let mut s = lock(&self.state);
+        // As Xen's read_console_ring: from the later of `index` and the oldest byte.
+        let from = (index as usize).max(s.console_start).min(s.console.len());
+        let to = s.console.len().min(from + max as usize);
+        let bytes = s.console[from..to].to_vec();
+        if clear {
+            s.console_start = s.console.len();
+        }
+        Ok((bytes, to as u32))
     }
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError> {
         self.with_domain(domid, |d| *d)
@@ -646,6 +680,24 @@ impl ForeignMemory for FakeForeignMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_console_reads_the_whole_ring_in_chunks_and_clear_empties_it() {
+        let xen = FakeXen::new();
+        // Longer than two chunks, so that the incremental index is followed.
+        let text: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        xen.console_write(&text);
+        assert_eq!(xen.read_console(false).expect("read"), text);
+        // Without clear, a second read sees the same bytes; with it, all of
+        // them too (not only the first chunk), and then the ring is empty.
+        assert_eq!(xen.read_console(true).expect("read and clear"), text);
+        assert!(xen.read_console(false).expect("read").is_empty());
+        xen.console_write(b"(XEN) after the clear\n");
+        assert_eq!(
+            xen.read_console(false).expect("read"),
+            b"(XEN) after the clear\n"
+        );
+    }
 
     #[test]
     fn evtchn_hub_connects_unbound_and_interdomain_ports() {

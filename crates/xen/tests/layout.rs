@@ -143,6 +143,18 @@ fn arch_neutral(v: &mut Vec<Entry>) {
     );
     fields!(
         v,
+        "struct xen_sysctl_readconsole",
+        XenSysctlReadconsole,
+        [clear, incremental, pad0, pad1, index, buffer, count]
+    );
+    fields!(
+        v,
+        "struct xen_sysctl_debug_keys",
+        XenSysctlDebugKeys,
+        [keys, nr_keys]
+    );
+    fields!(
+        v,
         "struct xen_sysctl_sched_id",
         XenSysctlSchedId,
         [sched_id]

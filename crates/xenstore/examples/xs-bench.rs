@@ -12,7 +12,10 @@
 //! and the median of the repetitions is reported, so that the load of a shared
 //! machine hits every daemon alike. Besides operations per second: the daemon's
 //! CPU, context switches and the clients' CPU per operation, and operations per
-//! CPU-second of daemon and clients (the rate on a saturated machine).
+//! CPU-second of daemon and clients (the rate on a saturated machine). Each
+//! measurement is classed in one of the two scheduling regimes of 16-client runs
+//! (see [`Regime`]), with the per-CPU idle time and idle entries behind it, and a
+//! table gives each daemon's throughput per regime (docs/PERFORMANCE.md, "Session 5").
 //!
 //! Workloads (each with 1 and 16 client threads, and with 0 and 1000 idle
 //! connections open): READ and WRITE of 1 and 2000 bytes, DIRECTORY of 10 and 2000
@@ -38,8 +41,9 @@ struct Args {
     /// the daemons take turns, so a burst of other load hits both alike.
     #[arg(long, default_value_t = 0.2)]
     secs: f64,
-    /// Daemons to compare, in order: rx, c, ocaml, or rx:PATH (another
-    /// rxenstored binary, e.g. an earlier build, for before/after figures).
+    /// Daemons to compare, in order: rx, c, ocaml, rx:PATH (another
+    /// rxenstored binary, e.g. an earlier build, for before/after figures) or
+    /// rx+OPTION (this rxenstored with `--OPTION`, e.g. `rx+batch-replies`).
     #[arg(long, value_delimiter = ',', default_value = "rx,c,ocaml")]
     daemons: Vec<String>,
     /// The rxenstored binary (default: beside this example's directory).
@@ -68,6 +72,12 @@ struct Args {
     /// kernel, each measurement lands in one mode or the other, at random.
     #[arg(long, value_enum, default_value_t = Placement::Same)]
     one_client: Placement,
+    /// The same for the measurements with more than one client, default `free`:
+    /// left to the kernel, a 16-client run lands in one of two regimes (see the
+    /// regime table it prints); `split` forces the "saturated" one (daemon alone
+    /// on CPU 1, all clients on CPU 0), for diagnosis, not for the verdict.
+    #[arg(long, value_enum, default_value_t = Placement::Free)]
+    many_clients: Placement,
     /// Skip the watch fan-out measurement.
     #[arg(long)]
     no_fanout: bool,
@@ -158,8 +168,11 @@ fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
     // `rx:PATH` is another rxenstored binary (an earlier build, for a
     // before/after comparison under the same load).
     let other_rx = kind.strip_prefix("rx:").map(PathBuf::from);
+    // `rx+OPTION` is this build's rxenstored with `--OPTION` (an experimental
+    // switch against the default, under the same load).
+    let rx_option = kind.strip_prefix("rx+").map(|o| format!("--{o}"));
     let (name, mut child) = match kind {
-        _ if kind == "rx" || other_rx.is_some() => {
+        _ if kind == "rx" || other_rx.is_some() || rx_option.is_some() => {
             let bin = match (&other_rx, &args.rxenstored) {
                 (Some(p), _) | (None, Some(p)) => p.clone(),
                 (None, None) => std::env::current_exe()?
@@ -171,13 +184,15 @@ fn start(index: usize, kind: &str, args: &Args) -> Result<Daemon> {
             let child = Command::new(&bin)
                 .args(["--no-fork", "--socket"])
                 .arg(&socket)
+                .args(&rx_option)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", bin.display()))?;
-            let name = match &other_rx {
-                Some(p) => format!("rxenstored {}", p.display()),
-                None => "rxenstored".to_string(),
+            let name = match (&other_rx, &rx_option) {
+                (Some(p), _) => format!("rxenstored {}", p.display()),
+                (None, Some(o)) => format!("rxenstored {o}"),
+                (None, None) => "rxenstored".to_string(),
             };
             (name, child)
         }
@@ -391,6 +406,111 @@ struct Sample {
     /// the wall-clock rate tends to when the machine's CPUs are saturated (by
     /// this benchmark or by others), whatever share of them it gets.
     per_cpu_s: f64,
+    /// The daemon's CPU time over the wall-clock time (1.0: one CPU, flat out).
+    daemon_share: f64,
+    /// Idle fraction of the CPU the daemon was on at the end (from /proc/stat).
+    idle_daemon_cpu: f64,
+    /// Idle fraction of the other CPUs together (where the clients ran, if the
+    /// daemon kept its CPU).
+    idle_other_cpus: f64,
+    /// Transaction attempts per commit (0 for the other workloads).
+    attempts: f64,
+    /// Idle entries per operation of the CPU the daemon was on, and of the
+    /// others together (each entry a halt the next wake-up must end).
+    halts_daemon_cpu: f64,
+    halts_other_cpus: f64,
+    /// 1.0 if the measurement was in the saturated regime (see [`Regime`]).
+    saturated: f64,
+}
+
+/// How the kernel placed daemon and clients during a 16-client measurement (the
+/// two regimes of docs/PERFORMANCE.md, "Session 4"): `Saturated` when the daemon
+/// kept a CPU to itself and ran flat out, hardly ever switched out (every reply
+/// then wakes a client on another CPU); `Preempted` when woken clients ran on the
+/// daemon's CPU and preempted it (a switch every few requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Regime {
+    Saturated,
+    Preempted,
+}
+
+/// Daemon context switches per request under which it counts as never preempted.
+const SATURATED_MAX_SWITCHES: f64 = 0.05;
+/// Daemon CPU share (of one CPU) over which it counts as running flat out.
+const SATURATED_MIN_SHARE: f64 = 0.85;
+
+impl Regime {
+    fn of(switches_per_op: f64, daemon_share: f64) -> Regime {
+        if switches_per_op < SATURATED_MAX_SWITCHES && daemon_share > SATURATED_MIN_SHARE {
+            Regime::Saturated
+        } else {
+            Regime::Preempted
+        }
+    }
+}
+
+/// Per-CPU (busy, idle) jiffies from /proc/stat, CPU by CPU ("cpuN" lines; idle
+/// includes iowait, busy everything else including steal).
+fn cpu_times() -> Result<Vec<(u64, u64)>> {
+    let s = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let mut v = Vec::new();
+    for l in s.lines() {
+        let mut f = l.split_whitespace();
+        let Some(name) = f.next() else { continue };
+        if name == "cpu" || !name.starts_with("cpu") {
+            continue;
+        }
+        let n: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+        // user nice system idle iowait irq softirq steal (guest time is in user).
+        let idle = n.get(3).copied().unwrap_or(0) + n.get(4).copied().unwrap_or(0);
+        let busy: u64 = n.iter().take(8).sum::<u64>() - idle;
+        v.push((busy, idle));
+    }
+    Ok(v)
+}
+
+/// Idle fractions per CPU between two [`cpu_times`] readings.
+fn idle_fractions(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let busy = y.0.saturating_sub(x.0) as f64;
+            let idle = y.1.saturating_sub(x.1) as f64;
+            if busy + idle > 0.0 {
+                idle / (busy + idle)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
+}
+
+/// Idle entries (halts and polls) of each CPU so far, from cpuidle's per-state
+/// `usage` counters (empty where cpuidle is not available).
+fn idle_entries() -> Vec<u64> {
+    let mut v = Vec::new();
+    for cpu in 0.. {
+        let dir = format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle");
+        let Ok(states) = std::fs::read_dir(&dir) else {
+            break;
+        };
+        let mut n = 0u64;
+        for st in states.flatten() {
+            if let Ok(s) = std::fs::read_to_string(st.path().join("usage")) {
+                n += s.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        v.push(n);
+    }
+    v
+}
+
+/// The CPU a process's main thread last ran on (/proc/<pid>/stat field 39).
+fn last_cpu(pid: u32) -> Option<usize> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(36)?.parse().ok()
 }
 
 /// Operations per second with `clients` threads for `secs`, and the daemon's CPU
@@ -440,6 +560,8 @@ fn throughput(
     let attempts0 = TXN_ATTEMPTS.load(Ordering::Relaxed);
     let cpu0 = cpu_secs(pid)?;
     let sw0 = ctx_switches(pid)?;
+    let stat0 = cpu_times()?;
+    let halts0 = idle_entries();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
@@ -448,8 +570,27 @@ fn throughput(
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    let idle = idle_fractions(&stat0, &cpu_times()?);
+    let halts: Vec<f64> = halts0
+        .iter()
+        .zip(idle_entries())
+        .map(|(a, b)| b.saturating_sub(*a) as f64)
+        .collect();
     let cpu = cpu_secs(pid)? - cpu0;
     let switches = ctx_switches(pid)?.saturating_sub(sw0) as f64;
+    let dcpu = last_cpu(pid).filter(|c| *c < idle.len()).unwrap_or(0);
+    let idle_daemon_cpu = idle.get(dcpu).copied().unwrap_or(f64::NAN);
+    let others: Vec<f64> = idle
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != dcpu)
+        .map(|(_, x)| *x)
+        .collect();
+    let idle_other_cpus = if others.is_empty() {
+        f64::NAN
+    } else {
+        others.iter().sum::<f64>() / others.len() as f64
+    };
     if cpus.is_some() {
         pin(pid, &online_cpus()?)?;
     }
@@ -462,7 +603,33 @@ fn throughput(
         );
     }
     let per_op = |x: f64| if ops > 0.0 { x / ops } else { f64::INFINITY };
+    let halts_daemon_cpu = per_op(halts.get(dcpu).copied().unwrap_or(f64::NAN));
+    let halts_other_cpus = per_op(
+        halts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != dcpu)
+            .map(|(_, x)| *x)
+            .sum(),
+    );
+    let daemon_share = cpu / elapsed;
+    let regime = Regime::of(per_op(switches), daemon_share);
     Ok(Sample {
+        halts_daemon_cpu,
+        halts_other_cpus,
+        daemon_share,
+        idle_daemon_cpu,
+        idle_other_cpus,
+        attempts: if ops > 0.0 {
+            attempts as f64 / ops
+        } else {
+            0.0
+        },
+        saturated: if regime == Regime::Saturated {
+            1.0
+        } else {
+            0.0
+        },
         rate: ops / elapsed,
         cpu_us: per_op(cpu * 1e6),
         switches: per_op(switches),
@@ -605,6 +772,8 @@ fn main() -> Result<()> {
     // rows[i] = (label, the median sample of each daemon)
     let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
     let mut fan: Vec<(usize, Vec<f64>)> = Vec::new();
+    // regimes[i] = (label, each daemon's median rate in saturated and in preempted repetitions)
+    let mut regimes: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for &idle in &idles {
         let mut idle_conns = Vec::new();
         for d in &daemons {
@@ -623,7 +792,7 @@ fn main() -> Result<()> {
                 let cpus = if clients == 1 {
                     args.one_client.cpus()
                 } else {
-                    None
+                    args.many_clients.cpus()
                 };
                 let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); n];
                 for rep in 0..reps {
@@ -632,29 +801,62 @@ fn main() -> Result<()> {
                         let s = throughput(&d.socket, d.child.id(), w, clients, args.secs, cpus)
                             .with_context(|| format!("{} {} x{clients}", d.name, w.name()))?;
                         eprintln!(
-                            "{:12} {:18} clients {clients:2} idle {idle:4} rep {rep}: {:10.0} ops/s {:8.2} us CPU/op {:6.3} switches/op, clients {:6.2} us CPU/op (load {})",
+                            "{:12} {:18} clients {clients:2} idle {idle:4} rep {rep}: {:10.0} ops/s {:8.2} us CPU/op {:6.3} switches/op, clients {:6.2} us CPU/op; {} (daemon {:.2} CPU, idle {:.0} % of its CPU, {:.0} % of the others; halts/op {:.2} / {:.2}) (load {})",
                             d.name,
                             w.name(),
                             s.rate,
                             s.cpu_us,
                             s.switches,
                             s.client_us,
+                            if s.saturated > 0.5 { "saturated" } else { "preempted" },
+                            s.daemon_share,
+                            100.0 * s.idle_daemon_cpu,
+                            100.0 * s.idle_other_cpus,
+                            s.halts_daemon_cpu,
+                            s.halts_other_cpus,
                             load_average()
                         );
                         samples[di].push(s);
                     }
                 }
+                let med = |v: &[Sample], f: fn(&Sample) -> f64| {
+                    median(&v.iter().map(f).collect::<Vec<_>>())
+                };
                 let medians = samples
                     .iter()
                     .map(|v| Sample {
-                        rate: median(&v.iter().map(|s| s.rate).collect::<Vec<_>>()),
-                        cpu_us: median(&v.iter().map(|s| s.cpu_us).collect::<Vec<_>>()),
-                        switches: median(&v.iter().map(|s| s.switches).collect::<Vec<_>>()),
-                        client_us: median(&v.iter().map(|s| s.client_us).collect::<Vec<_>>()),
-                        per_cpu_s: median(&v.iter().map(|s| s.per_cpu_s).collect::<Vec<_>>()),
+                        rate: med(v, |s| s.rate),
+                        cpu_us: med(v, |s| s.cpu_us),
+                        switches: med(v, |s| s.switches),
+                        client_us: med(v, |s| s.client_us),
+                        per_cpu_s: med(v, |s| s.per_cpu_s),
+                        daemon_share: med(v, |s| s.daemon_share),
+                        idle_daemon_cpu: med(v, |s| s.idle_daemon_cpu),
+                        idle_other_cpus: med(v, |s| s.idle_other_cpus),
+                        attempts: med(v, |s| s.attempts),
+                        halts_daemon_cpu: med(v, |s| s.halts_daemon_cpu),
+                        halts_other_cpus: med(v, |s| s.halts_other_cpus),
+                        // The fraction of the repetitions that were saturated.
+                        saturated: v.iter().map(|s| s.saturated).sum::<f64>()
+                            / v.len().max(1) as f64,
                     })
                     .collect();
-                rows.push((format!("{} | {clients} | {idle}", w.name()), medians));
+                // Throughput of each daemon in each regime's repetitions alone.
+                let by_regime = samples
+                    .iter()
+                    .map(|v| {
+                        let rates = |sat: bool| {
+                            v.iter()
+                                .filter(|s| (s.saturated > 0.5) == sat)
+                                .map(|s| s.rate)
+                                .collect::<Vec<_>>()
+                        };
+                        (median(&rates(true)), median(&rates(false)))
+                    })
+                    .collect();
+                let label = format!("{} | {clients} | {idle}", w.name());
+                regimes.push((label.clone(), by_regime));
+                rows.push((label, medians));
             }
         }
         if !args.no_fanout {
@@ -757,6 +959,9 @@ fn main() -> Result<()> {
             |s| s.per_cpu_s,
         );
     }
+    if !args.memory_only {
+        print_regimes(&names, &rows, &regimes);
+    }
     if !args.memory_only && !args.no_fanout {
         println!();
         println!(
@@ -813,6 +1018,95 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The scheduling regime of every row (see [`Regime`]): per daemon the share of
+/// repetitions that were saturated, the daemon's CPU share, the idle time of its
+/// CPU and of the others (the clients' when it kept its CPU), the transaction
+/// attempts per commit; then each daemon's throughput in the repetitions of each
+/// regime alone, and rx's ratio to the others within a regime ("-" when a daemon
+/// had no repetition in that regime).
+fn print_regimes(
+    names: &[&str],
+    rows: &[(String, Vec<Sample>)],
+    regimes: &[(String, Vec<(f64, f64)>)],
+) {
+    let n = names.len();
+    println!();
+    println!(
+        "| workload | clients | idle conns | {} |",
+        names
+            .iter()
+            .map(|d| format!("{d}: saturated reps, daemon CPUs, idle % own CPU / others, halts per op own CPU / others, txn attempts per commit"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|---|{}", "---|".repeat(n));
+    for (label, s) in rows {
+        println!(
+            "| {label} | {} |",
+            s.iter()
+                .map(|s| format!(
+                    "{:.0} %, {:.2}, {:.0} / {:.0}, {:.2} / {:.2}, {}",
+                    100.0 * s.saturated,
+                    s.daemon_share,
+                    100.0 * s.idle_daemon_cpu,
+                    100.0 * s.idle_other_cpus,
+                    s.halts_daemon_cpu,
+                    s.halts_other_cpus,
+                    if s.attempts > 0.0 {
+                        format!("{:.2}", s.attempts)
+                    } else {
+                        "-".into()
+                    }
+                ))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    println!();
+    println!(
+        "| workload | clients | idle conns | {} ops/s in saturated reps | {} ops/s in preempted reps | rx / others saturated | rx / others preempted |",
+        names.join(" | "),
+        names.join(" | "),
+    );
+    println!("|---|---|---|{}---|---|", "---|".repeat(2 * n));
+    let ratio = |v: &[f64]| {
+        v.iter()
+            .skip(1)
+            .map(|x| {
+                if x.is_finite() && *x > 0.0 && v[0].is_finite() {
+                    format!("{:.2}", v[0] / x)
+                } else {
+                    "-".into()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| {
+                if x.is_finite() {
+                    format!("{x:.0}")
+                } else {
+                    "-".into()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    for (label, r) in regimes {
+        let sat: Vec<f64> = r.iter().map(|x| x.0).collect();
+        let pre: Vec<f64> = r.iter().map(|x| x.1).collect();
+        println!(
+            "| {label} | {} | {} | {} | {} |",
+            show(&sat),
+            show(&pre),
+            ratio(&sat),
+            ratio(&pre)
+        );
+    }
 }
 
 /// The separator line under a header with the three key columns, `n` daemons' values

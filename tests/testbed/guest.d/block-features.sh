@@ -2,12 +2,7 @@
 # (queues, segments per request, logical block size), then O_DIRECT writes and
 # read-backs from each vCPU (one ring each) with requests large enough for
 # indirect descriptors, on a 512-byte and a 4096-byte sector disk.
-wait_dev() { # wait_dev NAME SECONDS
-  i=0
-  while [ ! -b "/dev/$1" ]; do
-    i=$((i + 1)); [ "$i" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
+. /guest-lib.sh
 insmod /lib/modules/xen-blkfront.ko || { echo "BLKF: insmod xen-blkfront failed"; exit 1; }
 echo "=== BLKF-GUEST-READY ==="
 wait_dev xvdb 120 || { echo "BLKF: /dev/xvdb never appeared"; exit 1; }
@@ -36,8 +31,5 @@ for d in xvdb xvdc; do
   done
 done
 echo "=== BLKF-GUEST-DONE ==="
-i=0
-while [ -b /dev/xvdb ] || [ -b /dev/xvdc ]; do
-  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLKF: disks still present"; exit 1; }; sleep 0.2
-done
+{ wait_gone /dev/xvdb 120 && wait_gone /dev/xvdc 120; } || { echo "BLKF: disks still present"; exit 1; }
 echo "BLKF: disks are gone"

@@ -2,12 +2,7 @@
 # dom0 hot-plugs through rxl/rxblkback, write a pattern with O_DIRECT to xvdb and
 # read it back, check that the read-only xvdc refuses writes, then wait until dom0
 # detaches both.
-wait_dev() { # wait_dev NAME SECONDS
-  i=0
-  while [ ! -b "/dev/$1" ]; do
-    i=$((i + 1)); [ "$i" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
+. /guest-lib.sh
 insmod /lib/modules/xen-blkfront.ko || { echo "BLK: insmod xen-blkfront failed"; exit 1; }
 echo "=== BLK-GUEST-READY ==="
 wait_dev xvdb 120 || { echo "BLK: /dev/xvdb never appeared"; exit 1; }
@@ -31,13 +26,7 @@ else
   echo "BLK: write to read-only xvdc refused: $(head -1 /tmp/dd.err)"
 fi
 echo "=== BLK-GUEST-WROTE ==="
-i=0
-while [ -b /dev/xvdb ]; do
-  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLK: xvdb still present"; exit 1; }; sleep 0.2
-done
+wait_gone /dev/xvdb 120 || { echo "BLK: xvdb still present"; exit 1; }
 echo "BLK: xvdb is gone"
-i=0
-while [ -b /dev/xvdc ]; do
-  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLK: xvdc still present"; exit 1; }; sleep 0.2
-done
+wait_gone /dev/xvdc 120 || { echo "BLK: xvdc still present"; exit 1; }
 echo "BLK: xvdc is gone"

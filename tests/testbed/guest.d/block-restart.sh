@@ -4,12 +4,7 @@
 # every round must complete and read back intact, and all of them once more at
 # the end. Then wait until dom0 detaches the disk.
 ROUNDS=16
-wait_dev() { # wait_dev NAME SECONDS
-  i=0
-  while [ ! -b "/dev/$1" ]; do
-    i=$((i + 1)); [ "$i" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
+. /guest-lib.sh
 insmod /lib/modules/xen-blkfront.ko || { echo "BLK: insmod xen-blkfront failed"; exit 1; }
 echo "=== BLK-GUEST-READY ==="
 wait_dev xvdb 120 || { echo "BLK: /dev/xvdb never appeared"; exit 1; }
@@ -40,8 +35,5 @@ done
 dd if=/dev/xvdb of=/tmp/back bs=256k count=1 iflag=direct 2>/dev/null
 cmp -s /tmp/rnd /tmp/back || { echo "BLK: first write MISMATCH on re-read"; exit 1; }
 echo "BLK: all rounds verified"
-i=0
-while [ -b /dev/xvdb ]; do
-  i=$((i + 1)); [ "$i" -gt 600 ] && { echo "BLK: xvdb still present"; exit 1; }; sleep 0.2
-done
+wait_gone /dev/xvdb 120 || { echo "BLK: xvdb still present"; exit 1; }
 echo "BLK: xvdb is gone"

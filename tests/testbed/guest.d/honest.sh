@@ -3,22 +3,14 @@
 # 16 blocks of xvda, reads it back and compares, and prints one console line per
 # round, and pings dom0 over its NIC (xen-netfront, rxnetback) once per round. It
 # stops when dom0 writes RXEN-HONEST-STOP into the disk's last block.
+. /guest-lib.sh
 insmod /lib/modules/xen-blkfront.ko || { echo "HONEST: insmod xen-blkfront failed"; exit 1; }
 # Its NIC (rxnetback, bridge xenbr0 in dom0 at 169.254.1.1): one ping of dom0 per round.
 insmod /lib/modules/xen-netfront.ko || { echo "HONEST: insmod xen-netfront failed"; exit 1; }
-i=0
-while [ ! -e /sys/class/net/eth0 ]; do
-  i=$((i + 1)); [ "$i" -gt 300 ] && { echo "HONEST: eth0 never appeared"; exit 1; }; sleep 0.2
-done
+wait_path /sys/class/net/eth0 60 || { echo "HONEST: eth0 never appeared"; exit 1; }
 ip addr add 169.254.1.2/24 dev eth0 && ip link set eth0 up || { echo "HONEST: eth0 setup failed"; exit 1; }
-i=0
-until ping -c 1 -W 1 169.254.1.1 >/dev/null 2>&1; do
-  i=$((i + 1)); [ "$i" -gt 60 ] && { echo "HONEST: dom0 does not answer pings"; exit 1; }
-done
-i=0
-while [ ! -b /dev/xvda ]; do
-  i=$((i + 1)); [ "$i" -gt 300 ] && { echo "HONEST: /dev/xvda never appeared"; exit 1; }; sleep 0.2
-done
+ping_until 169.254.1.1 60 || { echo "HONEST: dom0 does not answer pings"; exit 1; }
+wait_dev xvda 60 || { echo "HONEST: /dev/xvda never appeared"; exit 1; }
 blocks=$(( $(cat /sys/block/xvda/size) / 8 ))
 stop_block=$((blocks - 1))
 echo "HONEST: xvda blocks=$blocks"

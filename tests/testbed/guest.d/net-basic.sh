@@ -8,27 +8,7 @@ gen() {
   _i=0
   while [ $_i -lt $NET_BLOCKS ]; do printf 'RXEN-BLOCK-%04d\n' $_i; cat "$1"; _i=$((_i + 1)); done
 }
-wait_path() { # wait_path PATH SECONDS
-  _n=0
-  while [ ! -e "$1" ]; do
-    _n=$((_n + 1)); [ "$_n" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
-# wait_carrier IFACE SECONDS -- until netfront has connected the NIC (carrier on):
-# before that a ping fails at once, so that ping_until's tries run out in seconds
-# while a loaded host's netfront still connects.
-wait_carrier() {
-  _n=0
-  until [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]; do
-    _n=$((_n + 1)); [ "$_n" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
-ping_until() { # ping_until ADDR SECONDS
-  _n=0
-  until ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
-    _n=$((_n + 1)); [ "$_n" -gt "$2" ] && return 1
-  done
-}
+. /guest-lib.sh
 insmod /lib/modules/xen-netfront.ko || { echo "NET: insmod xen-netfront failed"; exit 1; }
 wait_path /sys/class/net/eth0 60 || { echo "NET: eth0 never appeared"; exit 1; }
 echo "NET: eth0 mac=$(cat /sys/class/net/eth0/address)"
@@ -45,10 +25,7 @@ mkfifo /tmp/g2d.fifo
 md5sum < /tmp/g2d.fifo > /tmp/g2d.md5 &
 echo "NET: g2d sending"
 gen /tmp/blk | tee /tmp/g2d.fifo | nc 169.254.1.1 5001
-n=0
-while [ ! -s /tmp/g2d.md5 ]; do
-  n=$((n + 1)); [ "$n" -gt 600 ] && { echo "NET: no md5 of the sent stream"; exit 1; }; sleep 0.2
-done
+wait_until 120 [ -s /tmp/g2d.md5 ] || { echo "NET: no md5 of the sent stream"; exit 1; }
 echo "NET: g2d sent"
 echo "NET: g2d md5 $(cut -d' ' -f1 /tmp/g2d.md5)"
 
@@ -62,10 +39,7 @@ sleep 100000 | nc -l -p 5002 > /tmp/d2g.fifo &
 ncpid=$!
 sleep 1
 echo "=== NET-LISTENING-5002 ==="
-n=0
-while [ ! -s /tmp/d2g.md5 ]; do
-  n=$((n + 1)); [ "$n" -gt 1500 ] && { echo "NET: d2g stream never completed"; exit 1; }; sleep 0.2
-done
+wait_until 300 [ -s /tmp/d2g.md5 ] || { echo "NET: d2g stream never completed"; exit 1; }
 kill $ncpid 2>/dev/null
 echo "NET: d2g md5 $(cut -d' ' -f1 /tmp/d2g.md5)"
 
@@ -81,8 +55,5 @@ ping -c 3 169.254.2.1 > /tmp/ping1.out 2>&1 || { cat /tmp/ping1.out; echo "NET: 
 after=$(cat /sys/class/net/eth1/statistics/rx_packets)
 echo "NET: ping dom0 over eth1: $(grep -o '[0-9]* packets received' /tmp/ping1.out), eth1 rx packets +$((after - before))"
 echo "=== NET-ETH1-UP ==="
-n=0
-while [ -e /sys/class/net/eth1 ]; do
-  n=$((n + 1)); [ "$n" -gt 600 ] && { echo "NET: eth1 still present"; exit 1; }; sleep 0.2
-done
+wait_gone /sys/class/net/eth1 120 || { echo "NET: eth1 still present"; exit 1; }
 echo "NET: eth1 is gone"

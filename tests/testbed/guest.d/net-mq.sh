@@ -3,18 +3,7 @@
 # the per-queue interrupt counts of eth0; then serve 512 KiB for dom0 to fetch over
 # both NICs until dom0 publishes /done.
 PORT=8080
-wait_path() { # wait_path PATH SECONDS
-  _n=0
-  while [ ! -e "$1" ]; do
-    _n=$((_n + 1)); [ "$_n" -gt $(($2 * 5)) ] && return 1; sleep 0.2
-  done
-}
-ping_until() { # ping_until ADDR SECONDS
-  _n=0
-  until ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
-    _n=$((_n + 1)); [ "$_n" -gt "$2" ] && return 1
-  done
-}
+. /guest-lib.sh
 insmod /lib/modules/xen-netfront.ko || { echo "NETMQ: insmod xen-netfront failed"; exit 1; }
 ifconfig lo 127.0.0.1 up
 for i in 0 1; do

@@ -5,4 +5,4 @@ rm -f /sbin/poweroff
 printf '#!/bin/sh\necho "=== RXEN-GUEST-POWEROFF-REQUESTED ===" > /dev/hvc0\nsync\nexec /bin/busybox poweroff -f\n' > /sbin/poweroff
 chmod +x /sbin/poweroff
 echo "=== RXEN-GUEST-WAITING ==="
-sleep 120
+sleep 300

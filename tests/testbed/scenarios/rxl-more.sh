@@ -1,11 +1,30 @@
-# rxl-more: (1) vuart = "sbsa_uart": the guest sees ttyAMA0 (Xen's vpl011, wired by
-# rxl's vuart_op and xenstore nodes), and its DTB passes check-dtb; (2) a guest with
-# more than 3 GiB: RAM in both banks, all of it visible in the guest. Needs a machine
-# with enough RAM (all.list runs it with @mem=5120).
+# rxl-more: (0) rxl debug-keys / dmesg [-c] against xl dmesg; (1) vuart = "sbsa_uart":
+# the guest sees ttyAMA0 (Xen's vpl011, wired by rxl's vuart_op and xenstore nodes),
+# and its DTB passes check-dtb; (2) a guest with more than 3 GiB: RAM in both banks,
+# all of it visible in the guest; (3) rxl uptime against xl uptime, rxl sysrq, rxl
+# mem-set/mem-max (the guest balloons down and up), rxl shutdown -w; (4)
+# on_reboot=restart. Needs a machine with enough RAM (all.list runs
+# it with @mem=5120).
 # timeout: 300
 
 start_debian_xenstored
 start_xenconsoled
+
+# ---------------------------------------------------------------- rxl dmesg / debug-keys
+# Xen's 'h' key lists the debug keys on its console ring; nothing else writes to the
+# ring while no guest runs, so rxl's and xl's reads of it must be equal.
+run rxl debug-keys h
+rxl dmesg > /tmp/rxl-dmesg.txt || fail "rxl dmesg"
+xl dmesg > /tmp/xl-dmesg.txt || fail "xl dmesg"
+log "rxl dmesg: $(wc -c < /tmp/rxl-dmesg.txt) bytes, xl dmesg: $(wc -c < /tmp/xl-dmesg.txt) bytes"
+tail -n 3 /tmp/rxl-dmesg.txt | sed 's/^/rxl-dmesg| /'
+check "rxl dmesg shows what debug key 'h' printed" \
+  grep -q "'h' pressed -> showing installed handlers" /tmp/rxl-dmesg.txt
+check "rxl dmesg equals xl dmesg" cmp /tmp/rxl-dmesg.txt /tmp/xl-dmesg.txt
+rxl dmesg -c > /tmp/rxl-dmesg-c.txt || fail "rxl dmesg -c"
+check "rxl dmesg -c printed the ring" cmp /tmp/rxl-dmesg.txt /tmp/rxl-dmesg-c.txt
+check "rxl dmesg -c cleared the ring (xl dmesg no longer shows the 'h' output)" \
+  sh -c "! xl dmesg | grep -q 'showing installed handlers'"
 
 name=rxlvu
 cfg=$(guest_cfg "$name" rxl-fdt vcpus=1 memory=128 extra_args=quiet 'vuart="sbsa_uart"')
@@ -36,12 +55,57 @@ check "guest sees more than 3 GiB (${kb} kB)" [ "${kb:-0}" -gt 3145728 ]
 
 # ---------------------------------------------------------------- rxl shutdown -w
 name=rxlsd
-cfg=$(guest_cfg "$name" rxl-wait vcpus=1 memory=128)
+cfg=$(guest_cfg "$name" rxl-wait vcpus=1 memory=256 extra_args=cma=0)
 run rxl create "$cfg"
 id=$(rxl domid "$name") || fail "rxl domid $name"
 uuid=$(xenstore-read "/local/domain/$id/vm"); uuid=${uuid#/vm/}
 log=$(guest_console_log "$name")
 wait_for 150 "guest $name to wait for its shutdown" grep -q RXEN-GUEST-WAITING "$log"
+# rxl uptime: the same domains, ids and format as xl uptime (the seconds may tick
+# between the two calls, so the names and ids are compared, the rest by shape).
+rxl uptime > /tmp/rxl-uptime.txt || fail "rxl uptime"
+xl uptime > /tmp/xl-uptime.txt || fail "xl uptime"
+sed 's/^/rxl-uptime| /' /tmp/rxl-uptime.txt
+sed 's/^/xl-uptime| /' /tmp/xl-uptime.txt
+awk '{print $1, $2}' /tmp/rxl-uptime.txt > /tmp/rxl-uptime.ids
+awk '{print $1, $2}' /tmp/xl-uptime.txt > /tmp/xl-uptime.ids
+check "rxl uptime lists the domains xl uptime lists" cmp /tmp/rxl-uptime.ids /tmp/xl-uptime.ids
+check "rxl uptime's $name line has xl's shape" \
+  grep -Eq "^$name +$id +[ 0-9]?[0-9]:[0-5][0-9]:[0-5][0-9]\$" /tmp/rxl-uptime.txt
+rxl uptime -s "$name" | sed 's/^/rxl-uptime-s| /'
+check "rxl uptime -s has xl's short shape" \
+  sh -c "rxl uptime -s $name | grep -Eq '^ [0-9]{2}:[0-9]{2}:[0-9]{2} up +[0-9]?[0-9]:[0-5][0-9], $name \($id\)\$'"
+# rxl sysrq: the guest kernel's xenbus handler runs the key ('h' prints its help).
+run rxl sysrq "$name" h
+wait_for 30 "the guest's sysrq help" grep -q 'sysrq: HELP' "$log"
+pass "rxl sysrq reached the guest's kernel"
+check "rxl sysrq refuses more than one letter" sh -c "! rxl sysrq $name hh 2>/dev/null"
+# rxl mem-set / mem-max: the guest's balloon driver follows memory/target; xl list's
+# Mem column is Xen's count of the domain's pages. (cma=0: the balloon's allocations
+# cannot use the 64 MiB the Debian kernel keeps for CMA, and back off for up to 32 s
+# when they fail.) Xen gives pages back slowly under TCG (2-20 ms each), so the steps
+# are small. Debian's xl 4.17 cannot do this on these guests: its mem-set
+# aborts in libxl_defbool_val (acpi of the stored config unset).
+mem_of() { xl list "$1" | awk 'NR == 2 { print $3 }'; }
+# balloon_until NAME -le|-ge MIB SECONDS -- until xl list shows NAME at MIB or below/above.
+balloon_until() {
+  _bu_end=$(( $(uptime_cs) + $4 * 100 ))
+  until test "$(mem_of "$1")" "$2" "$3" || [ "$(uptime_cs)" -gt "$_bu_end" ]; do sleep 1; done
+  log "$1 has $(mem_of "$1") MiB"
+  test "$(mem_of "$1")" "$2" "$3"
+}
+log "$name has $(mem_of "$name") MiB"
+run rxl mem-set "$name" 248m
+expect_eq "rxl mem-set: memory/target" "$(xenstore-read "/local/domain/$id/memory/target")" 253952
+expect_eq "rxl mem-set: /vm/<uuid>/memory" "$(xenstore-read "/vm/$uuid/memory")" 248
+check "the guest ballooned down to 248 MiB" balloon_until "$name" -le 249 120
+check "rxl mem-set above memory/static-max is refused" sh -c "! rxl mem-set $name 512m"
+expect_eq "the refused mem-set left memory/target" "$(xenstore-read "/local/domain/$id/memory/target")" 253952
+check "rxl mem-max below the target is refused" sh -c "! rxl mem-max $name 128m"
+run rxl mem-max "$name" 512m
+expect_eq "rxl mem-max: memory/static-max" "$(xenstore-read "/local/domain/$id/memory/static-max")" 524288
+run rxl mem-set "$name" 254m
+check "the guest ballooned up to 254 MiB" balloon_until "$name" -ge 253 120
 run rxl shutdown -w "$name"
 check "rxl shutdown -w returned with $name gone" sh -c "! xl domid $name >/dev/null 2>&1"
 check "the guest was asked to power off" grep -q RXEN-GUEST-POWEROFF-REQUESTED "$log"

@@ -227,6 +227,17 @@ impl DomainControl for Flaky {
     fn free_cpus(&self) -> Result<Vec<u32>, CtrlError> {
         self.inner.free_cpus()
     }
+    fn send_debug_keys(&self, keys: &[u8]) -> Result<(), CtrlError> {
+        self.inner.send_debug_keys(keys)
+    }
+    fn read_console_chunk(
+        &self,
+        index: u32,
+        max: u32,
+        clear: bool,
+    ) -> Result<(Vec<u8>, u32), CtrlError> {
+        self.inner.read_console_chunk(index, max, clear)
+    }
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo, CtrlError> {
         self.check("domain_info")?;
         self.inner.domain_info(domid)

@@ -10,6 +10,10 @@ use super::xen::DomId;
 /// `XEN_SYSCTL_INTERFACE_VERSION` for Xen 4.17 to 4.20.
 pub const XEN_SYSCTL_INTERFACE_VERSION_4_17: u32 = 0x15;
 
+/// `XEN_SYSCTL_readconsole`: read (and optionally clear) the hypervisor's console ring.
+pub const XEN_SYSCTL_READCONSOLE: u32 = 1;
+/// `XEN_SYSCTL_debug_keys`: press keys on the hypervisor's debug console.
+pub const XEN_SYSCTL_DEBUG_KEYS: u32 = 7;
 /// `XEN_SYSCTL_physinfo`.
 pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
 /// `XEN_SYSCTL_sched_id`.
@@ -78,6 +82,31 @@ pub struct XenSysctlGetDomainInfoList {
     pub _pad1: u32,
 }
 
+/// `struct xen_sysctl_readconsole`. `buffer` is a `XEN_GUEST_HANDLE_64(char)`;
+/// `index` is where an incremental read starts (in) and where it stopped (out),
+/// `count` the buffer's size (in) and the bytes written (out).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenSysctlReadconsole {
+    pub clear: u8,
+    pub incremental: u8,
+    pub pad0: u8,
+    pub pad1: u8,
+    pub index: u32,
+    pub buffer: u64,
+    pub count: u32,
+    pub _pad: u32,
+}
+
+/// `struct xen_sysctl_debug_keys`: `keys` is a `XEN_GUEST_HANDLE_64(const_char)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct XenSysctlDebugKeys {
+    pub keys: u64,
+    pub nr_keys: u32,
+    pub _pad: u32,
+}
+
 /// `struct xenctl_bitmap` (xen.h): a `XEN_GUEST_HANDLE_64(uint8)` and a bit count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -114,6 +143,8 @@ pub struct XenSysctl {
 }
 
 unsafe_impl_pod!(
+    XenSysctlReadconsole,
+    XenSysctlDebugKeys,
     XenSysctlPhysinfo,
     XenSysctlSchedId,
     XenSysctlGetDomainInfoList,

@@ -11,6 +11,7 @@ mod check_dtb;
 mod console;
 mod create;
 mod devcmd;
+mod hostcmds;
 mod info;
 mod lifecycle_cmds;
 mod list;
@@ -91,6 +92,18 @@ enum Command {
         /// The domain's id.
         domid: String,
     },
+    /// Set a domain's memory target, which its balloon driver follows (like `xl mem-set`).
+    MemSet(hostcmds::MemArgs),
+    /// Set a domain's maximum memory (like `xl mem-max`).
+    MemMax(hostcmds::MemArgs),
+    /// Print uptime for all or some domains (like `xl uptime`).
+    Uptime(hostcmds::UptimeArgs),
+    /// Send a sysrq to a domain (like `xl sysrq`).
+    Sysrq(hostcmds::SysrqArgs),
+    /// Read and/or clear the hypervisor's console ring (like `xl dmesg`).
+    Dmesg(hostcmds::DmesgArgs),
+    /// Send debug keys to Xen (like `xl debug-keys`); their output is in `rxl dmesg`.
+    DebugKeys(hostcmds::DebugKeysArgs),
     /// (internal) The per-domain monitor `rxl create` starts.
     #[command(hide = true)]
     Monitor(lifecycle_cmds::MonitorArgs),
@@ -119,6 +132,12 @@ fn main() -> anyhow::Result<()> {
         Command::Reboot(args) => lifecycle_cmds::shutdown(&args, "reboot"),
         Command::Domid { domain } => lifecycle_cmds::domid(&domain),
         Command::Domname { domid } => lifecycle_cmds::domname(&domid),
+        Command::MemSet(args) => hostcmds::mem(&args, false),
+        Command::MemMax(args) => hostcmds::mem(&args, true),
+        Command::Uptime(args) => hostcmds::uptime(&args),
+        Command::Sysrq(args) => hostcmds::sysrq(&args),
+        Command::Dmesg(args) => hostcmds::dmesg(&args),
+        Command::DebugKeys(args) => hostcmds::debug_keys(&args),
         Command::Monitor(args) => lifecycle_cmds::monitor(&args),
         Command::Console(args) => console::run(args),
     }
