@@ -18,6 +18,9 @@ PORT=8080
 KERNEL_IP=169.254.1.2 KERNEL_PEER=169.254.1.1
 RX_IP=169.254.2.2     RX_PEER=169.254.2.1
 cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+# The guest's CPU ticks so far: "busy total steal" (busy: user, nice, system, irq,
+# softirq), to say whether its vCPU was the bottleneck of a round.
+ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9 }' /proc/stat; }
 wait_if() { # wait_if IFACE SECONDS
   i=0
   while [ ! -e "/sys/class/net/$1" ]; do i=$((i + 1)); [ "$i" -gt $(($2 * 5)) ] && return 1; sleep 0.2; done
@@ -49,12 +52,18 @@ while [ "$round" -lt "$ROUNDS" ]; do
   for nic in $nics; do
     if [ $nic = eth0 ]; then peer=$KERNEL_PEER; else peer=$RX_PEER; fi
     t0=$(cs)
+    # shellcheck disable=SC2046 # three numbers
+    set -- $(ticks)
     i=0
     while [ "$i" -lt "$FETCHES" ]; do
       wget -q -O /dev/null "http://$peer:$PORT/blob" || { echo "BENCH: wget from $peer failed"; exit 1; }
       i=$((i + 1))
     done
-    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$((MB * FETCHES)) cs=$(( $(cs) - t0 ))"
+    t1=$(cs)
+    # shellcheck disable=SC2046 # three numbers
+    set -- "$@" $(ticks)
+    echo "BENCH dir=dom0-to-guest nic=$nic round=$round mib=$((MB * FETCHES)) cs=$((t1 - t0))" \
+      "guest-busy=$(( ($4 - $1) * 100 / ($5 - $2 + 1) ))% steal=$(( $6 - $3 ))"
   done
 done
 echo "=== BENCH-GUEST-SERVING ==="

@@ -260,8 +260,16 @@ pub fn tx_rate(config: &BackendConfig) -> Option<TxRate> {
     })
 }
 
+/// What ended a [`wait`]: an event pending, the TAP readable (neither: the
+/// timeout).
+#[derive(Debug, Clone, Copy, Default)]
+struct Woke {
+    event: bool,
+    tap: bool,
+}
+
 /// Sleeps until an event, the TAP readable (when given) or `timeout_ms` (else
-/// until told to stop), then acknowledges the events. `Ok(false)`: stop.
+/// until told to stop), then acknowledges the events. `Ok(None)`: stop.
 /// `on_idle` is called each time [`STOP_POLL_MS`] pass without anything.
 fn wait(
     evtchn: &Evtchn,
@@ -269,11 +277,12 @@ fn wait(
     timeout_ms: Option<u16>,
     stop: &AtomicBool,
     mut on_idle: impl FnMut(),
-) -> Result<bool, String> {
+) -> Result<Option<Woke>, String> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut woke = Woke::default();
     loop {
         if stop.load(Ordering::Relaxed) {
-            return Ok(false);
+            return Ok(None);
         }
         let second = tap.map_or(evtchn.as_fd(), |t| t.as_fd());
         let mut fds = [
@@ -288,7 +297,12 @@ fn wait(
                 on_idle();
                 continue;
             }
-            Ok(_) => break,
+            Ok(_) => {
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                woke.event = ready(&fds[0]);
+                woke.tap = n == 2 && ready(&fds[1]);
+                break;
+            }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("polling failed: {e}")),
         }
@@ -296,7 +310,7 @@ fn wait(
     evtchn
         .acknowledge_pending()
         .map_err(|e| format!("reading the event channel failed: {e}"))?;
-    Ok(true)
+    Ok(Some(woke))
 }
 
 /// Milliseconds until a throttled transmit's credit is refilled (at least 1).
@@ -368,22 +382,19 @@ fn serve_loop(
     };
     loop {
         // Transmit responses are signalled as soon as a batch is copied in,
-        // before its frames go through dom0's network stack.
+        // before its frames go through dom0's network stack; receive
+        // responses after each copy batch.
         let r = q
             .process_tx_notifying(|| Ok(notify(times, ports.tx)?))
-            .and_then(|()| q.process_rx());
-        match r {
-            Ok(true) => {
-                if let Err(e) = notify(times, ports.rx) {
-                    broken.report(format!("notifying the frontend failed: {e}"));
-                    return;
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                broken.report(chain(&e));
-                return;
-            }
+            .and_then(|()| {
+                q.process_rx_notifying(|| {
+                    times.rx_notifies += 1;
+                    Ok(notify(times, ports.rx)?)
+                })
+            });
+        if let Err(e) = r {
+            broken.report(chain(&e));
+            return;
         }
         let waiting = q.rx_waiting();
         let mut timeout = waiting.then_some(RX_WAIT_POLL_MS);
@@ -401,11 +412,19 @@ fn serve_loop(
                 tracing::info!("{path}: queue {index} burst: {burst}");
             }
         });
-        times.idle_ns += ns_since(slept.get());
+        let idle = ns_since(slept.get());
+        times.idle_ns += idle;
         times.wakeups += 1;
+        if waiting {
+            times.rx_waits += 1;
+            times.rx_wait_ns += idle;
+        }
         match woke {
-            Ok(true) => {}
-            Ok(false) => return,
+            Ok(Some(w)) => {
+                times.woke_event += u64::from(w.event);
+                times.woke_tap += u64::from(w.tap);
+            }
+            Ok(None) => return,
             Err(m) => {
                 broken.report(m);
                 return;

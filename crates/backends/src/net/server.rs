@@ -128,6 +128,12 @@ pub const RX_FRAME_MAX: usize = VIRTIO_NET_HDR_SIZE + 65_536 + 64;
 /// (one system call and fewer hypercalls for several frames: gntdev makes one
 /// hypercall per 16 pieces).
 pub const RX_COPY_BATCH: usize = 16;
+/// Most grant copy pieces of one rx batch before it is copied and its
+/// responses pushed (xen-netback's `COPY_BATCH_SIZE`: 64 copy operations, ~4
+/// frames of 64 KiB): the guest's ring holds ~17 such frames, and pushing
+/// only when it is full would leave the guest idle while the backend fills
+/// it and the backend idle while the guest empties it.
+pub const RX_COPY_PIECES: usize = 64;
 /// Bytes of one slot of the rx buffer: the largest frame after its vnet
 /// header, rounded up to whole pages so that every slot starts on a page.
 pub const RX_SLOT_BYTES: usize =
@@ -274,6 +280,14 @@ impl Credit {
 /// their frames written to the TAP. Each slot takes a page of the queue's
 /// buffer (1 MiB).
 pub const TX_BATCH_SLOTS: usize = 256;
+
+/// A transmit batch of at least this many bytes has its responses signalled
+/// before its frames are written to the TAP (the guest gets its buffers back
+/// and sends on while dom0's stack takes the frames); a smaller one (the
+/// acknowledgements of a download, pings) is written first: its write runs
+/// dom0's TCP, which sends the next data the guest waits for, and the
+/// notification's hypercall would only delay it.
+pub const TX_EARLY_NOTIFY_BYTES: usize = 16_384;
 
 /// An error of the caller's notification.
 pub type BoxedError = Box<dyn std::error::Error + Send + Sync>;
@@ -513,6 +527,14 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         self.rx.process_rx()
     }
 
+    /// [`RxQueue::process_rx_notifying`].
+    pub fn process_rx_notifying(
+        &mut self,
+        notify: impl FnMut() -> Result<(), BoxedError>,
+    ) -> Result<(), QueueError> {
+        self.rx.process_rx_notifying(notify)
+    }
+
     /// Both halves' timing counters since the last call (which resets them).
     pub fn take_times(&mut self) -> QueueTimes {
         let mut t = self.tx.times.take();
@@ -566,10 +588,11 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     /// Sends every packet on the tx ring, a batch of at most
     /// [`TX_BATCH_SLOTS`] slots at a time: each packet validated, the batch's
     /// grants copied in one call, its responses pushed and, when the ring asks
-    /// for it, `notify` called, all before its frames are written to the TAP.
-    /// So the guest frees its buffers (and its TCP sends on) while dom0's
-    /// network stack takes the frames, as it does with xen-netback's copied
-    /// slots. A frame the TAP then refuses is counted as dropped.
+    /// for it, `notify` called before its frames are written to the TAP when
+    /// the batch has [`TX_EARLY_NOTIFY_BYTES`] (so the guest frees its buffers,
+    /// and its TCP sends on, while dom0's network stack takes the frames, as
+    /// it does with xen-netback's copied slots), after them when it has fewer.
+    /// A frame the TAP then refuses is counted as dropped.
     pub fn process_tx_notifying(
         &mut self,
         mut notify: impl FnMut() -> Result<(), BoxedError>,
@@ -584,10 +607,16 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
                 }
             }
             let throttled = self.tx_batch()?;
-            if self.tx.push_responses()? {
+            let bytes: usize = self.tx_frames.iter().map(|f| f.len).sum();
+            let early = bytes >= TX_EARLY_NOTIFY_BYTES;
+            let must_notify = self.tx.push_responses()?;
+            if must_notify && early {
                 notify().map_err(QueueError::Notify)?;
             }
             self.write_tx_frames();
+            if must_notify && !early {
+                notify().map_err(QueueError::Notify)?;
+            }
             if throttled {
                 return Ok(());
             }
@@ -788,9 +817,29 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     /// [`RX_BATCH`]), [`RX_COPY_BATCH`] at a time: read one after another, their
     /// rx requests taken, their grants copied in one call, then answered.
     /// `Ok(true)` when the frontend must be notified.
+    /// [`RxQueue::process_rx_notifying`] with the notifications gathered into
+    /// one (the tests' entry).
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
-        let mut handled = 0;
         let mut notify = false;
+        self.process_rx_notifying(|| {
+            notify = true;
+            Ok(())
+        })?;
+        Ok(notify)
+    }
+
+    /// Moves frames from the TAP into the guest's rx buffers (at most
+    /// [`RX_BATCH`]), a copy batch at a time ([`RX_COPY_BATCH`] frames or
+    /// [`RX_COPY_PIECES`] pieces): read one after another, their rx requests
+    /// taken, their grants copied in one call, then answered, the responses
+    /// pushed and, when the ring asks for it, `notify` called, batch by batch
+    /// (xen-netback's `xenvif_rx_copy_flush`), so that the guest takes the
+    /// first frames while the next are copied.
+    pub fn process_rx_notifying(
+        &mut self,
+        mut notify: impl FnMut() -> Result<(), BoxedError>,
+    ) -> Result<(), QueueError> {
+        let mut handled = 0;
         loop {
             self.pieces.clear();
             self.at.clear();
@@ -801,7 +850,7 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             // and how many it needs.
             let mut waiting = None;
             let mut tap_empty = false;
-            while slot < RX_COPY_BATCH && handled < RX_BATCH {
+            while slot < RX_COPY_BATCH && handled < RX_BATCH && self.pieces.len() < RX_COPY_PIECES {
                 let n = match (slot, self.pending.take()) {
                     (0, Some(n)) => n,
                     (_, pending) => {
@@ -832,6 +881,9 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
                 }
             }
             self.copy_and_answer()?;
+            if self.rx.push_responses()? {
+                notify().map_err(QueueError::Notify)?;
+            }
             let Some((n, needed)) = waiting else {
                 if tap_empty || handled >= RX_BATCH {
                     break;
@@ -861,15 +913,14 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
             self.pending = Some(n);
             // Ask for an event when the frontend posts buffers, then look once
             // more; until they are enough the thread sleeps (no spinning while
-            // the guest posts them a few at a time).
-            notify |= self.rx.push_responses()?;
+            // the guest posts them a few at a time). The batch's responses
+            // were pushed above.
             if self.rx.requests_available_or_ask(needed)? {
                 continue;
             }
             break;
         }
-        notify |= self.rx.push_responses()?;
-        Ok(notify)
+        Ok(())
     }
 
     /// Reads a frame from the TAP into slot `slot`: its total length (vnet

@@ -36,6 +36,16 @@ pub struct QueueTimes {
     /// Event channel notifications sent and their nanoseconds.
     pub notifies: u64,
     pub notify_ns: u64,
+    /// Of the notifications, those for rx responses (dom0 to guest).
+    pub rx_notifies: u64,
+    /// Sleeps while a received frame waited for rx buffers (the guest had
+    /// posted too few), and their nanoseconds (part of `idle_ns`).
+    pub rx_waits: u64,
+    pub rx_wait_ns: u64,
+    /// Wake-ups with an event pending and with the TAP readable (both may
+    /// count for one wake-up; neither: a timeout).
+    pub woke_event: u64,
+    pub woke_tap: u64,
 }
 
 /// Nanoseconds since `t`.
@@ -72,6 +82,11 @@ impl AddAssign for QueueTimes {
         self.rx_copy_ns += o.rx_copy_ns;
         self.notifies += o.notifies;
         self.notify_ns += o.notify_ns;
+        self.rx_notifies += o.rx_notifies;
+        self.rx_waits += o.rx_waits;
+        self.rx_wait_ns += o.rx_wait_ns;
+        self.woke_event += o.woke_event;
+        self.woke_tap += o.woke_tap;
     }
 }
 
@@ -96,7 +111,8 @@ impl fmt::Display for QueueTimes {
         write!(
             f,
             "wakeups={} idle={} tx-batches={} tx-slots={} tx-copy={}x{} ({}) tap-write={}x{} ({}) \
-             tap-read={}+{}empty ({}) rx-copy={}x{} ({}) notify={}x{} ({})",
+             tap-read={}+{}empty ({}) rx-copy={}x{} ({}) notify={}x{} ({}, rx {}) \
+             rx-wait={} ({}) woke=event {} tap {}",
             self.wakeups,
             Ms(self.idle_ns),
             self.tx_batches,
@@ -116,6 +132,11 @@ impl fmt::Display for QueueTimes {
             self.notifies,
             Per(self.notify_ns, self.notifies),
             Ms(self.notify_ns),
+            self.rx_notifies,
+            self.rx_waits,
+            Ms(self.rx_wait_ns),
+            self.woke_event,
+            self.woke_tap,
         )
     }
 }
