@@ -168,6 +168,19 @@ fn req(id: u16, page: usize, offset: u16, size: u16, flags: u16) -> RawTxSlot {
 }
 
 impl Guest {
+    /// Processes the tx ring; how many frames the TAP had when the guest was
+    /// notified (`None`: not notified).
+    fn process_tx_counting_frames_at_notify(&mut self) -> Option<usize> {
+        let tap = Arc::clone(&self.tap);
+        let mut written_at_notify = None;
+        self.back
+            .process_tx_notifying(|| {
+                written_at_notify = Some(tap.written.lock().unwrap().len());
+                Ok(())
+            })
+            .unwrap();
+        written_at_notify
+    }
     fn put(&self, page: usize, offset: usize, bytes: &[u8]) {
         self.data
             .write_bytes(page * XEN_PAGE_SIZE + offset, bytes)
@@ -735,14 +748,7 @@ fn a_batch_with_a_bad_grant_refuses_that_packet_only_and_small_notifies_after_wr
         g.tx.put_request(&s.0).unwrap();
     }
     g.tx.push_requests().unwrap();
-    let tap = Arc::clone(&g.tap);
-    let mut written_at_notify = None;
-    g.back
-        .process_tx_notifying(|| {
-            written_at_notify = Some(tap.written.lock().unwrap().len());
-            Ok(())
-        })
-        .unwrap();
+    let written_at_notify = g.process_tx_counting_frames_at_notify();
     // A batch this small (acknowledgements, pings): its frames went to the
     // TAP (and dom0's stack) before the notification.
     assert!(2 * frame.len() < TX_EARLY_NOTIFY_BYTES);
@@ -812,14 +818,7 @@ fn a_batch_of_much_data_notifies_before_writing() {
             .unwrap();
     }
     g.tx.push_requests().unwrap();
-    let tap = Arc::clone(&g.tap);
-    let mut written_at_notify = None;
-    g.back
-        .process_tx_notifying(|| {
-            written_at_notify = Some(tap.written.lock().unwrap().len());
-            Ok(())
-        })
-        .unwrap();
+    let written_at_notify = g.process_tx_counting_frames_at_notify();
     assert_eq!(written_at_notify, Some(0));
     assert_eq!(g.written().len(), n);
 }
