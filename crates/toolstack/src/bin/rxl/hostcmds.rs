@@ -14,6 +14,8 @@ use toolstack::{lifecycle, uptime};
 use xen::{DomainControl, XenCtrl};
 use xenstore::client::XsOps;
 
+use crate::lifecycle_cmds::{open, resolve};
+
 /// Where dom0's uptime comes from, as in xl.
 const PROC_UPTIME: &str = "/proc/uptime";
 
@@ -57,8 +59,7 @@ pub struct UptimeArgs {
 }
 
 pub fn uptime(args: &UptimeArgs) -> anyhow::Result<()> {
-    let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
-    let mut xs = domain::connect().context("connecting to xenstored")?;
+    let (ctl, mut xs) = open()?;
     let ids = lifecycle::domids(&ctl)?;
     let wanted: Vec<u32> = if args.domains.is_empty() {
         std::iter::once(0)
@@ -121,10 +122,8 @@ pub fn sysrq(args: &SysrqArgs) -> anyhow::Result<()> {
     let (Some(key), None) = (chars.next(), chars.next()) else {
         anyhow::bail!("invalid sysrq {:?}: give one character", args.key);
     };
-    let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
-    let mut xs = domain::connect().context("connecting to xenstored")?;
-    let ids = lifecycle::domids(&ctl)?;
-    let id = domain::resolve(&mut xs, &ids, &args.domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ctl, mut xs) = open()?;
+    let id = resolve(&ctl, &mut xs, &args.domain)?;
     let path = format!("{}/control/sysrq", dom_path(id));
     xs.write(&path, key.to_string().as_bytes())
         .with_context(|| format!("writing {path}"))
@@ -141,10 +140,8 @@ pub struct MemArgs {
 /// `rxl mem-set` (`max == false`) and `rxl mem-max`.
 pub fn mem(args: &MemArgs, max: bool) -> anyhow::Result<()> {
     let kib = toolstack::memory::parse_size_kib(&args.size)?;
-    let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
-    let mut xs = domain::connect().context("connecting to xenstored")?;
-    let ids = lifecycle::domids(&ctl)?;
-    let id = domain::resolve(&mut xs, &ids, &args.domain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ctl, mut xs) = open()?;
+    let id = resolve(&ctl, &mut xs, &args.domain)?;
     if max {
         toolstack::memory::set_max(&ctl, &mut xs, id, kib).with_context(|| {
             format!(

@@ -15,14 +15,15 @@ use xenstore::client::Client;
 /// xl shutdown/reboot -w waits without a limit; rxl gives up after this by default.
 const DEFAULT_WAIT_SECS: u64 = 120;
 
-fn open() -> anyhow::Result<(XenCtrl, Client)> {
+/// Xen's privcmd and a xenstore connection, what most commands need.
+pub fn open() -> anyhow::Result<(XenCtrl, Client)> {
     let ctl = XenCtrl::open().context("opening Xen's privcmd")?;
     let xs = toolstack::domain::connect().context("connecting to xenstored")?;
     Ok((ctl, xs))
 }
 
 /// A domain by name or id, as xl resolves it.
-fn resolve(ctl: &XenCtrl, xs: &mut Client, name: &str) -> anyhow::Result<u32> {
+pub fn resolve(ctl: &XenCtrl, xs: &mut Client, name: &str) -> anyhow::Result<u32> {
     let ids = lifecycle::domids(ctl)?;
     domain::resolve(xs, &ids, name).map_err(|e| anyhow::anyhow!("{e}"))
 }
