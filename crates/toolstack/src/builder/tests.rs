@@ -653,23 +653,28 @@ fn config_with_kernel(tag: &str, extra: &str) -> DomainConfig {
     .expect("config")
 }
 
+/// What `rxl create` asks of [`crate::lifecycle::create`] for `cfg` on Xen 4.17.
+fn request(cfg: &DomainConfig, paused: bool) -> crate::lifecycle::CreateRequest<'_> {
+    crate::lifecycle::CreateRequest {
+        cfg,
+        paused,
+        xen_version: (4, 17),
+        kernel: None,
+    }
+}
+
 const NICS: &str = "vif = [ 'mac=00:16:3e:00:00:01,bridge=br0', 'bridge=br1' ]\n";
 
 #[test]
 fn create_writes_the_nics_and_destroy_removes_them() {
-    use crate::lifecycle::{self, CreateRequest};
+    use crate::lifecycle;
     use xenstore::client::{Client, XsOps};
     let sock = xenstored("ok");
     let mut xs = Client::connect_socket(&sock).expect("connect");
     let cfg = config_with_kernel("ok", NICS);
     let ctl = Flaky::new("");
     let guest = FakeGuest::new(1, 64 * MIB);
-    let req = CreateRequest {
-        cfg: &cfg,
-        paused: true,
-        xen_version: (4, 17),
-        kernel: None,
-    };
+    let req = request(&cfg, true);
     let built = lifecycle::create(&ctl, &guest, &mut xs, &req).expect("create");
     let domid = u32::from(built.domid);
     let be = format!("/local/domain/0/backend/rxvif/{domid}");
@@ -693,7 +698,7 @@ fn create_writes_the_nics_and_destroy_removes_them() {
 
 #[test]
 fn a_nic_that_cannot_be_written_rolls_the_create_back() {
-    use crate::lifecycle::{self, CreateRequest, LifecycleError};
+    use crate::lifecycle::{self, LifecycleError};
     use xenstore::client::{Client, XsOps};
     let sock = xenstored("rb");
     let mut xs = Client::connect_socket(&sock).expect("connect");
@@ -703,12 +708,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
     let cfg = config_with_kernel("rb", NICS);
     let ctl = Flaky::new("");
     let guest = FakeGuest::new(1, 64 * MIB);
-    let req = CreateRequest {
-        cfg: &cfg,
-        paused: true,
-        xen_version: (4, 17),
-        kernel: None,
-    };
+    let req = request(&cfg, true);
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("NIC 1 exists");
     assert!(
         matches!(err, LifecycleError::NicNodes { devid: 1, .. }),
@@ -728,12 +728,7 @@ fn a_nic_that_cannot_be_written_rolls_the_create_back() {
     // A type=ioemu NIC is refused before anything is made.
     let cfg = config_with_kernel("rb2", "vif = [ 'type=ioemu' ]\n");
     let ctl = Flaky::new("");
-    let req = CreateRequest {
-        cfg: &cfg,
-        paused: true,
-        xen_version: (4, 17),
-        kernel: None,
-    };
+    let req = request(&cfg, true);
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("ioemu");
     assert!(matches!(err, LifecycleError::Nic { devid: 0, .. }), "{err}");
     assert_eq!(ctl.calls.get(), 0, "no domain was created");
@@ -758,7 +753,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn on_reboot_restart_re_reads_the_config_file() {
-    use crate::lifecycle::{self, ConfigSource, CreateRequest, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+    use crate::lifecycle::{self, ConfigSource, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
     use xenstore::client::{Client, XsOps};
     let sock = xenstored("mon");
     let mut xs = Client::connect_socket(&sock).expect("connect");
@@ -779,12 +774,7 @@ fn on_reboot_restart_re_reads_the_config_file() {
     let cfg = src.load().expect("config");
     let ctl = FakeXen::new();
     let guest = FakeGuest::new(1, 64 * MIB);
-    let req = CreateRequest {
-        cfg: &cfg,
-        paused: false,
-        xen_version: (4, 17),
-        kernel: None,
-    };
+    let req = request(&cfg, false);
     let domid = lifecycle::create(&ctl, &guest, &mut xs, &req)
         .expect("create")
         .domid;
@@ -1005,7 +995,7 @@ fn a_monitor_started_before_the_create_takes_the_domain_id_later() {
 
 #[test]
 fn a_build_failing_after_the_tree_was_written_meanwhile_leaves_no_nodes() {
-    use crate::lifecycle::{self, CreateRequest, LifecycleError};
+    use crate::lifecycle::{self, LifecycleError};
     use xenstore::client::{Client, XsOps};
     let sock = xenstored("late");
     let mut xs = Client::connect_socket(&sock).expect("connect");
@@ -1014,12 +1004,7 @@ fn a_build_failing_after_the_tree_was_written_meanwhile_leaves_no_nodes() {
     // thread while RAM was populated, exists by then.
     let ctl = Flaky::new("set_vcpu_context");
     let guest = FakeGuest::new(1, 64 * MIB);
-    let req = CreateRequest {
-        cfg: &cfg,
-        paused: true,
-        xen_version: (4, 17),
-        kernel: None,
-    };
+    let req = request(&cfg, true);
     let err = lifecycle::create(&ctl, &guest, &mut xs, &req).expect_err("injected failure");
     assert!(matches!(err, LifecycleError::Build(_)), "{err}");
     assert!(
