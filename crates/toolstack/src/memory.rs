@@ -100,6 +100,8 @@ pub fn set_target(
                 max_kib,
             });
         }
+        // Inside the body, as libxl does: a retried transaction sets the
+        // same limit again; a refused one (above) never reaches Xen.
         ctl.set_max_mem(id, target + videoram)
             .map_err(MemError::Xen)?;
         let base = dom_path(domid);

@@ -119,8 +119,9 @@ pub struct SysrqArgs {
 
 pub fn sysrq(args: &SysrqArgs) -> anyhow::Result<()> {
     let mut chars = args.key.chars();
-    let (Some(key), None) = (chars.next(), chars.next()) else {
-        anyhow::bail!("invalid sysrq {:?}: give one character", args.key);
+    // One byte, as xl takes it (a letter, digit or sign the guest's handler knows).
+    let (Some(key), None) = (chars.next().filter(char::is_ascii_graphic), chars.next()) else {
+        anyhow::bail!("invalid sysrq {:?}: give one letter", args.key);
     };
     let (ctl, mut xs) = open()?;
     let id = resolve(&ctl, &mut xs, &args.domain)?;
