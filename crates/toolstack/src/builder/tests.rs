@@ -59,6 +59,14 @@ impl FakeGuest {
             .expect("read");
         v
     }
+    /// The kernel, initrd and DTB are where the build's plan put them.
+    fn assert_images(&self, b: &BuiltDomain, kernel: &[u8], initrd: &[u8]) {
+        let l = &b.plan.layout;
+        assert_eq!(self.at(l.kernel.start, kernel.len()), kernel);
+        let r = l.initrd.expect("initrd");
+        assert_eq!(self.at(r.start, initrd.len()), initrd);
+        assert_eq!(self.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    }
 }
 
 impl GuestMemory for FakeGuest {
@@ -388,11 +396,8 @@ fn builds_a_paused_domain_with_everything_in_place() {
     // All of RAM plus the 4 magic pages, no frame twice.
     assert_eq!(info.tot_pages, 64 * MIB / PAGE_SIZE + NR_MAGIC_PAGES);
     // The kernel, initrd and DTB are where the plan put them.
+    guest.assert_images(&b, &kernel, &initrd);
     let l = &b.plan.layout;
-    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
-    let r = l.initrd.expect("initrd");
-    assert_eq!(guest.at(r.start, initrd.len()), initrd);
-    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
     // Magic pages cleared.
     assert!(guest
         .at(GUEST_MAGIC_BASE, NR_MAGIC_PAGES as usize * XEN_PAGE_SIZE)
@@ -852,11 +857,7 @@ fn images_go_in_by_grant_copy_and_the_borrowed_entries_are_cleared() {
     let kernel = kernel_of(300 * XEN_PAGE_SIZE + 123);
     let initrd: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8 + 1).collect();
     let b = run(&ctl, &guest, &cfg, &kernel, &initrd).expect("build");
-    let l = &b.plan.layout;
-    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
-    let r = l.initrd.expect("initrd");
-    assert_eq!(guest.at(r.start, initrd.len()), initrd);
-    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    guest.assert_images(&b, &kernel, &initrd);
     let (calls, most) = *guest.grant_copies.lock().expect("counter");
     assert_eq!(calls, 2 + 1 + 1, "kernel in two windows, initrd, DTB");
     assert_eq!(most, GRANT_COPY_WINDOW);
@@ -879,11 +880,7 @@ fn a_large_image_goes_in_by_several_threads_each_with_its_own_entries() {
     let pages = 1000;
     let kernel = kernel_of(pages * XEN_PAGE_SIZE + 77);
     let b = run(&ctl, &guest, &cfg, &kernel, b"initrd").expect("build");
-    let l = &b.plan.layout;
-    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
-    let r = l.initrd.expect("initrd");
-    assert_eq!(guest.at(r.start, 6), b"initrd");
-    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    guest.assert_images(&b, &kernel, b"initrd");
     let lanes = copy_lanes();
     assert!((1..=MAX_COPY_LANES).contains(&lanes));
     assert_eq!(GRANT_COPY_WINDOW % lanes, 0);
@@ -1034,11 +1031,7 @@ fn mapped_files_go_in_by_grant_copy_straight_from_the_mapping() {
     let (k, kp) = mapped("file-k", &kernel);
     let (i, ip) = mapped("file-i", &initrd);
     let b = run_mapped(&ctl, &guest, &cfg, &k, &kernel, &i).expect("build");
-    let l = &b.plan.layout;
-    assert_eq!(guest.at(l.kernel.start, kernel.len()), kernel);
-    let r = l.initrd.expect("initrd");
-    assert_eq!(guest.at(r.start, initrd.len()), initrd);
-    assert_eq!(guest.at(l.dtb.start, b.plan.dtb.len()), b.plan.dtb);
+    guest.assert_images(&b, &kernel, &initrd);
     // Every byte of kernel and initrd went by the file's grant copy; only the
     // DTB (in memory) by the plain one.
     let (file_calls, file_bytes) = *guest.file_copies.lock().expect("counter");
