@@ -107,6 +107,10 @@ expect_eq "rxl rename: /vm/<uuid>/name" "$(xenstore-read "/vm/$uuid/name")" "$na
 check "rxl rename to a name in use is refused" sh -c "! rxl rename $name-renamed Domain-0 2>/dev/null"
 expect_eq "the refused rename left the name" "$(xenstore-read "/local/domain/$id/name")" "$name-renamed"
 run rxl rename "$name-renamed" "$name"
+rxl vm-list > /tmp/rxl-vm-list.txt || fail "rxl vm-list"
+xl vm-list > /tmp/xl-vm-list.txt || fail "xl vm-list"
+sed 's/^/rxl-vm-list| /' /tmp/rxl-vm-list.txt
+check "rxl vm-list equals xl vm-list" cmp /tmp/rxl-vm-list.txt /tmp/xl-vm-list.txt
 # rxl mem-set / mem-max: the guest's balloon driver follows memory/target; xl list's
 # Mem column is Xen's count of the domain's pages. (cma=0: the balloon's allocations
 # cannot use the 64 MiB the Debian kernel keeps for CMA, and back off for up to 32 s

@@ -44,6 +44,8 @@ enum Command {
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
+    /// List the domains' uuids, ids and names (like `xl vm-list`).
+    VmList,
     /// List vCPUs: where each runs and may run (like `xl vcpu-list`).
     VcpuList {
         /// Domains to list, by id or name (all when none is given).
@@ -124,6 +126,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(),
         Command::List { domains } => list::run(&domains),
+        Command::VmList => list::vm_list(),
         Command::VcpuList { domains } => vcpu::list(&domains),
         Command::VcpuPin(args) => vcpu::pin(&args),
         Command::VcpuSet(args) => vcpu::set(&args),
