@@ -210,10 +210,7 @@ mod tests {
     /// A daemon on a temporary socket with domain 5's memory nodes as rxl writes
     /// them (128 MiB), and a fake Xen with domain 5 in it.
     fn setup(tag: &str) -> (FakeXen, Client) {
-        let dir = std::env::temp_dir().join(format!("rxl-mem-{tag}-{}", std::process::id()));
-        let path = dir.join("socket");
-        xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
-        let mut xs = Client::connect_socket(&path).expect("connect");
+        let mut xs = crate::testing::xenstore_client(&format!("mem-{tag}"));
         for (node, v) in [
             ("memory/target", "131072"),
             ("memory/static-max", "131072"),
