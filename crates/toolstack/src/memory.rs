@@ -288,27 +288,19 @@ mod tests {
         let e = set_target(&xen, &mut xs, 0, 2048 * 1024).unwrap_err();
         assert!(matches!(e, MemError::AboveMax { .. }), "{e}");
         assert!(!xs.exists("/local/domain/0/memory/target").unwrap());
+        let dom0_nodes = |xs: &mut Client| {
+            ["target", "static-max"].map(|n| {
+                xs.read_string(&format!("/local/domain/0/memory/{n}"))
+                    .unwrap()
+            })
+        };
         set_target(&xen, &mut xs, 0, 500 * 1024).unwrap();
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/target").unwrap(),
-            "512000"
-        );
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
-            "1048576"
-        );
+        assert_eq!(dom0_nodes(&mut xs), ["512000", "1048576"]);
         assert_eq!(xen.domain_info(0).unwrap().max_pages, 500 * 256);
         // A node that is there is left as it is.
         xs.rm("/local/domain/0/memory/static-max").unwrap();
         set_max(&xen, &mut xs, 0, 600 * 1024).unwrap();
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/target").unwrap(),
-            "512000"
-        );
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
-            "614400"
-        );
+        assert_eq!(dom0_nodes(&mut xs), ["512000", "614400"]);
     }
 
     #[test]
