@@ -445,44 +445,6 @@ impl Gntdev {
         unsafe { self.grant_copy(&mut segs) }
     }
 
-    /// Copies piece *k* of `pieces` from `srcs[k]` (exactly the piece's
-    /// length) to `domid`'s grant, all in one `IOCTL_GNTDEV_GRANT_COPY` (the
-    /// receive side of a NIC whose frames sit in buffers of their own).
-    pub fn copy_to_grants_from_slices(
-        &self,
-        domid: DomId,
-        srcs: &[&[u8]],
-        pieces: &[GrantPiece],
-    ) -> Result<(), GntdevError> {
-        if srcs.len() != pieces.len() {
-            return Err(GntdevError::LengthMismatch {
-                pieces: pieces.len(),
-                buffer: srcs.len(),
-            });
-        }
-        let mut segs = vec![GrantCopySegment::default(); pieces.len()];
-        for ((seg, p), src) in segs.iter_mut().zip(pieces).zip(srcs) {
-            copy_len(p.offset, usize::from(p.len))?;
-            if src.len() != usize::from(p.len) {
-                return Err(GntdevError::LengthMismatch {
-                    pieces: usize::from(p.len),
-                    buffer: src.len(),
-                });
-            }
-            *seg = GrantCopySegment {
-                source: GntdevCopyPtr::virt(src.as_ptr() as usize),
-                dest: GntdevCopyPtr::foreign(p.gref, p.offset, domid),
-                len: p.len,
-                flags: GNTCOPY_DEST_GREF,
-                ..Default::default()
-            };
-        }
-        // SAFETY: every local side is exactly one of `srcs` (its length
-        // checked against the piece's), borrowed for the call; the kernel only
-        // reads them.
-        unsafe { self.grant_copy(&mut segs) }
-    }
-
     /// Copies each of `pieces` of `domid`'s grants to its own place in `dst`:
     /// piece *k* to `dst[at[k]..at[k] + len]`, all in one
     /// `IOCTL_GNTDEV_GRANT_COPY`. The kernel splits a segment whose local side

@@ -14,7 +14,7 @@
 //! selects a queue by the skb's hash. `disconnect` stops the threads; the TAP
 //! (its first queue) goes with the device.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -190,9 +190,6 @@ impl DeviceHandler for NetHandler {
                 let path = id.backend_path.clone();
                 let name =
                     |half: &str| format!("net-{}-{}-q{i}{half}", id.key.frontend, id.key.devid);
-                // A thread of its own reads the TAP ahead of the grant copies
-                // (on dom0's other vCPU, as xen-netback's receive kthread).
-                queue.rx.read_ahead(name("r"))?;
                 // Each queue's thread has its own event channel file, so that
                 // it only ever takes its own queue's events. One thread serves
                 // both halves even with split channels: the acknowledgements
@@ -276,7 +273,7 @@ struct Woke {
 /// `on_idle` is called each time [`STOP_POLL_MS`] pass without anything.
 fn wait(
     evtchn: &Evtchn,
-    tap: Option<BorrowedFd<'_>>,
+    tap: Option<&Tap>,
     timeout_ms: Option<u16>,
     stop: &AtomicBool,
     mut on_idle: impl FnMut(),
@@ -287,7 +284,7 @@ fn wait(
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let second = tap.unwrap_or(evtchn.as_fd());
+        let second = tap.map_or(evtchn.as_fd(), |t| t.as_fd());
         let mut fds = [
             PollFd::new(evtchn.as_fd(), PollFlags::POLLIN),
             PollFd::new(second, PollFlags::POLLIN),
@@ -383,13 +380,6 @@ fn serve_loop(
         times.notify_ns += ns_since(t);
         r
     };
-    let pipe_wake = match q.rx.pipe().map(|p| p.wake_handle()).transpose() {
-        Ok(w) => w,
-        Err(e) => {
-            broken.report(format!("the TAP reader's socket: {e}"));
-            return;
-        }
-    };
     loop {
         // Transmit responses are signalled as soon as a batch is copied in,
         // before its frames go through dom0's network stack; receive
@@ -421,18 +411,8 @@ fn serve_loop(
         if let Some(t) = throttle_ms(q.tx_throttled_until()) {
             timeout = Some(timeout.map_or(t, |w| w.min(t)));
         }
-        // With a read-ahead thread, frames come from it, not the TAP: its
-        // socket wakes this thread (unless a frame is ready: no sleep).
-        if !waiting && q.rx.pipe().is_some_and(|p| p.ready_or_arm()) {
-            continue;
-        }
-        let frames = match &pipe_wake {
-            _ if waiting => None,
-            Some(w) => Some(w.as_fd()),
-            None => Some(tap.as_fd()),
-        };
         let slept = std::cell::Cell::new(Instant::now());
-        let woke = wait(evtchn, frames, timeout, stop, || {
+        let woke = wait(evtchn, (!waiting).then_some(tap), timeout, stop, || {
             // A burst of traffic ended: say where its time went (this sleep
             // belongs to no burst).
             slept.set(Instant::now());
@@ -442,9 +422,6 @@ fn serve_loop(
                 tracing::info!("{path}: queue {index} burst: {burst}");
             }
         });
-        if let Some(p) = q.rx.pipe() {
-            p.woke();
-        }
         let idle = ns_since(slept.get());
         times.idle_ns += idle;
         times.wakeups += 1;

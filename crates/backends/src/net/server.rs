@@ -41,12 +41,13 @@ pub trait NetGrants {
         at: &[usize],
         dst: &mut [u8],
     ) -> Result<(), GntdevError>;
-    /// Copies `srcs[k]` (exactly the piece's length) to piece *k* of `pieces`.
+    /// Copies `src[at[k]..]` to piece *k* of `pieces`.
     fn copy_out(
         &self,
         domid: DomId,
-        srcs: &[&[u8]],
+        src: &[u8],
         pieces: &[GrantPiece],
+        at: &[usize],
     ) -> Result<(), GntdevError>;
 }
 
@@ -63,10 +64,11 @@ impl NetGrants for Gntdev {
     fn copy_out(
         &self,
         domid: DomId,
-        srcs: &[&[u8]],
+        src: &[u8],
         pieces: &[GrantPiece],
+        at: &[usize],
     ) -> Result<(), GntdevError> {
-        self.copy_to_grants_from_slices(domid, srcs, pieces)
+        self.copy_to_grants_at(domid, src, pieces, at)
     }
 }
 
@@ -82,12 +84,6 @@ pub trait FrameIo {
         hdr: &mut [u8; VIRTIO_NET_HDR_SIZE],
         data: &mut [u8],
     ) -> io::Result<Option<usize>>;
-    /// Sleeps until a frame may be waiting or `timeout` passed (the
-    /// read-ahead thread's wait; the default naps briefly).
-    fn wait_readable(&self, timeout: Duration) -> io::Result<()> {
-        std::thread::sleep(timeout.min(Duration::from_millis(1)));
-        Ok(())
-    }
 }
 
 impl FrameIo for Tap {
@@ -114,16 +110,6 @@ impl FrameIo for Tap {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-        }
-    }
-    fn wait_readable(&self, timeout: Duration) -> io::Result<()> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::AsFd;
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-            Err(e) => Err(e.into()),
         }
     }
 }
@@ -179,37 +165,6 @@ impl PageBuf {
     }
     fn get_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.start + self.len]
-    }
-}
-
-/// A received frame's buffer: its vnet header, the rest from a page
-/// boundary on, and its total length (vnet header included) once read.
-#[derive(Debug)]
-pub(crate) struct RxSlot {
-    hdr: [u8; VIRTIO_NET_HDR_SIZE],
-    buf: PageBuf,
-    len: usize,
-}
-
-impl RxSlot {
-    pub(crate) fn new() -> Self {
-        Self {
-            hdr: [0; VIRTIO_NET_HDR_SIZE],
-            buf: PageBuf::new(RX_SLOT_BYTES),
-            len: 0,
-        }
-    }
-
-    /// Reads one frame from `io` into the slot: `Ok(false)` when none waits.
-    pub(crate) fn read_from<F: FrameIo>(&mut self, io: &F) -> io::Result<bool> {
-        let data = &mut self.buf.get_mut()[..RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE];
-        match io.read_frame(&mut self.hdr, data)? {
-            Some(n) => {
-                self.len = n;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 }
 
@@ -454,19 +409,18 @@ pub struct RxQueue<G, F> {
     io: Arc<F>,
     features: RxFeatures,
     mcast: Arc<McastFilter>,
-    /// The pieces of an rx batch's frames and where each comes from: a slot
-    /// of `slots` and an offset in its buffer.
+    /// The pieces of an rx batch's frames and where each comes from in `rxbuf`.
     pieces: Vec<GrantPiece>,
-    at: Vec<(usize, usize)>,
+    at: Vec<usize>,
     /// The rx requests an rx batch's frames took.
     reqs: Vec<RxRequest>,
     frames: Vec<RxFrame>,
-    /// An rx batch's frames: [`RX_COPY_BATCH`] slots.
-    slots: Vec<RxSlot>,
-    /// Where frames come from when a thread reads ahead ([`RxQueue::read_ahead`]);
-    /// else the queue's thread reads the TAP itself.
-    pipe: Option<RxPipe>,
-    /// Length of a frame in slot 0 still waiting for rx buffers.
+    /// The vnet header of the frame in each of `rxbuf`'s slots.
+    rxhdrs: Vec<[u8; VIRTIO_NET_HDR_SIZE]>,
+    /// Received frames' bytes after the vnet header: [`RX_COPY_BATCH`] slots of
+    /// [`RX_SLOT_BYTES`], each page-aligned.
+    rxbuf: PageBuf,
+    /// Length of a frame in slot 0 of `rxbuf` still waiting for rx buffers.
     pending: Option<usize>,
     stalled_since: Option<Instant>,
     rx_stall_drop: Duration,
@@ -522,8 +476,8 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 at: Vec::with_capacity(RX_COPY_BATCH * MAX_SLOTS_PER_PACKET),
                 reqs: Vec::with_capacity(RX_COPY_BATCH * MAX_SLOTS_PER_PACKET),
                 frames: Vec::with_capacity(RX_COPY_BATCH),
-                slots: (0..RX_COPY_BATCH).map(|_| RxSlot::new()).collect(),
-                pipe: None,
+                rxhdrs: vec![[0; VIRTIO_NET_HDR_SIZE]; RX_COPY_BATCH],
+                rxbuf: PageBuf::new(RX_COPY_BATCH * RX_SLOT_BYTES),
                 pending: None,
                 stalled_since: None,
                 rx_stall_drop: RX_STALL_DROP,
@@ -874,24 +828,10 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     }
 }
 
-impl<G: NetGrants, F: FrameIo + Send + Sync + 'static> RxQueue<G, F> {
-    /// Has a thread of its own (named `name`) read the TAP ahead of the grant
-    /// copies ([`RxPipe`]).
-    pub fn read_ahead(&mut self, name: String) -> io::Result<()> {
-        self.pipe = Some(RxPipe::start(Arc::clone(&self.io), name)?);
-        Ok(())
-    }
-}
-
 impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     /// Whether a received frame waits for rx buffers (then the TAP is not read).
     pub fn rx_waiting(&self) -> bool {
         self.pending.is_some()
-    }
-
-    /// The read-ahead, when [`RxQueue::read_ahead`] started one.
-    pub fn pipe(&mut self) -> Option<&mut RxPipe> {
-        self.pipe.as_mut()
     }
 
     /// Moves frames from the TAP into the guest's rx buffers (at most
@@ -972,7 +912,12 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
                 continue;
             };
             // The waiting frame goes to slot 0 for the next round.
-            self.slots.swap(0, slot);
+            if slot != 0 {
+                let from = slot * RX_SLOT_BYTES;
+                let len = n - VIRTIO_NET_HDR_SIZE;
+                self.rxbuf.get_mut().copy_within(from..from + len, 0);
+                self.rxhdrs[0] = self.rxhdrs[slot];
+            }
             let since = *self.stalled_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.rx_stall_drop {
                 count(
@@ -1002,19 +947,10 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     /// Reads a frame from the TAP into slot `slot`: its total length (vnet
     /// header included), `None` when none waits.
     fn read_slot(&mut self, slot: usize) -> Result<Option<usize>, QueueError> {
+        let from = slot * RX_SLOT_BYTES;
+        let data = &mut self.rxbuf.get_mut()[from..from + RX_FRAME_MAX - VIRTIO_NET_HDR_SIZE];
         let t = Instant::now();
-        let read = match &mut self.pipe {
-            None => self.slots[slot]
-                .read_from(&*self.io)
-                .map(|got| got.then_some(self.slots[slot].len)),
-            Some(pipe) => pipe.take().map(|got| {
-                got.map(|filled| {
-                    let n = filled.len;
-                    pipe.give_back(std::mem::replace(&mut self.slots[slot], filled));
-                    n
-                })
-            }),
-        };
+        let read = self.io.read_frame(&mut self.rxhdrs[slot], data);
         self.times.tap_read_ns += ns_since(t);
         let read = read.map_err(QueueError::Tap)?;
         if read.is_some() {
@@ -1040,9 +976,10 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
         if !(VIRTIO_NET_HDR_SIZE + ETH_HLEN..=RX_FRAME_MAX).contains(&n) {
             return drop(&mut self.stats);
         }
-        let vh = VirtioNetHdr::from_bytes(&self.slots[slot].hdr);
+        let from = slot * RX_SLOT_BYTES;
+        let vh = VirtioNetHdr::from_bytes(&self.rxhdrs[slot]);
         let mut dest = [0u8; ETH_ALEN];
-        dest.copy_from_slice(&self.slots[slot].buf.get()[..ETH_ALEN]);
+        dest.copy_from_slice(&self.rxbuf.get()[from..from + ETH_ALEN]);
         if !self.mcast.admits(&dest) {
             self.stats.rx_filtered += 1;
             return Ok(Admission::Gone);
@@ -1082,7 +1019,7 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
                 offset: 0,
                 len: chunk as u16,
             });
-            self.at.push((slot, k * PAGE_SIZE));
+            self.at.push(from + k * PAGE_SIZE);
         }
         self.frames.push(RxFrame {
             len,
@@ -1163,22 +1100,17 @@ impl<G: NetGrants, F: FrameIo> RxQueue<G, F> {
     /// One grant copy call for `pieces` of the batch.
     fn copy_out(&mut self, pieces: std::ops::Range<usize>) -> Result<(), GntdevError> {
         let t = Instant::now();
-        let srcs: Vec<&[u8]> = self.at[pieces.clone()]
-            .iter()
-            .zip(&self.pieces[pieces.clone()])
-            .map(|(&(slot, off), p)| &self.slots[slot].buf.get()[off..off + usize::from(p.len)])
-            .collect();
-        let r = self
-            .grants
-            .copy_out(self.domid, &srcs, &self.pieces[pieces]);
+        let r = self.grants.copy_out(
+            self.domid,
+            self.rxbuf.get(),
+            &self.pieces[pieces.clone()],
+            &self.at[pieces],
+        );
         self.times.rx_copies += 1;
         self.times.rx_copy_ns += ns_since(t);
         r
     }
 }
-
-mod readahead;
-pub use readahead::{RxPipe, READ_AHEAD_SLOTS};
 
 #[cfg(test)]
 mod tests;
