@@ -35,14 +35,6 @@ use xenstore::client::Client;
 const STOP_POLL_MS: u16 = 200;
 /// How often a NIC whose received frame waits for rx buffers looks again.
 const RX_WAIT_POLL_MS: u16 = 20;
-/// How long the notification of small transmit batches' responses (a
-/// download's acknowledgements) may be put off, and for how many batches:
-/// Linux's netfront reclaims answered tx slots whenever it sends, so while
-/// it sends acknowledgements the notification mostly costs a hypercall here
-/// and an interrupt in the guest; the limits bound how long a guest that
-/// stopped sending waits for its buffers.
-const TX_NOTIFY_DEFER: Duration = Duration::from_millis(5);
-const TX_NOTIFY_DEFER_BATCHES: u32 = 32;
 
 /// The NIC device kind.
 #[derive(Debug)]
@@ -388,22 +380,15 @@ fn serve_loop(
         times.notify_ns += ns_since(t);
         r
     };
-    // The first put-off transmit notification and how many batches are owed.
-    let mut owed_since: Option<Instant> = None;
-    let mut owed_batches = 0u32;
     loop {
         // Transmit responses are signalled as soon as a batch is copied in,
         // before its frames go through dom0's network stack; receive
         // responses after each copy batch.
-        // A small transmit batch's (acknowledgements') notification is put
-        // off (TX_NOTIFY_DEFER) unless a notification on the same port
-        // covered it.
-        let mut tx_notified = false;
+        // A small transmit batch's (acknowledgements') notification is sent
+        // after the receive work its frames caused, unless a receive
+        // notification on the same port (shared channel) covered it.
         let r = q
-            .process_tx_notifying(|| {
-                tx_notified = true;
-                Ok(notify(times, ports.tx)?)
-            })
+            .process_tx_notifying(|| Ok(notify(times, ports.tx)?))
             .and_then(|()| {
                 let mut rx_notified = false;
                 q.process_rx_notifying(|| {
@@ -411,19 +396,8 @@ fn serve_loop(
                     rx_notified = true;
                     Ok(notify(times, ports.rx)?)
                 })?;
-                let covered = tx_notified || (rx_notified && ports.tx == ports.rx);
-                if q.take_tx_owed_notify() {
-                    owed_batches += 1;
-                    owed_since.get_or_insert_with(Instant::now);
-                }
-                if covered {
-                    (owed_since, owed_batches) = (None, 0);
-                }
-                let due = owed_since.is_some_and(|t| t.elapsed() >= TX_NOTIFY_DEFER)
-                    || owed_batches >= TX_NOTIFY_DEFER_BATCHES;
-                if due {
-                    (owed_since, owed_batches) = (None, 0);
-                    times.tx_deferred_notifies += 1;
+                let covered = rx_notified && ports.tx == ports.rx;
+                if q.take_tx_owed_notify() && !covered {
                     notify(times, ports.tx).map_err(|e| QueueError::Notify(e.into()))?;
                 }
                 Ok(())
@@ -435,9 +409,6 @@ fn serve_loop(
         let waiting = q.rx_waiting();
         let mut timeout = waiting.then_some(RX_WAIT_POLL_MS);
         if let Some(t) = throttle_ms(q.tx_throttled_until()) {
-            timeout = Some(timeout.map_or(t, |w| w.min(t)));
-        }
-        if let Some(t) = throttle_ms(owed_since.map(|t| t + TX_NOTIFY_DEFER)) {
             timeout = Some(timeout.map_or(t, |w| w.min(t)));
         }
         let slept = std::cell::Cell::new(Instant::now());

@@ -46,9 +46,6 @@ pub struct QueueTimes {
     /// count for one wake-up; neither: a timeout).
     pub woke_event: u64,
     pub woke_tap: u64,
-    /// Of the notifications, put-off ones for small transmit batches sent
-    /// when their time or count limit came.
-    pub tx_deferred_notifies: u64,
 }
 
 /// Nanoseconds since `t`.
@@ -90,7 +87,6 @@ impl AddAssign for QueueTimes {
         self.rx_wait_ns += o.rx_wait_ns;
         self.woke_event += o.woke_event;
         self.woke_tap += o.woke_tap;
-        self.tx_deferred_notifies += o.tx_deferred_notifies;
     }
 }
 
@@ -115,7 +111,7 @@ impl fmt::Display for QueueTimes {
         write!(
             f,
             "wakeups={} idle={} tx-batches={} tx-slots={} tx-copy={}x{} ({}) tap-write={}x{} ({}) \
-             tap-read={}+{}empty ({}) rx-copy={}x{} ({}) notify={}x{} ({}, rx {}, tx deferred {}) \
+             tap-read={}+{}empty ({}) rx-copy={}x{} ({}) notify={}x{} ({}, rx {}) \
              rx-wait={} ({}) woke=event {} tap {}",
             self.wakeups,
             Ms(self.idle_ns),
@@ -137,7 +133,6 @@ impl fmt::Display for QueueTimes {
             Per(self.notify_ns, self.notifies),
             Ms(self.notify_ns),
             self.rx_notifies,
-            self.tx_deferred_notifies,
             self.rx_waits,
             Ms(self.rx_wait_ns),
             self.woke_event,
