@@ -384,23 +384,13 @@ fn serve_loop(
         // Transmit responses are signalled as soon as a batch is copied in,
         // before its frames go through dom0's network stack; receive
         // responses after each copy batch.
-        // A small transmit batch's (acknowledgements') notification is sent
-        // after the receive work its frames caused, unless a receive
-        // notification on the same port (shared channel) covered it.
         let r = q
             .process_tx_notifying(|| Ok(notify(times, ports.tx)?))
             .and_then(|()| {
-                let mut rx_notified = false;
                 q.process_rx_notifying(|| {
                     times.rx_notifies += 1;
-                    rx_notified = true;
                     Ok(notify(times, ports.rx)?)
-                })?;
-                let covered = rx_notified && ports.tx == ports.rx;
-                if q.take_tx_owed_notify() && !covered {
-                    notify(times, ports.tx).map_err(|e| QueueError::Notify(e.into()))?;
-                }
-                Ok(())
+                })
             });
         if let Err(e) = r {
             broken.report(chain(&e));

@@ -391,9 +391,6 @@ pub struct TxQueue<G, F> {
     at: Vec<usize>,
     txbuf: PageBuf,
     tx_frames: Vec<TxFrame>,
-    /// A small batch's responses were pushed and the ring asked for a
-    /// notification, which the caller sends later ([`TxQueue::take_owed_notify`]).
-    notify_owed: bool,
     /// Its `tx_*` counters.
     pub stats: NetStats,
     /// Where its time goes.
@@ -461,7 +458,6 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
                 at: Vec::with_capacity(MAX_SLOTS_PER_PACKET),
                 txbuf: PageBuf::new(TX_BATCH_SLOTS * PAGE_SIZE),
                 tx_frames: Vec::new(),
-                notify_owed: false,
                 stats: NetStats::default(),
                 times: QueueTimes::default(),
             },
@@ -526,11 +522,6 @@ impl<G: NetGrants, F: FrameIo> NetQueue<G, F> {
         self.tx.process_tx_notifying(notify)
     }
 
-    /// [`TxQueue::take_owed_notify`].
-    pub fn take_tx_owed_notify(&mut self) -> bool {
-        self.tx.take_owed_notify()
-    }
-
     /// [`RxQueue::process_rx`].
     pub fn process_rx(&mut self) -> Result<bool, QueueError> {
         self.rx.process_rx()
@@ -591,13 +582,7 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
             notify = true;
             Ok(())
         })?;
-        Ok(self.take_owed_notify() || notify)
-    }
-
-    /// Whether a small batch's responses still wait for their notification
-    /// (then it is owed no longer: the caller sends it).
-    pub fn take_owed_notify(&mut self) -> bool {
-        std::mem::take(&mut self.notify_owed)
+        Ok(notify)
     }
 
     /// Sends every packet on the tx ring, a batch of at most
@@ -606,12 +591,7 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
     /// for it, `notify` called before its frames are written to the TAP when
     /// the batch has [`TX_EARLY_NOTIFY_BYTES`] (so the guest frees its buffers,
     /// and its TCP sends on, while dom0's network stack takes the frames, as
-    /// it does with xen-netback's copied slots). A batch with fewer (a
-    /// download's acknowledgements) is written first and its notification is
-    /// owed ([`TxQueue::take_owed_notify`]): the caller sends it once the
-    /// data that the acknowledgements let dom0's TCP send has gone to the
-    /// guest, so that the hypercall is not on that round trip (the guest's
-    /// netfront also reclaims its tx buffers when it sends).
+    /// it does with xen-netback's copied slots), after them when it has fewer.
     /// A frame the TAP then refuses is counted as dropped.
     pub fn process_tx_notifying(
         &mut self,
@@ -632,11 +612,10 @@ impl<G: NetGrants, F: FrameIo> TxQueue<G, F> {
             let must_notify = self.tx.push_responses()?;
             if must_notify && early {
                 notify().map_err(QueueError::Notify)?;
-                self.notify_owed = false;
             }
             self.write_tx_frames();
             if must_notify && !early {
-                self.notify_owed = true;
+                notify().map_err(QueueError::Notify)?;
             }
             if throttled {
                 return Ok(());

@@ -179,10 +179,6 @@ impl Guest {
                 Ok(())
             })
             .unwrap();
-        if self.back.take_tx_owed_notify() {
-            // The caller sends the owed notification after its receive work.
-            written_at_notify = Some(tap.written.lock().unwrap().len());
-        }
         written_at_notify
     }
     fn put(&self, page: usize, offset: usize, bytes: &[u8]) {
