@@ -14,4 +14,6 @@ pub mod lifecycle;
 pub mod memory;
 pub mod monitor;
 pub mod rand;
+pub mod rename;
 pub mod uptime;
+pub mod vcpus;

@@ -79,6 +79,31 @@ fn read_required_kib(xs: &mut impl XsOps, domid: u32, node: &'static str) -> Res
     read_kib(xs, domid, node)?.ok_or(MemError::Missing { domid, node })
 }
 
+/// KiB per Xen page.
+const PAGE_KIB: u64 = 4;
+
+/// Dom0's `memory/target` and `memory/static-max` from Xen's count of its pages
+/// and its limit, when they are missing (libxl__fill_dom0_memory_info): Xen
+/// builds dom0, so no toolstack wrote them, and Linux's balloon driver follows a
+/// target written later all the same.
+fn fill_dom0_memory_nodes(ctl: &impl DomainControl, tx: &mut impl XsOps) -> Result<(), MemError> {
+    let base = dom_path(0);
+    let target = format!("{base}/memory/target");
+    let max = format!("{base}/memory/static-max");
+    let (has_target, has_max) = (tx.exists(&target)?, tx.exists(&max)?);
+    if has_target && has_max {
+        return Ok(());
+    }
+    let info = ctl.domain_info(0).map_err(MemError::Xen)?;
+    if !has_target {
+        tx.write(&target, (info.tot_pages * PAGE_KIB).to_string().as_bytes())?;
+    }
+    if !has_max {
+        tx.write(&max, (info.max_pages * PAGE_KIB).to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
 /// `xl mem-set`: sets the balloon target of `domid` to `target_kib`, in one
 /// transaction with the checks (at most `memory/static-max`), Xen's limit and
 /// `/vm/<uuid>/memory`.
@@ -90,6 +115,9 @@ pub fn set_target(
 ) -> Result<(), MemError> {
     let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
     xs.transaction(|tx| {
+        if domid == 0 {
+            fill_dom0_memory_nodes(ctl, tx)?;
+        }
         read_required_kib(tx, domid, "memory/target")?;
         let max_kib = read_required_kib(tx, domid, "memory/static-max")?;
         let videoram = read_kib(tx, domid, "memory/videoram")?.unwrap_or(0);
@@ -130,6 +158,9 @@ pub fn set_max(
 ) -> Result<(), MemError> {
     let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
     xs.transaction(|tx| {
+        if domid == 0 {
+            fill_dom0_memory_nodes(ctl, tx)?;
+        }
         let target_kib = read_required_kib(tx, domid, "memory/target")?;
         if max_kib < target_kib {
             return Err(MemError::BelowTarget {
@@ -243,6 +274,43 @@ mod tests {
         assert_eq!(
             xs.read_string("/local/domain/5/memory/target").unwrap(),
             "204800"
+        );
+    }
+
+    #[test]
+    fn dom0s_missing_memory_nodes_come_from_xen_as_libxl_fills_them() {
+        let (xen, mut xs) = setup("dom0");
+        xen.add_domain(xen::DomainInfo {
+            domid: 0,
+            tot_pages: 512 * 256,
+            max_pages: 1024 * 256,
+            ..Default::default()
+        });
+        // Above Xen's limit for dom0 (1 GiB): refused, but the nodes libxl would
+        // have filled in are there.
+        let e = set_target(&xen, &mut xs, 0, 2048 * 1024).unwrap_err();
+        assert!(matches!(e, MemError::AboveMax { .. }), "{e}");
+        assert!(!xs.exists("/local/domain/0/memory/target").unwrap());
+        set_target(&xen, &mut xs, 0, 500 * 1024).unwrap();
+        assert_eq!(
+            xs.read_string("/local/domain/0/memory/target").unwrap(),
+            "512000"
+        );
+        assert_eq!(
+            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
+            "1048576"
+        );
+        assert_eq!(xen.domain_info(0).unwrap().max_pages, 500 * 256);
+        // A node that is there is left as it is.
+        xs.rm("/local/domain/0/memory/static-max").unwrap();
+        set_max(&xen, &mut xs, 0, 600 * 1024).unwrap();
+        assert_eq!(
+            xs.read_string("/local/domain/0/memory/target").unwrap(),
+            "512000"
+        );
+        assert_eq!(
+            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
+            "614400"
         );
     }
 

@@ -163,6 +163,8 @@ pub fn run_pending_with<C: DomainControl, M: GuestMemory>(
                     | ShutdownAction::CoredumpRestart
                     | ShutdownAction::RenameRestart => {
                         wait_console_drained(mem, &mut xs, domid);
+                        // A domain renamed while it ran keeps its new name.
+                        let current_name = domain::name_of(&mut xs, domid);
                         lifecycle::destroy(ctl, &mut xs, domid)?;
                         lifecycle::wait_gone(ctl, domid, DESTROY_WAIT, false)?;
                         // Like xl, the restarted domain is made from the config
@@ -179,6 +181,9 @@ pub fn run_pending_with<C: DomainControl, M: GuestMemory>(
                                 cfg
                             }
                         };
+                        if let Some(name) = current_name {
+                            cfg.name = name;
+                        }
                         let built = lifecycle::create(
                             ctl,
                             mem,

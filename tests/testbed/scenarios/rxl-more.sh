@@ -55,7 +55,7 @@ check "guest sees more than 3 GiB (${kb} kB)" [ "${kb:-0}" -gt 3145728 ]
 
 # ---------------------------------------------------------------- rxl shutdown -w
 name=rxlsd
-cfg=$(guest_cfg "$name" rxl-wait vcpus=1 memory=256 extra_args=cma=0)
+cfg=$(guest_cfg "$name" rxl-wait vcpus=1 maxvcpus=2 memory=256 extra_args=cma=0)
 run rxl create "$cfg"
 id=$(rxl domid "$name") || fail "rxl domid $name"
 uuid=$(xenstore-read "/local/domain/$id/vm"); uuid=${uuid#/vm/}
@@ -80,6 +80,37 @@ run rxl sysrq "$name" h
 wait_for 30 "the guest's sysrq help" grep -q 'sysrq: HELP' "$log"
 pass "rxl sysrq reached the guest's kernel"
 check "rxl sysrq refuses more than one letter" sh -c "! rxl sysrq $name hh 2>/dev/null"
+# rxl vcpu-set: created with 1 of 2 vCPUs online; the guest's kernel follows
+# cpu/N/availability (its script plays the udev rule that brings a CPU up), and Xen's
+# count of online vCPUs (xl list's VCPUs) follows the guest.
+vcpus_of() { xl list "$1" | awk 'NR == 2 { print $4 }'; }
+vcpus_are() { [ "$(vcpus_of "$1")" = "$2" ]; }
+wait_for 60 "xl list to show 1 vCPU of $name" vcpus_are "$name" 1
+pass "created with 1 of 2 vCPUs online"
+run rxl vcpu-set "$name" 2
+expect_eq "rxl vcpu-set 2: cpu/1/availability" "$(xenstore-read "/local/domain/$id/cpu/1/availability")" online
+wait_for 60 "the guest to bring vCPU 1 up" grep -q 'RXEN-GUEST-CPUS online=0-1' "$log"
+wait_for 30 "xl list to show 2 vCPUs of $name" vcpus_are "$name" 2
+pass "the guest brought vCPU 1 up and Xen counts 2 online vCPUs"
+rxl vcpu-list "$name" | sed 's/^/rxl-vcpu-list| /'
+check "rxl vcpu-set above maxvcpus is refused" sh -c "! rxl vcpu-set $name 3 2>/dev/null"
+check "rxl vcpu-set 0 is refused" sh -c "! rxl vcpu-set $name 0 2>/dev/null"
+run rxl vcpu-set "$name" 1
+wait_for 60 "xl list to show 1 vCPU of $name" vcpus_are "$name" 1
+# (Its first report, at boot, was already "online=0": look after the "0-1" one.)
+check "the guest took vCPU 1 down and Xen counts 1 online vCPU" \
+  sh -c "sed -n '/RXEN-GUEST-CPUS online=0-1/,\$p' $log | grep -q 'RXEN-GUEST-CPUS online=0 '"
+# rxl rename: xl sees the new name, /vm/<uuid>/name follows, a taken name is refused.
+run rxl rename "$name" "$name-renamed"
+expect_eq "rxl rename: xl domid of the new name" "$(xl domid "$name-renamed")" "$id"
+expect_eq "rxl rename: /vm/<uuid>/name" "$(xenstore-read "/vm/$uuid/name")" "$name-renamed"
+check "rxl rename to a name in use is refused" sh -c "! rxl rename $name-renamed Domain-0 2>/dev/null"
+expect_eq "the refused rename left the name" "$(xenstore-read "/local/domain/$id/name")" "$name-renamed"
+run rxl rename "$name-renamed" "$name"
+rxl vm-list > /tmp/rxl-vm-list.txt || fail "rxl vm-list"
+xl vm-list > /tmp/xl-vm-list.txt || fail "xl vm-list"
+sed 's/^/rxl-vm-list| /' /tmp/rxl-vm-list.txt
+check "rxl vm-list equals xl vm-list" cmp /tmp/rxl-vm-list.txt /tmp/xl-vm-list.txt
 # rxl mem-set / mem-max: the guest's balloon driver follows memory/target; xl list's
 # Mem column is Xen's count of the domain's pages. (cma=0: the balloon's allocations
 # cannot use the 64 MiB the Debian kernel keeps for CMA, and back off for up to 32 s

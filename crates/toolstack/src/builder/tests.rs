@@ -793,12 +793,19 @@ fn on_reboot_restart_re_reads_the_config_file() {
                 Client::connect_socket(&sock)
             })
         });
-        // The admin edits the config while the guest runs; the guest reboots.
+        // The admin edits the config and renames the running guest; the guest
+        // reboots.
         std::fs::write(&file, text("br7")).expect("edit config");
+        crate::rename::rename(&mut xs, &[u32::from(domid)], u32::from(domid), "g2")
+            .expect("rename");
         shut_down(&ctl, domid, SHUTDOWN_REBOOT);
         eventually("the restarted domain's NIC on the new bridge", || {
             xs.read_string(bridge).is_ok_and(|b| b == "br7")
         });
+        // The new name should outlive the restart (libxl's restart takes the name
+        // from xenstore, not from the config file); asserted once the monitor has
+        // ended, since a panic here would leave the scope waiting for it.
+        let name_after_restart = xs.read_string("/local/domain/1/name").expect("name");
         // Same uuid (pinned), so the same generated MAC.
         assert_eq!(xs.read_string(mac).expect("mac"), mac_before);
         // A config that no longer parses: the restart uses the last good one.
@@ -816,6 +823,7 @@ fn on_reboot_restart_re_reads_the_config_file() {
             .join()
             .expect("monitor thread")
             .expect("monitor ends when the domain is destroyed");
+        assert_eq!(name_after_restart, "g2", "the name given by rename");
     });
     assert!(ctl.domain_info(1).is_err(), "destroyed on poweroff");
     assert!(!xs.exists("/local/domain/1").expect("exists"));

@@ -1,4 +1,4 @@
-//! `rxl destroy|pause|unpause|shutdown|reboot|domid|domname` and the hidden
+//! `rxl destroy|pause|unpause|shutdown|reboot|domid|domname|rename` and the hidden
 //! `rxl monitor` that `rxl create` leaves behind (tools/xl/xl_vmcontrol.c,
 //! xl_domain.c).
 
@@ -119,6 +119,15 @@ pub fn domname(id: &str) -> anyhow::Result<()> {
     let name = domain::name_of(&mut xs, id).with_context(|| format!("domain {id} has no name"))?;
     println!("{name}");
     Ok(())
+}
+
+/// `rxl rename DOMAIN NEW_NAME`.
+pub fn rename(name: &str, new_name: &str) -> anyhow::Result<()> {
+    let (ctl, mut xs) = open()?;
+    let ids = lifecycle::domids(&ctl)?;
+    let id = domain::resolve(&mut xs, &ids, name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    toolstack::rename::rename(&mut xs, &ids, id, new_name)
+        .with_context(|| format!("Can't rename domain '{name}'."))
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,8 @@ enum Command {
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
+    /// List the domains' uuids, ids and names (like `xl vm-list`).
+    VmList,
     /// List vCPUs: where each runs and may run (like `xl vcpu-list`).
     VcpuList {
         /// Domains to list, by id or name (all when none is given).
@@ -51,6 +53,8 @@ enum Command {
     },
     /// Set a vCPU's hard (and soft) CPU affinity (like `xl vcpu-pin`).
     VcpuPin(vcpu::PinArgs),
+    /// Set how many of a domain's vCPUs are online (like `xl vcpu-set`).
+    VcpuSet(vcpu::SetArgs),
     /// Attach a disk to a running domain (like `xl block-attach`), served by rxblkback.
     BlockAttach(block::AttachArgs),
     /// Detach a disk from a domain (like `xl block-detach`).
@@ -92,6 +96,13 @@ enum Command {
         /// The domain's id.
         domid: String,
     },
+    /// Rename a domain (like `xl rename`).
+    Rename {
+        /// The domain (name or id).
+        domain: String,
+        /// Its new name.
+        new_name: String,
+    },
     /// Set a domain's memory target, which its balloon driver follows (like `xl mem-set`).
     MemSet(hostcmds::MemArgs),
     /// Set a domain's maximum memory (like `xl mem-max`).
@@ -115,8 +126,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Info => info::run(),
         Command::List { domains } => list::run(&domains),
+        Command::VmList => list::vm_list(),
         Command::VcpuList { domains } => vcpu::list(&domains),
         Command::VcpuPin(args) => vcpu::pin(&args),
+        Command::VcpuSet(args) => vcpu::set(&args),
         Command::Create(args) => create::run(args),
         Command::CheckDtb(args) => check_dtb::run(args),
         Command::BlockAttach(args) => block::attach(args),
@@ -132,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::Reboot(args) => lifecycle_cmds::shutdown(&args, "reboot"),
         Command::Domid { domain } => lifecycle_cmds::domid(&domain),
         Command::Domname { domid } => lifecycle_cmds::domname(&domid),
+        Command::Rename { domain, new_name } => lifecycle_cmds::rename(&domain, &new_name),
         Command::MemSet(args) => hostcmds::mem(&args, false),
         Command::MemMax(args) => hostcmds::mem(&args, true),
         Command::Uptime(args) => hostcmds::uptime(&args),

@@ -1,5 +1,6 @@
-//! `rxl vcpu-list` and `rxl vcpu-pin`: vCPUs, where they run and where they may
-//! run, in xl's format (tools/xl/xl_vcpu.c: print_vcpuinfo, print_bitmap).
+//! `rxl vcpu-list`, `rxl vcpu-pin` and `rxl vcpu-set`: vCPUs, where they run and
+//! where they may run, in xl's format (tools/xl/xl_vcpu.c: print_vcpuinfo,
+//! print_bitmap), and how many are online ([`toolstack::vcpus`]).
 //!
 //! Differences from xl: no `--force` (undoing a guest's SCHEDOP_pin_override) and no
 //! global affinity masks (xl.conf's vm.cpumask), which rxl does not have.
@@ -184,6 +185,25 @@ pub fn pin(args: &PinArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// Allow more vCPUs than the host has physical CPUs.
+    #[arg(short = 'i', long = "ignore-host")]
+    pub ignore_host: bool,
+    /// The domain (name or id).
+    pub domain: String,
+    /// How many vCPUs to have online (at most the domain's maxvcpus).
+    pub vcpus: u32,
+}
+
+/// `rxl vcpu-set [--ignore-host] DOMAIN COUNT`.
+pub fn set(args: &SetArgs) -> anyhow::Result<()> {
+    let (ctl, mut xs) = crate::lifecycle_cmds::open()?;
+    let id = crate::lifecycle_cmds::resolve(&ctl, &mut xs, &args.domain)?;
+    toolstack::vcpus::set_online(&ctl, &mut xs, id, args.vcpus, args.ignore_host)
+        .with_context(|| format!("cannot set domain {id}'s online vCPUs to {}", args.vcpus))
 }
 
 #[cfg(test)]
