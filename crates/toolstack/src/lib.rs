@@ -17,3 +17,23 @@ pub mod rand;
 pub mod rename;
 pub mod uptime;
 pub mod vcpus;
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    /// rxenstored's daemon on a fresh temporary socket named after `tag` (the
+    /// daemon thread lives until the test process ends); its path.
+    pub fn xenstored(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rxl-{tag}-{}", std::process::id()));
+        let path = dir.join("socket");
+        xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
+        path
+    }
+
+    /// A client of a fresh [`xenstored`].
+    pub fn xenstore_client(tag: &str) -> xenstore::client::Client {
+        xenstore::client::Client::connect_socket(&xenstored(tag)).expect("connect")
+    }
+}

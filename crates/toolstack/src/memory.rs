@@ -210,10 +210,7 @@ mod tests {
     /// A daemon on a temporary socket with domain 5's memory nodes as rxl writes
     /// them (128 MiB), and a fake Xen with domain 5 in it.
     fn setup(tag: &str) -> (FakeXen, Client) {
-        let dir = std::env::temp_dir().join(format!("rxl-mem-{tag}-{}", std::process::id()));
-        let path = dir.join("socket");
-        xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
-        let mut xs = Client::connect_socket(&path).expect("connect");
+        let mut xs = crate::testing::xenstore_client(&format!("mem-{tag}"));
         for (node, v) in [
             ("memory/target", "131072"),
             ("memory/static-max", "131072"),
@@ -291,27 +288,19 @@ mod tests {
         let e = set_target(&xen, &mut xs, 0, 2048 * 1024).unwrap_err();
         assert!(matches!(e, MemError::AboveMax { .. }), "{e}");
         assert!(!xs.exists("/local/domain/0/memory/target").unwrap());
+        let dom0_nodes = |xs: &mut Client| {
+            ["target", "static-max"].map(|n| {
+                xs.read_string(&format!("/local/domain/0/memory/{n}"))
+                    .unwrap()
+            })
+        };
         set_target(&xen, &mut xs, 0, 500 * 1024).unwrap();
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/target").unwrap(),
-            "512000"
-        );
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
-            "1048576"
-        );
+        assert_eq!(dom0_nodes(&mut xs), ["512000", "1048576"]);
         assert_eq!(xen.domain_info(0).unwrap().max_pages, 500 * 256);
         // A node that is there is left as it is.
         xs.rm("/local/domain/0/memory/static-max").unwrap();
         set_max(&xen, &mut xs, 0, 600 * 1024).unwrap();
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/target").unwrap(),
-            "512000"
-        );
-        assert_eq!(
-            xs.read_string("/local/domain/0/memory/static-max").unwrap(),
-            "614400"
-        );
+        assert_eq!(dom0_nodes(&mut xs), ["512000", "614400"]);
     }
 
     #[test]

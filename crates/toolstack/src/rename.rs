@@ -67,10 +67,7 @@ mod tests {
     /// A daemon on a temporary socket with domains 0 (no /vm), 3 and 4 as rxl
     /// writes their names.
     fn setup(tag: &str) -> Client {
-        let dir = std::env::temp_dir().join(format!("rxl-rename-{tag}-{}", std::process::id()));
-        let path = dir.join("socket");
-        xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
-        let mut xs = Client::connect_socket(&path).expect("connect");
+        let mut xs = crate::testing::xenstore_client(&format!("rename-{tag}"));
         for (node, v) in [
             ("/local/domain/0/name", "Domain-0"),
             ("/local/domain/3/name", "web"),

@@ -85,10 +85,7 @@ mod tests {
     /// A daemon on a temporary socket, and a fake Xen (2 physical CPUs) with
     /// domain 5 of `max` vCPUs, all online, and its availability nodes.
     fn setup(tag: &str, max: u32) -> (FakeXen, Client) {
-        let dir = std::env::temp_dir().join(format!("rxl-vcpus-{tag}-{}", std::process::id()));
-        let path = dir.join("socket");
-        xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
-        let mut xs = Client::connect_socket(&path).expect("connect");
+        let mut xs = crate::testing::xenstore_client(&format!("vcpus-{tag}"));
         for vcpu in 0..max {
             xs.write(&availability_path(5, vcpu), b"online").unwrap();
         }

@@ -639,11 +639,7 @@ fn arm32_zimage_is_refused_before_anything_is_made_when_xen_runs_no_32_bit_guest
 /// rxenstored's daemon on a temporary socket, served by a thread for the rest of
 /// the test process.
 fn xenstored(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rxl-lc-{tag}-{}", std::process::id()));
-    let path = dir.join("socket");
-    // The daemon thread lives until the test process ends.
-    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
-    path
+    crate::testing::xenstored(&format!("lc-{tag}"))
 }
 
 /// A config whose kernel is a real file with a synthetic arm64 Image.

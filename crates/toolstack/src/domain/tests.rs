@@ -237,10 +237,7 @@ fn only_nodes_that_differ_from_their_parent_get_set_perms() {
 /// node reads back with its value and permissions, and the stale roots go.
 #[test]
 fn pipelined_tree_reads_back_from_a_real_daemon() {
-    let dir = std::env::temp_dir().join(format!("rxl-pipe-{}", std::process::id()));
-    let path = dir.join("socket");
-    // The daemon thread lives until the test process ends.
-    xenstore::daemon::spawn_unix_daemon(&path).expect("xenstore daemon");
+    let path = crate::testing::xenstored("pipe");
     let mut xs = Client::connect_socket(&path).expect("connect");
     xs.write("/local/domain/7/stale", b"x").expect("stale");
     let t = tree("name='g'\nkernel='/k'\nvcpus=2\n", true);
@@ -274,5 +271,5 @@ fn pipelined_tree_reads_back_from_a_real_daemon() {
         Err(PipelineError::Refused { .. })
     ));
     assert!(!xs.exists("/local/domain/8").expect("exists"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(path.parent().expect("socket dir"));
 }
