@@ -86,16 +86,11 @@ info_field() {
 # ---------------------------------------------------------------- bridges
 # make_bridges MAC_PREFIX NAME:ADDRESS... -- a bridge NAME per argument, up, with
 # ADDRESS/24 and the MAC MAC_PREFIX followed by its position (0, 1, ...): an address
-# and MAC of the bridge's own, as the TAPs on it all carry fe:ff:ff:ff:ff:ff. A bridge
-# an earlier scenario of the same boot made is made afresh.
+# and MAC of the bridge's own, as the TAPs on it all carry fe:ff:ff:ff:ff:ff.
 make_bridges() {
   _mb_prefix=$1; shift
   _mb_n=0
   for _mb in "$@"; do
-    if ip link show "${_mb%%:*}" >/dev/null 2>&1; then
-      run ip link set "${_mb%%:*}" down
-      run brctl delbr "${_mb%%:*}"
-    fi
     run brctl addbr "${_mb%%:*}"
     run ip link set "${_mb%%:*}" address "$_mb_prefix$_mb_n"
     run ip addr add "${_mb#*:}/24" dev "${_mb%%:*}"
