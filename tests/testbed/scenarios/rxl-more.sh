@@ -113,6 +113,15 @@ rxl vm-list > /tmp/rxl-vm-list.txt || fail "rxl vm-list"
 xl vm-list > /tmp/xl-vm-list.txt || fail "xl vm-list"
 sed 's/^/rxl-vm-list| /' /tmp/rxl-vm-list.txt
 check "rxl vm-list equals xl vm-list" cmp /tmp/rxl-vm-list.txt /tmp/xl-vm-list.txt
+# rxl list -v: xl's header; per row the name, id, uuid, reason code and security
+# label as xl's (memory, vCPUs, state and CPU time may move between the two calls).
+rxl list -v > /tmp/rxl-list-v.txt || fail "rxl list -v"
+xl list -v > /tmp/xl-list-v.txt || fail "xl list -v"
+sed 's/^/rxl-list-v| /' /tmp/rxl-list-v.txt
+expect_eq "rxl list -v's header" "$(head -n 1 /tmp/rxl-list-v.txt)" "$(head -n 1 /tmp/xl-list-v.txt)"
+awk 'NR > 1 { print $1, $2, $7, $8, $9 }' /tmp/rxl-list-v.txt > /tmp/rxl-list-v.cols
+awk 'NR > 1 { print $1, $2, $7, $8, $9 }' /tmp/xl-list-v.txt > /tmp/xl-list-v.cols
+check "rxl list -v's names, ids, uuids, reasons and labels equal xl's" cmp /tmp/rxl-list-v.cols /tmp/xl-list-v.cols
 # rxl mem-set / mem-max: the guest's balloon driver follows memory/target; xl list's
 # Mem column is Xen's count of the domain's pages. (cma=0: the balloon's allocations
 # cannot use the 64 MiB the Debian kernel keeps for CMA, and back off for up to 32 s

@@ -21,6 +21,11 @@ const PAGE_KIB: u64 = 4;
 /// xl's header line.
 pub const HEADER: &str =
     "Name                                        ID   Mem VCPUs\tState\tTime(s)";
+/// What `xl list -v` adds to it.
+pub const VERBOSE_HEADER: &str = "   UUID                            Reason-Code\tSecurity Label";
+/// The security label of a domain without one (rxl runs no XSM policy; xl prints
+/// `-` for a domain without a label).
+const NO_SECURITY_LABEL: &str = "-";
 
 /// One `xl list` row.
 pub fn row(name: Option<&str>, d: &DomainInfo) -> String {
@@ -46,6 +51,20 @@ pub fn row(name: Option<&str>, d: &DomainInfo) -> String {
     )
 }
 
+/// What `xl list -v` adds to a row: `" " UUID`, the shutdown reason code in hex
+/// (`-` while running) in 8 columns, the security label in 16.
+pub fn verbose_columns(d: &DomainInfo) -> String {
+    let reason = if d.shutdown() {
+        format!("{:x}", d.shutdown_reason())
+    } else {
+        "-".to_string()
+    };
+    format!(
+        " {} {reason:>8} {NO_SECURITY_LABEL:>16}",
+        toolstack::config::Uuid(d.handle)
+    )
+}
+
 /// The names of `domains` from xenstore `/local/domain/<id>/name`, read over one
 /// connection of the project's client; a domain without one (or no xenstored)
 /// is left out, and prints as `(null)`.
@@ -63,12 +82,23 @@ fn domain_names(domains: &[DomainInfo]) -> HashMap<u16, String> {
         .collect()
 }
 
-/// Renders the listing of `domains`, naming each with `name_of`.
-pub fn render(domains: &[DomainInfo], name_of: &dyn Fn(u16) -> Option<String>) -> String {
+/// Renders the listing of `domains`, naming each with `name_of`; `verbose` as
+/// `xl list -v`.
+pub fn render(
+    domains: &[DomainInfo],
+    name_of: &dyn Fn(u16) -> Option<String>,
+    verbose: bool,
+) -> String {
     let mut out = String::from(HEADER);
+    if verbose {
+        out.push_str(VERBOSE_HEADER);
+    }
     out.push('\n');
     for d in domains {
         out.push_str(&row(name_of(d.domid).as_deref(), d));
+        if verbose {
+            out.push_str(&verbose_columns(d));
+        }
         out.push('\n');
     }
     out
@@ -107,12 +137,12 @@ pub fn domains_and_names(
     Ok((domains, move |id: u16| names.get(&id).cloned()))
 }
 
-/// `rxl list [DOMAIN...]`.
-pub fn run(filter: &[String]) -> anyhow::Result<()> {
+/// `rxl list [-v] [DOMAIN...]`.
+pub fn run(filter: &[String], verbose: bool) -> anyhow::Result<()> {
     let ctl = xen::XenCtrl::open().context("cannot open the hypervisor interface")?;
     let (domains, name_of) = domains_and_names(&ctl)?;
     let domains = select(domains, filter, &name_of)?;
-    print!("{}", render(&domains, &name_of));
+    print!("{}", render(&domains, &name_of, verbose));
     Ok(())
 }
 
@@ -180,6 +210,29 @@ mod tests {
     }
 
     #[test]
+    fn verbose_columns_match_xl_format() {
+        let mut handle = [0u8; 16];
+        handle[0] = 0x12;
+        let running = DomainInfo {
+            handle,
+            ..Default::default()
+        };
+        assert_eq!(
+            verbose_columns(&running),
+            " 12000000-0000-0000-0000-000000000000        -                -"
+        );
+        let crashed = DomainInfo {
+            handle,
+            flags: dominf::SHUTDOWN | (3 << dominf::SHUTDOWN_SHIFT),
+            ..Default::default()
+        };
+        assert_eq!(
+            verbose_columns(&crashed),
+            " 12000000-0000-0000-0000-000000000000        3                -"
+        );
+    }
+
+    #[test]
     fn vm_rows_match_xl_format() {
         let mut handle = [0u8; 16];
         handle[0] = 0xab;
@@ -209,11 +262,20 @@ mod tests {
             },
         ];
         let names = |id: u16| (id == 3).then(|| "guest".to_string());
-        let out = render(&doms, &names);
+        let out = render(&doms, &names, false);
         assert!(out.starts_with(
             "Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
         ));
         assert_eq!(out.lines().count(), 3);
+        let verbose = render(&doms, &names, true);
+        assert!(verbose.starts_with(
+            "Name                                        ID   Mem VCPUs\tState\tTime(s)   UUID                            Reason-Code\tSecurity Label\n"
+        ));
+        assert!(verbose
+            .lines()
+            .nth(2)
+            .expect("row")
+            .ends_with(" 00000000-0000-0000-0000-000000000000        -                -"));
         let sel = select(doms.clone(), &["guest".into()], &names).expect("select");
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].domid, 3);

@@ -41,6 +41,9 @@ enum Command {
     Console(console::ConsoleArgs),
     /// List domains (like `xl list`).
     List {
+        /// Also the uuid, the shutdown reason code and the security label.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
         /// Domains to list, by id or name (all when none is given).
         domains: Vec<String>,
     },
@@ -125,7 +128,7 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.verbose);
     match cli.command {
         Command::Info => info::run(),
-        Command::List { domains } => list::run(&domains),
+        Command::List { verbose, domains } => list::run(&domains, verbose),
         Command::VmList => list::vm_list(),
         Command::VcpuList { domains } => vcpu::list(&domains),
         Command::VcpuPin(args) => vcpu::pin(&args),
