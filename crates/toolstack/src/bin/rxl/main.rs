@@ -22,8 +22,9 @@ mod vcpu;
 #[derive(Debug, Parser)]
 #[command(name = "rxl", version, about)]
 struct Cli {
-    /// More verbose logging (repeat for more).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// More verbose logging (repeat for more). Before the command, as xl's `-v`:
+    /// after it, `-v` is the command's own (`rxl list -v`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -175,4 +176,28 @@ fn init_logging(verbose: u8) {
         // Colour codes only on a terminal, not in logs (create -F, monitors, scripts).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rxl_v_is_logging_and_list_v_is_the_verbose_listing() {
+        let cli = Cli::try_parse_from(["rxl", "-vv", "list", "-v", "web"]).expect("parses");
+        assert_eq!(cli.verbose, 2);
+        match cli.command {
+            Command::List { verbose, domains } => {
+                assert!(verbose);
+                assert_eq!(domains, ["web"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }
