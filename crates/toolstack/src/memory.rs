@@ -11,7 +11,7 @@
 
 use xen::abi::xen::DomId;
 use xen::{CtrlError, DomainControl};
-use xenstore::client::{Client, ClientError, XsOps};
+use xenstore::client::{Client, ClientError, Transaction, XsOps};
 
 use crate::domain::dom_path;
 
@@ -104,6 +104,23 @@ fn fill_dom0_memory_nodes(ctl: &impl DomainControl, tx: &mut impl XsOps) -> Resu
     Ok(())
 }
 
+/// Runs `body` with `domid`'s Xen id in a transaction in which dom0's memory
+/// nodes exist (filled in first when missing), as both commands need.
+fn memory_transaction<C: DomainControl>(
+    ctl: &C,
+    xs: &mut Client,
+    domid: u32,
+    mut body: impl FnMut(&mut Transaction<'_>, DomId) -> Result<(), MemError>,
+) -> Result<(), MemError> {
+    let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
+    xs.transaction(|tx| {
+        if domid == 0 {
+            fill_dom0_memory_nodes(ctl, tx)?;
+        }
+        body(tx, id)
+    })
+}
+
 /// `xl mem-set`: sets the balloon target of `domid` to `target_kib`, in one
 /// transaction with the checks (at most `memory/static-max`), Xen's limit and
 /// `/vm/<uuid>/memory`.
@@ -113,11 +130,7 @@ pub fn set_target(
     domid: u32,
     target_kib: u64,
 ) -> Result<(), MemError> {
-    let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
-    xs.transaction(|tx| {
-        if domid == 0 {
-            fill_dom0_memory_nodes(ctl, tx)?;
-        }
+    memory_transaction(ctl, xs, domid, |tx, id| {
         read_required_kib(tx, domid, "memory/target")?;
         let max_kib = read_required_kib(tx, domid, "memory/static-max")?;
         let videoram = read_kib(tx, domid, "memory/videoram")?.unwrap_or(0);
@@ -156,11 +169,7 @@ pub fn set_max(
     domid: u32,
     max_kib: u64,
 ) -> Result<(), MemError> {
-    let id = DomId::try_from(domid).map_err(|_| MemError::DomainId(domid))?;
-    xs.transaction(|tx| {
-        if domid == 0 {
-            fill_dom0_memory_nodes(ctl, tx)?;
-        }
+    memory_transaction(ctl, xs, domid, |tx, id| {
         let target_kib = read_required_kib(tx, domid, "memory/target")?;
         if max_kib < target_kib {
             return Err(MemError::BelowTarget {
